@@ -1,0 +1,98 @@
+"""The backend seam: the small protocol every backend implements, and nothing above it knows more.
+
+A backend runs autocommit statements (``run``) and lends out sessions: a connection pinned for a
+transaction, a ``db.connection()`` block or a streaming cursor. Pool, transactions, records,
+stats and errors above this line are written once for all backends.
+
+Contract every backend keeps:
+
+- ``run`` and ``Session.run`` take an analysed statement (``SqlInfo``) whose parameters were
+  already checked, translate driver errors into the ``awaitdb`` tree, and honour ``timeout`` by
+  cancelling the statement on the database and raising ``QueryTimeout``.
+- ``Session.run`` may be called by several tasks at once; the session serializes them.
+- ``release`` never waits and cannot be cancelled: it hands the connection back to be reset
+  (rolled back if a transaction is still open) or discarded.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, Protocol
+
+from .._record import Record
+from .._sql import SqlInfo
+from .._stats import Stats
+
+__all__ = ["Backend", "Session"]
+
+
+class Session(Protocol):
+    """One connection lent to a transaction, a pinned block or a cursor."""
+
+    readonly: bool
+
+    @property
+    def in_transaction(self) -> bool:
+        """Whether the database reports an open transaction on this connection."""
+        ...
+
+    async def run(
+        self,
+        kind: int,
+        info: SqlInfo,
+        params: Any,
+        arg: Any,
+        timeout: float | None,
+    ) -> Any:
+        """Run one statement on this connection and shape its result by ``kind``."""
+        ...
+
+    async def open_cursor(self, info: SqlInfo, params: Mapping[str, Any] | None) -> Any:
+        """Start a streaming query; returns a handle for ``fetch_cursor``."""
+        ...
+
+    async def fetch_cursor(self, cursor: Any, size: int) -> list[Record]:
+        """Up to ``size`` more rows; fewer means the cursor is exhausted."""
+        ...
+
+    def close_cursor(self, cursor: Any) -> None:
+        """Release the cursor's resources; never waits."""
+        ...
+
+
+class Backend(Protocol):
+    """A database reached through one driver: autocommit statements plus lent sessions."""
+
+    name: str
+    stats: Stats
+
+    async def run(
+        self,
+        kind: int,
+        info: SqlInfo,
+        params: Any,
+        arg: Any,
+        timeout: float | None,
+    ) -> Any:
+        """Run one statement in autocommit: one hand-off or one round trip."""
+        ...
+
+    async def acquire(self, *, write: bool, timeout: float | None) -> Session:
+        """Lend a session; ``write=False`` may use a read-only connection."""
+        ...
+
+    def release(self, session: Session, *, discard: bool = False) -> None:
+        """Take a session back (reset or discarded). Never waits."""
+        ...
+
+    def begin_sql(self, isolation: str | None, readonly: bool) -> str:
+        """The statement that opens a transaction with these characteristics."""
+        ...
+
+    def pool_stats(self) -> dict[str, int]:
+        """Gauges for ``stats()``: size, max_size, idle, in_use, waiting."""
+        ...
+
+    async def close(self, timeout: float | None) -> None:
+        """Refuse new work, let running work finish up to ``timeout``, then close everything."""
+        ...

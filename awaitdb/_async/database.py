@@ -1,0 +1,185 @@
+"""``Database``: the object ``connect()`` returns; queries, transactions, stats and close.
+
+Outside a block every call runs in autocommit on a pooled connection (one hand-off or one round
+trip). Inside ``transaction()`` or ``connection()`` the call goes to the block's connection,
+found through a context variable, so helpers that only know ``db`` join the caller's
+transaction.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Awaitable, Callable
+from contextvars import ContextVar
+from typing import Any, TypeVar
+
+from .._compat import asleep
+from .._config import Config
+from .._errors import InterfaceError, TransientError
+from .._ops import EXECUTE_MANY
+from .._sql import analyze, check_params
+from .._stats import StatsSnapshot
+from .backend import Backend
+from .queries import Queries
+from .rows import Rows
+from .transaction import PinnedConnection, Scope, Transaction
+
+__all__ = ["Database", "open_database"]
+
+T = TypeVar("T")
+
+
+class Database(Queries):
+    """A pool of connections to one database, with the query methods of ``Queries``."""
+
+    def __init__(self, backend: Backend, config: Config) -> None:
+        self._backend = backend
+        self._config = config
+        self._stats = backend.stats
+        self._statement_timeout = config.statement_timeout
+        self._scope: ContextVar[Scope | None] = ContextVar(f"awaitdb-{id(self)}", default=None)
+        self._closed = False
+
+    @property
+    def url(self) -> str:
+        """The database URL with any password hidden."""
+        return self._config.redacted_url
+
+    @property
+    def backend(self) -> str:
+        """``"sqlite"`` or ``"postgresql"``."""
+        return self._backend.name
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def __repr__(self) -> str:
+        state = " closed" if self._closed else ""
+        return f"<{type(self).__name__} {self._config.redacted_url}{state}>"
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise InterfaceError("the database is closed")
+
+    # -- queries ---------------------------------------------------------------------------------
+
+    async def _run(self, kind: int, sql: str, params: Any, arg: Any, timeout: float | None) -> Any:
+        return await self._call(self._scope.get(), kind, sql, params, arg, timeout)
+
+    async def _call(
+        self,
+        scope: Scope | None,
+        kind: int,
+        sql: str,
+        params: Any,
+        arg: Any,
+        timeout: float | None,
+    ) -> Any:
+        if self._closed:
+            raise InterfaceError("the database is closed")
+        info = analyze(sql)
+        if kind == EXECUTE_MANY:
+            for one in params:
+                check_params(info, one)
+        else:
+            check_params(info, params)
+        if timeout is None:
+            timeout = self._statement_timeout
+        stats = self._stats
+        start = time.perf_counter()
+        try:
+            if scope is None:
+                result = await self._backend.run(kind, info, params, arg, timeout)
+            else:
+                result = await scope._execute(kind, info, params, arg, timeout)
+        except Exception:
+            stats.query_done(sql, time.perf_counter() - start, True)
+            raise
+        stats.query_done(sql, time.perf_counter() - start, False)
+        return result
+
+    def iterate(
+        self,
+        sql: str,
+        params: Any = None,
+        *,
+        batch_size: int = 500,
+        timeout: float | None = None,
+    ) -> Rows:
+        """Stream rows in batches; use ``async for`` (and ``async with`` to stop early)."""
+        return Rows(self, None, sql, params, batch_size, timeout)
+
+    # -- blocks ----------------------------------------------------------------------------------
+
+    def transaction(
+        self,
+        *,
+        isolation: str | None = None,
+        readonly: bool = False,
+        timeout: float | None = None,
+    ) -> Transaction:
+        """A transaction block; nested blocks are savepoints."""
+        return Transaction(self, isolation=isolation, readonly=readonly, timeout=timeout)
+
+    def connection(self) -> PinnedConnection:
+        """A block that pins one connection for several statements, without a transaction."""
+        return PinnedConnection(self)
+
+    async def run_in_transaction(
+        self,
+        work: Callable[[Transaction], Awaitable[T]],
+        *,
+        retries: int = 5,
+        isolation: str | None = None,
+        readonly: bool = False,
+        timeout: float | None = None,
+        backoff: float = 0.02,
+    ) -> T:
+        """Run ``work(tx)`` in a transaction; re-run it on ``TransientError`` with jittered backoff.
+
+        Inside another transaction ``work`` runs once in a savepoint: only the outermost
+        transaction can be retried.
+        """
+        if retries < 0:
+            raise InterfaceError("retries must be zero or more")
+        attempt = 0
+        while True:
+            try:
+                async with self.transaction(
+                    isolation=isolation, readonly=readonly, timeout=timeout
+                ) as tx:
+                    return await work(tx)
+            except TransientError:
+                if attempt >= retries or self._scope.get() is not None:
+                    raise
+                attempt += 1
+                await asleep(random.uniform(0.0, min(1.0, backoff * 2**attempt)))
+
+    # -- state -----------------------------------------------------------------------------------
+
+    def stats(self) -> StatsSnapshot:
+        """A snapshot of pool gauges and query counters."""
+        return self._stats.snapshot(self._backend.name, self._backend.pool_stats())
+
+    async def close(self, timeout: float | None = 10.0) -> None:
+        """Refuse new work, let running work finish up to ``timeout`` seconds, then close."""
+        if self._closed:
+            return
+        self._closed = True
+        await self._backend.close(timeout)
+
+    async def __aenter__(self) -> Database:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+
+
+async def open_database(config: Config) -> Database:
+    """Open the backend's connections for a validated ``config`` and return the database."""
+    from .._backends import open_backend
+
+    backend = await open_backend(config)
+    return Database(backend, config)

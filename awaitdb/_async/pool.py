@@ -1,0 +1,213 @@
+"""A FIFO pool of connections (or connection-owning workers), shared by every backend.
+
+Waiters are served first come, first served: ``release`` hands the item straight to the oldest
+waiter instead of waking everyone to race for it. ``acquire_timeout`` bounds the wait
+(``PoolTimeout``, with the pool's gauges in the message) and ``max_waiting`` bounds the queue
+(``PoolOverloaded``). Items older than ``max_lifetime`` or idle longer than ``max_idle`` are
+closed when seen; a discarded item frees its slot for the next waiter to open a new one.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable
+from typing import Any, Generic, TypeVar
+
+from .._compat import ANoLock, AWaiter
+from .._errors import InterfaceError, PoolOverloaded, PoolTimeout
+from .._stats import Stats
+
+__all__ = ["Pool"]
+
+T = TypeVar("T")
+
+
+class _Grow:
+    """Handed to a waiter instead of an item: a slot is free, open a new connection."""
+
+
+_GROW: Any = _Grow()
+
+
+class Pool(Generic[T]):
+    """Lend items FIFO; open them on demand up to ``max_size`` with ``opener``."""
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        stats: Stats,
+        max_size: int,
+        acquire_timeout: float,
+        max_waiting: int | None = None,
+        opener: Callable[[], Awaitable[T]] | None = None,
+        closer: Callable[[T], None] | None = None,
+        max_idle: float | None = None,
+        max_lifetime: float | None = None,
+        items: list[T] | None = None,
+    ) -> None:
+        self.name = name
+        self._stats = stats
+        self._max_size = max_size
+        self._acquire_timeout = acquire_timeout
+        self._max_waiting = max_waiting
+        self._opener = opener
+        self._closer = closer
+        self._max_idle = max_idle
+        self._max_lifetime = max_lifetime
+        now = time.monotonic()
+        self._idle: deque[tuple[T, float]] = deque((item, now) for item in items or [])
+        self._born: dict[int, float] = {id(item): now for item in items or []}
+        self._size = len(self._idle)
+        self._waiters: deque[AWaiter[T]] = deque()
+        self._lock = ANoLock()
+        self.closed = False
+
+    # -- lending -------------------------------------------------------------------------------
+
+    async def acquire(self, timeout: float | None = None) -> T:
+        """An item, waiting FIFO up to ``timeout`` (default ``acquire_timeout``) for one."""
+        if self.closed:
+            raise InterfaceError("the database is closed")
+        stats = self._stats
+        stats.acquisitions += 1
+        grow = False
+        with self._lock:
+            while self._idle and not self._waiters:
+                item, since = self._idle.pop()
+                if self._expired(item, since):
+                    self._drop(item)
+                    continue
+                stats.acquire_waits.append(0.0)
+                return item
+            if self._size < self._max_size and self._opener is not None and not self._waiters:
+                self._size += 1
+                grow = True
+        if grow:
+            return await self._open_new()
+        return await self._wait(self._acquire_timeout if timeout is None else timeout)
+
+    async def _wait(self, timeout: float) -> T:
+        stats = self._stats
+        with self._lock:
+            if self._max_waiting is not None and len(self._waiters) >= self._max_waiting:
+                stats.acquire_overloads += 1
+                raise PoolOverloaded(
+                    f"{len(self._waiters)} callers already waiting for a connection "
+                    f"(max_waiting={self._max_waiting}); {self._describe()}"
+                )
+            waiter: AWaiter[T] = AWaiter()
+            self._waiters.append(waiter)
+        start = time.perf_counter()
+        try:
+            item = await waiter.wait(timeout)
+        except BaseException as exc:
+            with self._lock:
+                got, item = waiter.abandon()
+                if not got:
+                    self._remove_waiter(waiter)
+            if got:
+                self.release(item)  # it was handed over just as we gave up: pass it on
+            if isinstance(exc, TimeoutError):
+                stats.acquire_timeouts += 1
+                raise PoolTimeout(
+                    f"no connection became free within {timeout:g}s; {self._describe()}"
+                ) from None
+            raise
+        stats.acquire_waits.append(time.perf_counter() - start)
+        if item is _GROW:
+            return await self._open_new()
+        return item
+
+    async def _open_new(self) -> T:
+        assert self._opener is not None
+        try:
+            item = await self._opener()
+        except BaseException:
+            self._free_slot()
+            raise
+        self._born[id(item)] = time.monotonic()
+        self._stats.acquire_waits.append(0.0)
+        return item
+
+    def release(self, item: T, *, discard: bool = False) -> None:
+        """Give ``item`` back: to the oldest waiter, else to the idle list. Never waits."""
+        if discard or self.closed or self._expired(item, time.monotonic()):
+            if discard and not self.closed:
+                self._stats.connections_replaced += 1
+            self._drop(item)
+            return
+        with self._lock:
+            while self._waiters:
+                if self._waiters.popleft().set(item):
+                    return
+            self._idle.append((item, time.monotonic()))
+
+    def _drop(self, item: T) -> None:
+        self._born.pop(id(item), None)
+        if self._closer is not None:
+            self._closer(item)
+        self._free_slot()
+
+    def _free_slot(self) -> None:
+        with self._lock:
+            self._size -= 1
+            if self.closed or self._opener is None:
+                return
+            while self._waiters and self._size < self._max_size:
+                if self._waiters.popleft().set(_GROW):
+                    self._size += 1
+                    return
+
+    def _remove_waiter(self, waiter: AWaiter[T]) -> None:
+        try:
+            self._waiters.remove(waiter)
+        except ValueError:
+            pass
+
+    def _expired(self, item: T, idle_since: float) -> bool:
+        now = time.monotonic()
+        if self._max_idle is not None and now - idle_since > self._max_idle:
+            return True
+        if self._max_lifetime is not None:
+            born = self._born.get(id(item))
+            if born is not None and now - born > self._max_lifetime:
+                return True
+        return False
+
+    # -- state ---------------------------------------------------------------------------------
+
+    def gauges(self) -> dict[str, int]:
+        """Size, max size, idle, in use and waiting, for ``stats()``."""
+        idle = len(self._idle)
+        return {
+            "size": self._size,
+            "max_size": self._max_size,
+            "idle": idle,
+            "in_use": self._size - idle,
+            "waiting": len(self._waiters),
+        }
+
+    def _describe(self) -> str:
+        g = self.gauges()
+        return (
+            f"pool {self.name!r}: size={g['size']}/{g['max_size']} idle={g['idle']} "
+            f"in_use={g['in_use']} waiting={g['waiting']}"
+        )
+
+    def take_idle(self) -> list[T]:
+        """Remove and return every idle item (for closing)."""
+        with self._lock:
+            items = [item for item, _ in self._idle]
+            self._idle.clear()
+            return items
+
+    def close(self) -> None:
+        """Refuse new acquisitions and fail every waiter."""
+        with self._lock:
+            self.closed = True
+            waiters = list(self._waiters)
+            self._waiters.clear()
+        for waiter in waiters:
+            waiter.fail(InterfaceError("the database was closed while waiting for a connection"))

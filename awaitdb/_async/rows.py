@@ -1,0 +1,123 @@
+"""``Rows``: the stream behind ``iterate()``, fetching ``batch_size`` rows per hand-off.
+
+Outside a block it borrows a read connection for the stream's lifetime and gives it back as soon
+as the rows run out, the loop breaks (``async with``/``aclose``) or the object is collected.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from typing import TYPE_CHECKING, Any
+
+from .._errors import InterfaceError
+from .._record import Record
+from .._sql import analyze, check_params
+from .backend import Session
+
+if TYPE_CHECKING:
+    from .database import Database
+    from .transaction import Scope
+
+__all__ = ["Rows"]
+
+
+class Rows:
+    """An async iterator of records; also an async context manager that closes it early."""
+
+    def __init__(
+        self,
+        db: Database,
+        scope: Scope | None,
+        sql: str,
+        params: Any,
+        batch_size: int,
+        timeout: float | None,
+    ) -> None:
+        if not isinstance(batch_size, int) or batch_size < 1:
+            raise InterfaceError(f"batch_size must be a positive integer, got {batch_size!r}")
+        self._db = db
+        self._scope = scope
+        self._sql = sql
+        self._params = params
+        self._batch_size = batch_size
+        self._timeout = timeout
+        self._buffer: deque[Record] = deque()
+        self._session: Session | None = None
+        self._cursor: Any = None
+        self._owns_session = False
+        self._done = False
+
+    def __aiter__(self) -> Rows:
+        return self
+
+    async def __anext__(self) -> Record:
+        buffer = self._buffer
+        if not buffer:
+            if self._done:
+                raise StopAsyncIteration
+            await self._fill()
+            if not buffer:
+                raise StopAsyncIteration
+        return buffer.popleft()
+
+    async def _fill(self) -> None:
+        if self._session is None:
+            await self._open()
+        session = self._session
+        assert session is not None
+        try:
+            batch = await session.fetch_cursor(self._cursor, self._batch_size)
+        except BaseException:
+            self._finish()
+            raise
+        self._buffer.extend(batch)
+        if len(batch) < self._batch_size:
+            self._finish()
+
+    async def _open(self) -> None:
+        db = self._db
+        db._check_open()
+        info = analyze(self._sql)
+        check_params(info, self._params)
+        scope = self._scope if self._scope is not None else db._scope.get()
+        if scope is None:
+            session = await db._backend.acquire(write=info.is_write, timeout=None)
+            self._owns_session = True
+        else:
+            session = await scope._session_for(info, self._timeout)
+        self._session = session
+        try:
+            self._cursor = await session.open_cursor(info, self._params)
+        except BaseException:
+            self._finish()
+            raise
+
+    def _finish(self) -> None:
+        if self._done:
+            return
+        self._done = True
+        session, self._session = self._session, None
+        if session is not None:
+            if self._cursor is not None:
+                session.close_cursor(self._cursor)
+                self._cursor = None
+            if self._owns_session:
+                self._db._backend.release(session)
+
+    async def aclose(self) -> None:
+        """Stop early and give the connection back."""
+        self._buffer.clear()
+        self._finish()
+
+    async def __aenter__(self) -> Rows:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+    def __del__(self) -> None:
+        if not self._done and self._session is not None:
+            try:
+                self._finish()
+            except Exception:  # noqa: BLE001  # pragma: no cover - interpreter shutdown
+                pass

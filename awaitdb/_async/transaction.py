@@ -1,0 +1,386 @@
+"""Transactions, savepoints and pinned connections: scopes bound to one lent session.
+
+A scope is entered with ``async with`` and bound to the current task through a context
+variable, so ``db.execute`` inside the block, and tasks started inside it, use its connection.
+The states of a ``Transaction``::
+
+    NEW ──enter──► ACTIVE ──exit ok──► COMMITTED   (outermost: COMMIT; nested: RELEASE SAVEPOINT)
+                     │
+                     └──exit with error / rollback──► ROLLED_BACK
+
+Nested blocks become savepoints. Of several open blocks on one connection, only the innermost
+runs statements; a sibling task's statements wait for their block's turn, so statements are
+serialized and never interleaved across savepoints.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from .._compat import ASYNC, AWaiter, isawaitable
+from .._errors import InterfaceError, QueryTimeout, TransactionAborted
+from .._ops import EXECUTE, ISOLATION_LEVELS
+from .._sql import TXCONTROL, SqlInfo, analyze
+from .backend import Session
+from .queries import Queries
+from .rows import Rows
+
+if TYPE_CHECKING:
+    from .database import Database
+
+__all__ = ["PinnedConnection", "Scope", "Transaction", "TransactionState"]
+
+logger = logging.getLogger("awaitdb")
+
+
+class TransactionState(enum.Enum):
+    NEW = "new"
+    ACTIVE = "active"
+    COMMITTED = "committed"
+    ROLLED_BACK = "rolled back"
+    FAILED = "failed"
+
+
+class Binding:
+    """One lent session and the stack of blocks open on it."""
+
+    __slots__ = ("_turn", "deadline", "in_tx", "session", "stack")
+
+    def __init__(self, session: Session) -> None:
+        self.session = session
+        self.stack: list[Scope] = []
+        self.in_tx = False  # a transaction we opened is expected to be open on the connection
+        self.deadline: float | None = None
+        self._turn: list[AWaiter[None]] = []
+
+    async def wait_turn(self, scope: Scope) -> None:
+        """Wait until ``scope`` is the innermost open block on this connection."""
+        while self.stack and self.stack[-1] is not scope:
+            if scope not in self.stack:
+                raise InterfaceError("this block was closed while a nested block was open")
+            waiter: AWaiter[None] = AWaiter()
+            self._turn.append(waiter)
+            await waiter.wait(None)
+
+    def changed(self) -> None:
+        waiters, self._turn = self._turn, []
+        for waiter in waiters:
+            waiter.set(None)
+
+
+class Scope(Queries):
+    """A block bound to one lent session: a pinned connection or a transaction."""
+
+    _db: Database
+    _binding: Binding | None
+    _token: Any
+    _owns_session: bool
+    _allow_txcontrol = False
+
+    async def _run(self, kind: int, sql: str, params: Any, arg: Any, timeout: float | None) -> Any:
+        return await self._db._call(self, kind, sql, params, arg, timeout)
+
+    def iterate(
+        self,
+        sql: str,
+        params: Any = None,
+        *,
+        batch_size: int = 500,
+        timeout: float | None = None,
+    ) -> Rows:
+        return Rows(self._db, self, sql, params, batch_size, timeout)
+
+    async def _session_for(self, info: SqlInfo | None, timeout: float | None) -> Session:
+        """The session, once this block may use it; checks state, turn and deadline."""
+        binding = self._binding
+        if binding is None or not self._is_active():
+            raise InterfaceError(
+                f"this {self._what()} is not active (it was closed or never entered)"
+            )
+        if info is not None and info.kind == TXCONTROL and not self._allow_txcontrol:
+            raise InterfaceError(
+                "transaction control statements (BEGIN, COMMIT, SAVEPOINT...) are not allowed "
+                "inside a transaction block: nest `db.transaction()` blocks instead"
+            )
+        if binding.stack[-1] is not self:
+            await binding.wait_turn(self)
+        if binding.in_tx and not binding.session.in_transaction:
+            raise TransactionAborted(
+                "the database rolled this transaction back (a statement in it was cancelled, "
+                "timed out or failed fatally); leave the block and retry it"
+            )
+        return binding.session
+
+    async def _execute(
+        self, kind: int, info: SqlInfo, params: Any, arg: Any, timeout: float | None
+    ) -> Any:
+        session = await self._session_for(info, timeout)
+        deadline = self._binding.deadline if self._binding is not None else None
+        if deadline is not None:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise QueryTimeout("the transaction's timeout expired")
+            timeout = remaining if timeout is None else min(timeout, remaining)
+        return await session.run(kind, info, params, arg, timeout)
+
+    def _is_active(self) -> bool:  # pragma: no cover - overridden
+        raise NotImplementedError
+
+    def _what(self) -> str:  # pragma: no cover - overridden
+        raise NotImplementedError
+
+
+class PinnedConnection(Scope):
+    """``async with db.connection() as conn``: one connection for several statements, no BEGIN."""
+
+    _allow_txcontrol = True
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+        self._binding = None
+        self._token = None
+        self._owns_session = True
+        self._active = False
+
+    def _is_active(self) -> bool:
+        return self._active
+
+    def _what(self) -> str:
+        return "pinned connection"
+
+    async def __aenter__(self) -> PinnedConnection:
+        if self._active or self._binding is not None:
+            raise InterfaceError("a connection() block can be entered only once")
+        db = self._db
+        db._check_open()
+        parent = db._scope.get()
+        if parent is not None:
+            # Already bound to a connection: reuse it, as nested blocks do.
+            self._binding = parent._binding
+            self._owns_session = False
+        else:
+            session = await db._backend.acquire(write=True, timeout=None)
+            self._binding = Binding(session)
+        assert self._binding is not None
+        self._binding.stack.append(self)
+        self._token = db._scope.set(self)
+        self._active = True
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        binding = self._binding
+        assert binding is not None
+        self._active = False
+        self._db._scope.reset(self._token)
+        if self in binding.stack:
+            binding.stack.remove(self)
+        binding.changed()
+        if self._owns_session:
+            self._db._backend.release(binding.session)
+
+
+class Transaction(Scope):
+    """``async with db.transaction() as tx``: BEGIN ... COMMIT, or a SAVEPOINT when nested."""
+
+    def __init__(
+        self,
+        db: Database,
+        *,
+        isolation: str | None = None,
+        readonly: bool = False,
+        timeout: float | None = None,
+    ) -> None:
+        if isolation is not None:
+            isolation = isolation.lower().replace(" ", "_")
+            if isolation not in ISOLATION_LEVELS:
+                levels = ", ".join(ISOLATION_LEVELS)
+                raise InterfaceError(f"unknown isolation level {isolation!r}; use one of {levels}")
+        if timeout is not None and timeout <= 0:
+            raise InterfaceError("a transaction timeout must be a positive number of seconds")
+        self._db = db
+        self.isolation = isolation
+        self.readonly = readonly
+        self.timeout = timeout
+        self.state = TransactionState.NEW
+        self._binding = None
+        self._token = None
+        self._owns_session = False
+        self._outermost = False
+        self._savepoint: str | None = None
+        self._callbacks: list[Callable[[], Any]] = []
+        self._parent: Scope | None = None
+
+    def _is_active(self) -> bool:
+        return self.state is TransactionState.ACTIVE
+
+    def _what(self) -> str:
+        return "transaction"
+
+    def on_commit(self, callback: Callable[[], Any]) -> None:
+        """Run ``callback()`` after the outermost COMMIT; dropped if this block rolls back."""
+        if self.state is not TransactionState.ACTIVE:
+            raise InterfaceError("on_commit() needs an active transaction")
+        self._callbacks.append(callback)
+
+    async def __aenter__(self) -> Transaction:
+        if self.state is not TransactionState.NEW:
+            raise InterfaceError("a Transaction object can be entered only once")
+        db = self._db
+        db._check_open()
+        parent = db._scope.get()
+        self._parent = parent
+        if parent is None or (parent._binding is not None and not parent._binding.in_tx):
+            await self._begin(parent)
+        else:
+            await self._open_savepoint(parent)
+        binding = self._binding
+        assert binding is not None
+        binding.stack.append(self)
+        self._token = db._scope.set(self)
+        self.state = TransactionState.ACTIVE
+        return self
+
+    async def _begin(self, parent: Scope | None) -> None:
+        db = self._db
+        if parent is None:
+            session = await db._backend.acquire(write=not self.readonly, timeout=None)
+            self._owns_session = True
+            binding = Binding(session)
+        else:
+            assert parent._binding is not None
+            binding = parent._binding
+            await binding.wait_turn(parent)
+        self._binding = binding
+        self._outermost = True
+        begin = analyze(db._backend.begin_sql(self.isolation, self.readonly))
+        try:
+            await binding.session.run(EXECUTE, begin, None, None, self.timeout)
+        except BaseException:
+            if self._owns_session:
+                db._backend.release(binding.session, discard=True)
+            self.state = TransactionState.FAILED
+            raise
+        binding.in_tx = True
+        if self.timeout is not None:
+            binding.deadline = time.monotonic() + self.timeout
+
+    async def _open_savepoint(self, parent: Scope) -> None:
+        if self.isolation is not None:
+            raise InterfaceError("isolation can only be set on the outermost transaction")
+        binding = parent._binding
+        assert binding is not None
+        self._binding = binding
+        await binding.wait_turn(parent)
+        self._savepoint = f"awaitdb_sp{len(binding.stack)}"
+        await self._control(f"SAVEPOINT {self._savepoint}")
+
+    async def _control(self, sql: str) -> None:
+        binding = self._binding
+        assert binding is not None
+        await binding.session.run(EXECUTE, analyze(sql), None, None, None)
+
+    async def __aexit__(self, exc_type: object, exc: object, tb: object) -> None:
+        binding = self._binding
+        assert binding is not None
+        db = self._db
+        db._scope.reset(self._token)
+        if binding.stack and binding.stack[-1] is not self:
+            # A nested block opened by another task is still open: that block and this one
+            # are rolled back together.
+            exc_type = exc_type or InterfaceError
+        ok = exc_type is None
+        try:
+            if self._outermost:
+                await self._finish_outermost(ok)
+            else:
+                await self._finish_savepoint(ok)
+        finally:
+            if self in binding.stack:
+                del binding.stack[binding.stack.index(self) :]
+            binding.changed()
+        if self.state is TransactionState.COMMITTED and self._outermost:
+            await self._run_callbacks()
+
+    async def _finish_outermost(self, ok: bool) -> None:
+        binding = self._binding
+        assert binding is not None
+        backend = self._db._backend
+        discard = False
+        try:
+            if ok:
+                if binding.deadline is not None and time.monotonic() > binding.deadline:
+                    self.state = TransactionState.FAILED
+                    await self._rollback_quietly()
+                    raise QueryTimeout(
+                        f"the transaction ran past its {self.timeout:g}s timeout; rolled back"
+                    )
+                try:
+                    await self._control("COMMIT")
+                except BaseException:
+                    self.state = TransactionState.FAILED
+                    raise
+                self.state = TransactionState.COMMITTED
+            else:
+                self.state = TransactionState.ROLLED_BACK
+                discard = not await self._rollback_quietly()
+        finally:
+            binding.in_tx = False
+            binding.deadline = None
+            if self._owns_session:
+                backend.release(binding.session, discard=discard)
+
+    async def _rollback_quietly(self) -> bool:
+        """ROLLBACK, keeping the error that made us roll back; False if the rollback failed."""
+        binding = self._binding
+        assert binding is not None
+        if not binding.session.in_transaction:
+            return True
+        try:
+            await self._control("ROLLBACK")
+        except Exception:
+            logger.debug("rollback failed; the connection will be discarded", exc_info=True)
+            return False
+        return True
+
+    async def _finish_savepoint(self, ok: bool) -> None:
+        binding = self._binding
+        assert binding is not None and self._savepoint is not None
+        if not binding.session.in_transaction:
+            self.state = TransactionState.ROLLED_BACK
+            return
+        if ok:
+            try:
+                await self._control(f"RELEASE SAVEPOINT {self._savepoint}")
+            except BaseException:
+                self.state = TransactionState.FAILED
+                raise
+            self.state = TransactionState.COMMITTED
+            parent = self._parent
+            if isinstance(parent, Transaction):
+                parent._callbacks.extend(self._callbacks)
+        else:
+            self.state = TransactionState.ROLLED_BACK
+            await self._control(f"ROLLBACK TO SAVEPOINT {self._savepoint}")
+            await self._control(f"RELEASE SAVEPOINT {self._savepoint}")
+        self._callbacks = []
+
+    async def _run_callbacks(self) -> None:
+        callbacks, self._callbacks = self._callbacks, []
+        for callback in callbacks:
+            try:
+                if ASYNC:
+                    result = callback()
+                    if isawaitable(result):
+                        await result
+                else:
+                    callback()
+            except Exception:
+                logger.exception("on_commit callback %r failed", callback)
+
+    def __repr__(self) -> str:
+        kind = "savepoint" if self._savepoint else "transaction"
+        return f"<{type(self).__name__} {kind} {self.state.value}>"

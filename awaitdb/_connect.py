@@ -1,0 +1,47 @@
+"""``connect()`` and ``connect_sync()``: the two front doors."""
+
+from __future__ import annotations
+
+from collections.abc import Generator
+from typing import Any
+
+from ._async.database import Database, open_database
+from ._config import parse_config
+from ._sync.database import SyncDatabase, open_database_sync
+
+__all__ = ["connect", "connect_sync"]
+
+
+class Connecting:
+    """What ``connect()`` returns: ``await`` it for a ``Database``, or ``async with`` it."""
+
+    __slots__ = ("_config", "_db")
+
+    def __init__(self, url: str | None, options: dict[str, Any]) -> None:
+        self._config = parse_config(url, **options)  # bad URLs and options fail right here
+        self._db: Database | None = None
+
+    def __await__(self) -> Generator[Any, None, Database]:
+        return open_database(self._config).__await__()
+
+    async def __aenter__(self) -> Database:
+        self._db = await open_database(self._config)
+        return self._db
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        if self._db is not None:
+            await self._db.close()
+
+
+def connect(url: str | None = None, **options: Any) -> Connecting:
+    """Open a database: ``db = await connect(url)`` or ``async with connect(url) as db``.
+
+    ``url`` defaults to ``$AWAITDB_URL``, then ``sqlite:///awaitdb.sqlite3``. Options (also
+    accepted in the URL's query string) are listed in ``docs/reference.md``.
+    """
+    return Connecting(url, options)
+
+
+def connect_sync(url: str | None = None, **options: Any) -> SyncDatabase:
+    """The sync face: same methods, options and semantics as ``connect``, without ``await``."""
+    return open_database_sync(parse_config(url, **options))

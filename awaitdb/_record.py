@@ -1,0 +1,99 @@
+"""``Record``: one result row, a tuple of values that is also a read-only mapping by column name.
+
+Each distinct set of column names gets a small subclass of ``Record`` holding the name-to-index
+map, so building a record is one ``tuple.__new__`` call: no per-row dict, no per-row name list.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterator, Sequence
+from typing import Any, ClassVar, SupportsIndex, TypeVar, overload
+
+from ._errors import InterfaceError
+
+__all__ = ["Record", "record_class", "convert"]
+
+T = TypeVar("T")
+
+
+class Record(tuple[Any, ...]):
+    """A result row: ``rec["name"]``, ``rec[0]``, ``keys()``, ``items()``, ``dict(rec)``...
+
+    Iteration yields values and ``==`` compares values (like a tuple); ``in`` tests column names
+    and unknown names raise ``KeyError`` (like a mapping, as in asyncpg).
+    """
+
+    __slots__ = ()
+    _keys: ClassVar[tuple[str, ...]] = ()
+    _index: ClassVar[dict[str, int]] = {}
+
+    @overload
+    def __getitem__(self, key: str | SupportsIndex) -> Any: ...
+    @overload
+    def __getitem__(self, key: slice) -> tuple[Any, ...]: ...
+    def __getitem__(self, key: Any) -> Any:
+        if type(key) is str:
+            try:
+                key = self._index[key]
+            except KeyError:
+                raise KeyError(key) from None
+        return tuple.__getitem__(self, key)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._index
+
+    def get(self, key: str, default: Any = None) -> Any:
+        index = self._index.get(key)
+        return default if index is None else tuple.__getitem__(self, index)
+
+    def keys(self) -> tuple[str, ...]:
+        return self._keys
+
+    def values(self) -> tuple[Any, ...]:
+        return tuple(self)
+
+    def items(self) -> Iterator[tuple[str, Any]]:
+        return zip(self._keys, self, strict=True)
+
+    def __repr__(self) -> str:
+        fields = " ".join(f"{k}={v!r}" for k, v in zip(self._keys, self, strict=True))
+        return f"<Record {fields}>"
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_rebuild, (self._keys, tuple(self)))
+
+
+def _rebuild(keys: tuple[str, ...], values: tuple[Any, ...]) -> Record:
+    return record_class(keys)(values)
+
+
+_classes: dict[tuple[str, ...], type[Record]] = {}
+
+
+def record_class(keys: tuple[str, ...]) -> type[Record]:
+    """The ``Record`` subclass for these column names (cached)."""
+    cls = _classes.get(keys)
+    if cls is None:
+        index: dict[str, int] = {}
+        for i, key in enumerate(keys):
+            index.setdefault(key, i)  # duplicate names: the first one wins, as in sqlite3.Row
+        cls = type("Record", (Record,), {"__slots__": (), "_keys": keys, "_index": index})
+        if len(_classes) > 4096:
+            _classes.clear()
+        _classes[keys] = cls
+    return cls
+
+
+def convert(record: Record, model: type[T]) -> T:
+    """Build ``model`` (dataclass, NamedTuple, pydantic model, any kwargs class) from a record."""
+    try:
+        if dataclasses.is_dataclass(model):
+            names = [f.name for f in dataclasses.fields(model) if f.init]
+            return model(**{name: record[name] for name in names if name in record})
+        fields: Sequence[str] | None = getattr(model, "_fields", None)  # NamedTuple
+        if fields is not None:
+            return model(**{name: record[name] for name in fields if name in record})
+        return model(**dict(zip(record._keys, record, strict=True)))
+    except (TypeError, ValueError) as exc:
+        raise InterfaceError(f"cannot build {model.__name__} from {record!r}: {exc}") from exc

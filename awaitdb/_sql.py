@@ -1,0 +1,195 @@
+"""Read a SQL string once: its ``:name`` parameters, what kind of statement it is, its ``$n`` form.
+
+The scanner skips string literals (``'...'``, ``E'...'``, ``$tag$...$tag$``), quoted identifiers
+(``"..."``, ```...```, ``[...]``), comments (``--`` and ``/* */``) and ``::`` casts, so only real
+placeholders are found. Results are cached per SQL text: the hot path pays a dict lookup.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Any, Final
+
+from ._errors import InterfaceError
+
+__all__ = ["READ", "DML", "OTHER", "TXCONTROL", "SqlInfo", "analyze", "check_params"]
+
+# Statement kinds: where a statement may run and whether it can join a group commit.
+READ: Final = 0  # SELECT / VALUES / WITH ... SELECT / EXPLAIN: a reader connection can run it
+DML: Final = 1  # INSERT / UPDATE / DELETE / REPLACE: the writer; may share a group commit
+OTHER: Final = 2  # DDL, PRAGMA, VACUUM, ATTACH...: the writer, alone, in autocommit
+TXCONTROL: Final = 3  # BEGIN / COMMIT / ROLLBACK / SAVEPOINT / RELEASE / END
+
+_KINDS = {
+    "select": READ,
+    "values": READ,
+    "with": READ,  # a CTE in front of a write is detected when a reader refuses it
+    "explain": READ,
+    "insert": DML,
+    "update": DML,
+    "delete": DML,
+    "replace": DML,
+    "begin": TXCONTROL,
+    "commit": TXCONTROL,
+    "end": TXCONTROL,
+    "rollback": TXCONTROL,
+    "savepoint": TXCONTROL,
+    "release": TXCONTROL,
+}
+
+_IDENT_START = re.compile(r"[A-Za-z_]")
+_IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_DOLLAR_TAG = re.compile(r"\$([A-Za-z_][A-Za-z0-9_]*)?\$")
+_FIRST_WORD = re.compile(r"[A-Za-z]+")
+
+
+class SqlInfo:
+    """What one SQL text needs: parameter names, statement kind, and the ``$n`` translation."""
+
+    __slots__ = ("inline_ok", "is_write", "kind", "names", "numbered", "order", "sql")
+
+    def __init__(self, sql: str, order: tuple[str, ...], kind: int, numbered: str) -> None:
+        self.sql = sql
+        self.order = order  # distinct names in order of first appearance ($1, $2, ...)
+        self.names = frozenset(order)
+        self.kind = kind
+        self.numbered = numbered
+        self.is_write = kind != READ  # flipped when a reader refuses a WITH ... INSERT
+        self.inline_ok = True  # cleared when a read proved too slow to run on the event loop
+
+    def positional(self, params: Mapping[str, Any] | None) -> tuple[Any, ...]:
+        """Values in ``$n`` order, for drivers that take positional parameters."""
+        if not self.order:
+            return ()
+        assert params is not None
+        return tuple([params[name] for name in self.order])
+
+
+_cache: dict[str, SqlInfo] = {}
+_CACHE_LIMIT = 4096
+
+
+def analyze(sql: str) -> SqlInfo:
+    """The cached ``SqlInfo`` for ``sql``."""
+    info = _cache.get(sql)
+    if info is None:
+        if not isinstance(sql, str):
+            raise InterfaceError(f"SQL must be a string, got {type(sql).__name__}")
+        info = _scan(sql)
+        if len(_cache) >= _CACHE_LIMIT:
+            _cache.clear()
+        _cache[sql] = info
+    return info
+
+
+def _scan(sql: str) -> SqlInfo:
+    out: list[str] = []
+    order: list[str] = []
+    numbers: dict[str, int] = {}
+    first_word: str | None = None
+    i, n, last = 0, len(sql), 0
+    while i < n:
+        ch = sql[i]
+        if ch == "'":
+            escaped = i > 0 and sql[i - 1] in "eE" and (i < 2 or not sql[i - 2].isalnum())
+            i = _skip_quoted(sql, i, "'", backslash=escaped)
+        elif ch in {'"', "`"}:
+            i = _skip_quoted(sql, i, ch, backslash=False)
+        elif ch == "[" and first_word is not None and _bracket_is_identifier(sql, i):
+            end = sql.find("]", i + 1)
+            i = n if end < 0 else end + 1
+        elif ch == "-" and sql.startswith("--", i):
+            end = sql.find("\n", i)
+            i = n if end < 0 else end + 1
+        elif ch == "/" and sql.startswith("/*", i):
+            end = sql.find("*/", i + 2)
+            i = n if end < 0 else end + 2
+        elif ch == "$":
+            match = _DOLLAR_TAG.match(sql, i)
+            if match and not (i > 0 and (sql[i - 1].isalnum() or sql[i - 1] == "_")):
+                end = sql.find(match.group(0), match.end())
+                i = n if end < 0 else end + len(match.group(0))
+            else:
+                i += 1
+        elif ch == ":":
+            if i + 1 < n and sql[i + 1] == ":":
+                i += 2  # a ``::`` cast
+            elif i + 1 < n and _IDENT_START.match(sql, i + 1) and not (i > 0 and sql[i - 1] == ":"):
+                match = _IDENT.match(sql, i + 1)
+                assert match is not None
+                name = match.group(0)
+                if name not in numbers:
+                    numbers[name] = len(order) + 1
+                    order.append(name)
+                out.append(sql[last:i])
+                out.append(f"${numbers[name]}")
+                i = last = match.end()
+            else:
+                i += 1
+        elif first_word is None and ch.isalpha():
+            match = _FIRST_WORD.match(sql, i)
+            assert match is not None
+            first_word = match.group(0).lower()
+            i = match.end()
+        else:
+            i += 1
+    out.append(sql[last:])
+    kind = _KINDS.get(first_word or "", OTHER)
+    return SqlInfo(sql, tuple(order), kind, "".join(out))
+
+
+def _skip_quoted(sql: str, i: int, quote: str, *, backslash: bool) -> int:
+    j, n = i + 1, len(sql)
+    while j < n:
+        ch = sql[j]
+        if backslash and ch == "\\":
+            j += 2
+            continue
+        if ch == quote:
+            if j + 1 < n and sql[j + 1] == quote:
+                j += 2
+                continue
+            return j + 1
+        j += 1
+    return n
+
+
+def _bracket_is_identifier(sql: str, i: int) -> bool:
+    # SQLite's [identifier]; PostgreSQL uses [ for array subscripts (arr[1:2]), which we leave.
+    j = i - 1
+    while j >= 0 and sql[j].isspace():
+        j -= 1
+    return j >= 0 and (sql[j] in ",(." or sql[j - 3 : j + 1].lower() in {"from", "join", "into"})
+
+
+def check_params(info: SqlInfo, params: Mapping[str, Any] | None) -> None:
+    """Raise ``InterfaceError`` naming the missing or extra parameters, if any."""
+    if params is None:
+        if info.names:
+            missing = ", ".join(f":{name}" for name in info.order)
+            raise InterfaceError(f"missing parameter(s) {missing}: no parameters were given")
+        return
+    if not isinstance(params, Mapping):
+        raise InterfaceError(
+            f"parameters must be a mapping of names to values (for :name placeholders), "
+            f"got {type(params).__name__}"
+        )
+    if params.keys() == info.names:
+        return
+    missing_names = [name for name in info.order if name not in params]
+    extra_names = sorted(str(key) for key in params if key not in info.names)
+    problems = []
+    if missing_names:
+        problems.append("missing parameter(s) " + ", ".join(f":{k}" for k in missing_names))
+    if extra_names:
+        problems.append("unexpected parameter(s) " + ", ".join(f":{k}" for k in extra_names))
+    raise InterfaceError("; ".join(problems) + f" in {_short(info.sql)!r}")
+
+
+def _short(sql: str, limit: int = 120) -> str:
+    text = " ".join(sql.split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+short_sql = _short

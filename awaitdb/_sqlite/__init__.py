@@ -1,0 +1,1 @@
+"""The SQLite backend: worker threads for the async face, direct calls for the sync face."""

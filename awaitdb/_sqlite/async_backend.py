@@ -1,0 +1,287 @@
+"""The async SQLite backend: one writer thread, N reader threads, and tiny reads on the loop.
+
+Routing of an autocommit statement:
+
+- a read whose earlier runs were tiny runs inline on the loop thread, on a dedicated read-only
+  connection, within a budget per loop iteration (``INLINE_BUDGET_S``); a read that runs past
+  ``INLINE_QUERY_S`` is aborted by a progress handler, marked slow and sent to a thread, so the
+  loop is never held for long;
+- other reads go to the least busy reader thread (WAL: readers never block the writer);
+- writes go to the writer thread, which commits concurrent writes together (group commit).
+
+Sessions (transactions, ``connection()``, streaming cursors) pin a worker through a FIFO pool:
+write sessions the writer, read-only ones a reader. ``:memory:`` uses the writer for everything.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import time
+import weakref
+from collections.abc import Mapping
+from typing import Any
+
+from .._async.pool import Pool
+from .._config import Config
+from .._errors import InterfaceError
+from .._ops import FETCH_ONE
+from .._record import Record
+from .._sql import TXCONTROL, SqlInfo
+from .._stats import Stats
+from .common import SQLiteTarget, is_interrupt, is_readonly_refusal, open_connection, run_op
+from .common import translate as _translate
+from .worker import CURSOR_CLOSE, CURSOR_FETCH, CURSOR_OPEN, RESET, Job, Worker
+
+__all__ = ["SQLiteBackend"]
+
+INLINE_BUDGET_S = 0.0005  # inline work allowed per loop iteration
+INLINE_QUERY_S = 0.0005  # one inline read running longer than this is aborted and handed off
+_FALLBACK: Any = object()
+
+_TXCONTROL_MESSAGE = (
+    "transaction control statements (BEGIN, COMMIT, SAVEPOINT...) need a pinned connection: "
+    "use `async with db.transaction()` or `async with db.connection()`"
+)
+
+
+class WorkerSession:
+    """A worker lent to one transaction, pinned block or cursor."""
+
+    __slots__ = ("_backend", "in_transaction", "readonly", "worker")
+
+    def __init__(self, backend: SQLiteBackend, worker: Worker, readonly: bool) -> None:
+        self._backend = backend
+        self.worker = worker
+        self.readonly = readonly
+        self.in_transaction = False  # updated by the worker thread after each session job
+
+    async def run(
+        self, kind: int, info: SqlInfo, params: Any, arg: Any, timeout: float | None
+    ) -> Any:
+        return await self.worker.call(Job(kind, info, params, arg, self), timeout)
+
+    async def open_cursor(self, info: SqlInfo, params: Mapping[str, Any] | None) -> Any:
+        return await self.worker.call(Job(CURSOR_OPEN, info, params, None, self), None)
+
+    async def fetch_cursor(self, cursor: Any, size: int) -> list[Record]:
+        rows: list[Record] = await self.worker.call(
+            Job(CURSOR_FETCH, None, None, (cursor, size), self), None
+        )
+        return rows
+
+    def close_cursor(self, cursor: Any) -> None:
+        if self.worker.alive and not self.worker.stopped:
+            self.worker.post(Job(CURSOR_CLOSE, None, None, cursor, self))
+
+
+class SQLiteBackend:
+    """Implements the async ``Backend`` protocol over worker threads."""
+
+    name = "sqlite"
+
+    def __init__(self, config: Config, loop: asyncio.AbstractEventLoop) -> None:
+        self.stats = Stats(config.slow_query_ms)
+        self._config = config
+        self._loop = loop
+        self._target = SQLiteTarget(config)
+        self._writer = Worker(self._target, loop, self.stats, writer=True, name="awaitdb-writer")
+        self._readers = [
+            Worker(self._target, loop, self.stats, writer=False, name=f"awaitdb-reader-{i}")
+            for i in range(self._target.readers)
+        ]
+        self._shared_readers = list(self._readers)  # readers not pinned by a session
+        timeout = config.acquire_timeout
+        self._writer_pool: Pool[Worker] = Pool(
+            "sqlite-writer",
+            stats=self.stats,
+            max_size=1,
+            acquire_timeout=timeout,
+            max_waiting=config.max_waiting,
+            items=[self._writer],
+        )
+        self._reader_pool: Pool[Worker] | None = None
+        if self._readers:
+            self._reader_pool = Pool(
+                "sqlite-readers",
+                stats=self.stats,
+                max_size=len(self._readers),
+                acquire_timeout=timeout,
+                max_waiting=config.max_waiting,
+                items=list(self._readers),
+            )
+        self._inline: sqlite3.Connection | None = None
+        self._inline_spent = 0.0
+        self._inline_reset_pending = False
+        self._inline_deadline = 0.0
+        self._closing = False
+        self._sessions = 0
+
+    @classmethod
+    async def open(cls, config: Config) -> SQLiteBackend:
+        backend = cls(config, asyncio.get_running_loop())
+        workers = [backend._writer, *backend._readers]
+        try:
+            await backend._writer.start()  # the writer first: it sets WAL mode
+            await asyncio.gather(*(reader.start() for reader in backend._readers))
+            if backend._readers and bool(config.get("inline_reads", True)):
+                backend._inline = open_connection(backend._target, readonly=True)
+                backend._inline.set_progress_handler(backend._inline_expired, 1000)
+        except BaseException:
+            for worker in workers:
+                worker.stop()
+            raise
+        weakref.finalize(backend, _stop_workers, workers, backend._inline)
+        return backend
+
+    def _check_open(self) -> None:
+        if self._closing:
+            raise InterfaceError("the database is closed")
+
+    # -- autocommit ---------------------------------------------------------------------------
+
+    async def run(
+        self, kind: int, info: SqlInfo, params: Any, arg: Any, timeout: float | None
+    ) -> Any:
+        if self._closing:
+            raise InterfaceError("the database is closed")
+        if not info.is_write:
+            if (
+                self._inline is not None
+                and kind >= FETCH_ONE
+                and info.inline_ok
+                and self._inline_spent < INLINE_BUDGET_S
+                and (timeout is None or timeout > INLINE_QUERY_S)
+            ):
+                result = self._run_inline(kind, info, params, arg)
+                if result is not _FALLBACK:
+                    return result
+            if not info.is_write:
+                reader = self._pick_reader()
+                if reader is not None:
+                    job = Job(kind, info, params, arg)
+                    result = await reader.call(job, timeout)
+                    if not job.reroute:
+                        return result
+                    info.is_write = True  # a WITH ... INSERT: the writer takes it from now on
+        elif info.kind == TXCONTROL:
+            raise InterfaceError(_TXCONTROL_MESSAGE)
+        return await self._writer.call(Job(kind, info, params, arg), timeout)
+
+    def _pick_reader(self) -> Worker | None:
+        readers = self._shared_readers
+        if not readers:
+            return None
+        best = readers[0]
+        if best.pending:
+            for reader in readers:
+                if reader.pending < best.pending:
+                    best = reader
+        return best
+
+    def _run_inline(self, kind: int, info: SqlInfo, params: Any, arg: Any) -> Any:
+        conn = self._inline
+        assert conn is not None
+        if not self._inline_reset_pending:
+            self._inline_reset_pending = True
+            self._loop.call_soon(self._reset_inline)
+        start = time.perf_counter()
+        self._inline_deadline = start + INLINE_QUERY_S
+        try:
+            result = run_op(conn, kind, info.sql, params, arg)
+        except sqlite3.Error as exc:
+            if is_interrupt(exc):
+                info.inline_ok = False  # too slow for the loop: threads from now on
+                return _FALLBACK
+            if is_readonly_refusal(exc):
+                info.is_write = True
+                return _FALLBACK
+            raise _translate(exc) from exc
+        except (InterfaceError, OverflowError) as exc:
+            raise _translate(exc) from exc
+        finally:
+            self._inline_spent += time.perf_counter() - start
+        self.stats.inline_reads += 1
+        return result
+
+    def _inline_expired(self) -> bool:
+        return time.perf_counter() > self._inline_deadline
+
+    def _reset_inline(self) -> None:
+        self._inline_reset_pending = False
+        self._inline_spent = 0.0
+
+    # -- sessions -----------------------------------------------------------------------------
+
+    async def acquire(self, *, write: bool, timeout: float | None) -> WorkerSession:
+        self._check_open()
+        if write or self._reader_pool is None:
+            worker = await self._writer_pool.acquire(timeout)
+        else:
+            worker = await self._reader_pool.acquire(timeout)
+            self._shared_readers.remove(worker)
+        self._sessions += 1
+        return WorkerSession(self, worker, readonly=not write)
+
+    def release(self, session: Any, *, discard: bool = False) -> None:
+        assert isinstance(session, WorkerSession)
+        worker = session.worker
+        self._sessions -= 1
+        if worker.alive and not worker.stopped:
+            worker.post(Job(RESET, None, None, None, session))
+        if worker is self._writer:
+            self._writer_pool.release(worker)
+        else:
+            assert self._reader_pool is not None
+            self._shared_readers.append(worker)
+            self._reader_pool.release(worker)
+
+    def begin_sql(self, isolation: str | None, readonly: bool) -> str:
+        # SQLite transactions are always serializable; every isolation level is accepted.
+        return "BEGIN" if readonly else "BEGIN IMMEDIATE"
+
+    # -- state --------------------------------------------------------------------------------
+
+    def pool_stats(self) -> dict[str, int]:
+        writer = self._writer_pool.gauges()
+        readers = self._reader_pool.gauges() if self._reader_pool is not None else {}
+        return {
+            key: writer.get(key, 0) + readers.get(key, 0)
+            for key in ("size", "max_size", "idle", "in_use", "waiting")
+        }
+
+    def _busy(self) -> bool:
+        return self._sessions > 0 or any(w.pending for w in (self._writer, *self._readers))
+
+    async def close(self, timeout: float | None) -> None:
+        if self._closing:
+            return
+        self._closing = True
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while self._busy() and (deadline is None or time.monotonic() < deadline):
+            await asyncio.sleep(0.002)
+        self._writer_pool.close()
+        if self._reader_pool is not None:
+            self._reader_pool.close()
+        workers = [self._writer, *self._readers]
+        for worker in workers:
+            worker.interrupt()
+            worker.stop()
+        if self._inline is not None:
+            self._inline.close()
+            self._inline = None
+        while any(worker.alive for worker in workers):
+            await asyncio.sleep(0.001)
+        await asyncio.sleep(0)  # let the workers' last deliveries run
+
+
+def _stop_workers(workers: list[Worker], inline: sqlite3.Connection | None) -> None:
+    """Finalizer for a backend that was never closed: let its threads exit."""
+    for worker in workers:
+        if worker.alive:
+            worker._queue.put(Job(-2, None, None, None))
+    if inline is not None:
+        try:
+            inline.close()
+        except sqlite3.Error:  # pragma: no cover
+            pass

@@ -1,0 +1,270 @@
+"""What both SQLite faces share: opening connections, running one operation, mapping errors.
+
+The async face calls ``run_op`` in a worker thread and the sync face in the caller's thread, so
+results, records and errors are the same on both by construction.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import sqlite3
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from .._config import Config
+from .._errors import (
+    CannotConnect,
+    CheckViolation,
+    DatabaseBusy,
+    DatabaseError,
+    DataError,
+    Error,
+    ForeignKeyViolation,
+    IntegrityError,
+    InterfaceError,
+    NotNullViolation,
+    OperationalError,
+    ProgrammingError,
+    QueryTimeout,
+    UniqueViolation,
+)
+from .._ops import EXECUTE, EXECUTE_MANY, FETCH_ALL, FETCH_ONE
+from .._record import Record, record_class
+from .types import adapt_params, register_converters
+
+__all__ = [
+    "SQLiteTarget",
+    "fetch_batch",
+    "open_connection",
+    "open_cursor",
+    "run_op",
+    "translate",
+]
+
+DEFAULT_BUSY_TIMEOUT = 5.0
+
+
+class SQLiteTarget:
+    """Where and how to open connections for one ``Config``."""
+
+    __slots__ = (
+        "busy_timeout",
+        "database",
+        "foreign_keys",
+        "journal_mode",
+        "memory",
+        "readers",
+        "synchronous",
+        "uri",
+    )
+
+    def __init__(self, config: Config) -> None:
+        self.memory = config.is_memory
+        if self.memory:
+            # One shared in-memory database: a single connection serves every call.
+            self.database = ":memory:"
+            self.uri = False
+        else:
+            self.database = os.path.abspath(config.path)
+            self.uri = False
+        self.busy_timeout = float(config.get("busy_timeout", DEFAULT_BUSY_TIMEOUT))
+        self.synchronous = str(config.get("synchronous", "normal"))
+        self.foreign_keys = bool(config.get("foreign_keys", True))
+        self.journal_mode = str(config.get("journal_mode", "memory" if self.memory else "wal"))
+        self.readers = 0 if self.memory else int(config.get("readers", 4))
+
+
+def open_connection(target: SQLiteTarget, *, readonly: bool) -> sqlite3.Connection:
+    """A configured connection: autocommit, declared-type conversion, pragmas applied."""
+    register_converters()
+    try:
+        if not target.memory:
+            parent = os.path.dirname(target.database)
+            if parent and not os.path.isdir(parent):
+                raise CannotConnect(f"cannot open SQLite database: no directory {parent!r}")
+        conn = sqlite3.connect(
+            target.database,
+            timeout=target.busy_timeout,
+            detect_types=sqlite3.PARSE_DECLTYPES,
+            isolation_level=None,
+            check_same_thread=False,
+            cached_statements=512,
+            uri=target.uri,
+        )
+    except sqlite3.Error as exc:
+        raise CannotConnect(f"cannot open SQLite database {target.database!r}: {exc}") from exc
+    try:
+        if not readonly:
+            mode = conn.execute(f"PRAGMA journal_mode={target.journal_mode}").fetchone()
+            if mode and str(mode[0]).lower() != target.journal_mode and not target.memory:
+                raise CannotConnect(
+                    f"SQLite refused journal_mode={target.journal_mode} (got {mode[0]})"
+                )
+        conn.execute(f"PRAGMA synchronous={target.synchronous}")
+        conn.execute(f"PRAGMA foreign_keys={'ON' if target.foreign_keys else 'OFF'}")
+        if readonly:
+            conn.execute("PRAGMA query_only=ON")
+    except sqlite3.Error as exc:
+        conn.close()
+        raise translate(exc) from exc
+    except BaseException:
+        conn.close()
+        raise
+    return conn
+
+
+# -- running one operation ---------------------------------------------------------------------
+
+_classes: dict[Any, type[Record]] = {}
+
+
+def _cls(description: Any) -> type[Record]:
+    cls = _classes.get(description)
+    if cls is None:
+        cls = record_class(tuple(column[0] for column in description))
+        if len(_classes) > 4096:
+            _classes.clear()
+        _classes[description] = cls
+    return cls
+
+
+def run_op(conn: sqlite3.Connection, kind: int, sql: str, params: Any, arg: Any) -> Any:
+    """Execute ``sql`` and shape the result by ``kind`` (see ``_ops``); raises sqlite3 errors."""
+    if kind == FETCH_ONE:
+        cursor = conn.execute(sql, adapt_params(params))
+        row = cursor.fetchone()
+        return None if row is None else _cls(cursor.description)(row)
+    if kind == FETCH_ALL:
+        cursor = conn.execute(sql, adapt_params(params))
+        rows = cursor.fetchall()
+        if not rows:
+            return []
+        return list(map(_cls(cursor.description), rows))
+    if kind == EXECUTE:
+        cursor = conn.execute(sql, adapt_params(params))
+        count = cursor.rowcount
+        return count if count > 0 else 0
+    if kind == EXECUTE_MANY:
+        seq: Sequence[Mapping[str, Any]] = params
+        cursor = conn.executemany(sql, [adapt_params(p) for p in seq])
+        count = cursor.rowcount
+        return count if count > 0 else 0
+    # FETCH_VAL
+    cursor = conn.execute(sql, adapt_params(params))
+    row = cursor.fetchone()
+    if row is None:
+        return None
+    return row[_column_index(cursor.description, arg)]
+
+
+def _column_index(description: Any, column: int | str) -> int:
+    if type(column) is int:
+        if -len(description) <= column < len(description):
+            return column
+        raise InterfaceError(
+            f"column index {column} out of range: the result has {len(description)}"
+        )
+    index = _cls(description)._index.get(column)  # type: ignore[arg-type]
+    if index is None:
+        names = ", ".join(d[0] for d in description)
+        raise InterfaceError(f"no column {column!r} in the result (columns: {names})")
+    return index
+
+
+def open_cursor(conn: sqlite3.Connection, sql: str, params: Any) -> sqlite3.Cursor:
+    """Start a streaming query."""
+    return conn.execute(sql, adapt_params(params))
+
+
+def fetch_batch(cursor: sqlite3.Cursor, size: int) -> list[Record]:
+    """Up to ``size`` rows from a streaming cursor."""
+    rows = cursor.fetchmany(size)
+    if not rows:
+        return []
+    return list(map(_cls(cursor.description), rows))
+
+
+# -- errors ------------------------------------------------------------------------------------
+
+_CONSTRAINT = re.compile(r"constraint failed: (.+)$")
+
+_INTEGRITY: dict[str, tuple[type[DatabaseError], str]] = {
+    "SQLITE_CONSTRAINT_UNIQUE": (UniqueViolation, "23505"),
+    "SQLITE_CONSTRAINT_PRIMARYKEY": (UniqueViolation, "23505"),
+    "SQLITE_CONSTRAINT_FOREIGNKEY": (ForeignKeyViolation, "23503"),
+    "SQLITE_CONSTRAINT_NOTNULL": (NotNullViolation, "23502"),
+    "SQLITE_CONSTRAINT_CHECK": (CheckViolation, "23514"),
+}
+
+# (substring of SQLite's message, class, SQLSTATE) for the generic SQLITE_ERROR code.
+_MESSAGES: tuple[tuple[str, type[DatabaseError], str], ...] = (
+    ("syntax error", ProgrammingError, "42601"),
+    ("incomplete input", ProgrammingError, "42601"),
+    ("no such table", ProgrammingError, "42P01"),
+    ("no such column", ProgrammingError, "42703"),
+    ("has no column", ProgrammingError, "42703"),
+    ("no such function", ProgrammingError, "42883"),
+    ("already exists", ProgrammingError, "42P07"),
+    ("ambiguous column", ProgrammingError, "42702"),
+    ("wrong number of arguments", ProgrammingError, "42883"),
+    ("misuse of", ProgrammingError, "42803"),
+    ("no such index", ProgrammingError, "42704"),
+    ("no such savepoint", ProgrammingError, "3B001"),
+    ("integer overflow", DataError, "22003"),
+)
+
+
+def translate(exc: BaseException, *, timed_out: bool = False) -> Error:
+    """The ``awaitdb`` error for a sqlite3 (or binding) exception; chain it with ``from``."""
+    if isinstance(exc, Error):
+        return exc
+    message = str(exc)
+    if isinstance(exc, OverflowError):
+        return DataError(f"integer out of range for SQLite (64-bit): {message}", sqlstate="22003")
+    if not isinstance(exc, sqlite3.Error):
+        return InterfaceError(message)
+    name: str = getattr(exc, "sqlite_errorname", "") or ""
+    if isinstance(exc, sqlite3.IntegrityError) or name.startswith("SQLITE_CONSTRAINT"):
+        cls, state = _INTEGRITY.get(name, (IntegrityError, "23000"))
+        match = _CONSTRAINT.search(message)
+        return cls(message, sqlstate=state, constraint=match.group(1) if match else None)
+    if name == "SQLITE_INTERRUPT":
+        text = (
+            "the statement ran past its timeout" if timed_out else "the statement was interrupted"
+        )
+        return QueryTimeout(f"{text} and was cancelled", sqlstate="57014")
+    if name.startswith(("SQLITE_BUSY", "SQLITE_LOCKED")):
+        return DatabaseBusy(
+            f"{message}: the database file stayed locked by another connection past busy_timeout",
+            sqlstate="55P03",
+        )
+    if isinstance(exc, sqlite3.ProgrammingError | sqlite3.InterfaceError | sqlite3.Warning):
+        if "closed" in message.lower():
+            return InterfaceError(f"the database is closed ({message})")
+        return InterfaceError(message)
+    if name.startswith("SQLITE_CANTOPEN"):
+        return CannotConnect(message, sqlstate="08001")
+    if name in {"SQLITE_MISMATCH", "SQLITE_TOOBIG"} or isinstance(exc, sqlite3.DataError):
+        return DataError(message, sqlstate="22000")
+    if name == "SQLITE_RANGE":
+        return InterfaceError(message)
+    if name == "SQLITE_ERROR" or not name:
+        lowered = message.lower()
+        for needle, cls, state in _MESSAGES:
+            if needle in lowered:
+                return cls(message, sqlstate=state)
+    return OperationalError(message)
+
+
+def is_readonly_refusal(exc: BaseException) -> bool:
+    """True when a ``query_only`` reader refused a statement that writes."""
+    return isinstance(exc, sqlite3.Error) and getattr(exc, "sqlite_errorname", "").startswith(
+        "SQLITE_READONLY"
+    )
+
+
+def is_interrupt(exc: BaseException) -> bool:
+    return isinstance(exc, sqlite3.Error) and getattr(exc, "sqlite_errorname", "") == (
+        "SQLITE_INTERRUPT"
+    )

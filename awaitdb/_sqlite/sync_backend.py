@@ -1,0 +1,271 @@
+"""The sync SQLite backend: sqlite3 called directly in the caller's thread, no event loop.
+
+Reads outside a block run on a reader connection owned by the calling thread (opened on first
+use, at most ``MAX_THREAD_READERS`` threads; beyond that, pooled readers); writes and sessions
+take the single writer through the FIFO pool, so a thread's transaction excludes other writers
+exactly as in the async face. ``timeout=`` is enforced with a progress handler.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+import time
+import weakref
+from collections.abc import Mapping
+from typing import Any
+
+from .._config import Config
+from .._errors import InterfaceError
+from .._record import Record
+from .._sql import TXCONTROL, SqlInfo
+from .._stats import Stats
+from .._sync.pool import SyncPool
+from .common import (
+    SQLiteTarget,
+    fetch_batch,
+    is_readonly_refusal,
+    open_connection,
+    open_cursor,
+    run_op,
+    translate,
+)
+
+__all__ = ["SyncSQLiteBackend"]
+
+MAX_THREAD_READERS = 64
+
+_TXCONTROL_MESSAGE = (
+    "transaction control statements (BEGIN, COMMIT, SAVEPOINT...) need a pinned connection: "
+    "use `with db.transaction()` or `with db.connection()`"
+)
+
+
+class _Conn:
+    """A connection with the lock that serializes its use and its timeout deadline."""
+
+    __slots__ = ("__weakref__", "conn", "deadline", "lock")
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.conn = conn
+        self.lock = threading.Lock()
+        self.deadline = 0.0
+
+    def run(self, kind: int, info: SqlInfo, params: Any, arg: Any, timeout: float | None) -> Any:
+        with self.lock:
+            if timeout is None:
+                try:
+                    return run_op(self.conn, kind, info.sql, params, arg)
+                except BaseException as exc:
+                    raise translate(exc) from exc
+            self.deadline = time.perf_counter() + timeout
+            self.conn.set_progress_handler(self._expired, 1000)
+            try:
+                return run_op(self.conn, kind, info.sql, params, arg)
+            except BaseException as exc:
+                raise translate(exc, timed_out=True) from exc
+            finally:
+                self.conn.set_progress_handler(None, 0)
+
+    def _expired(self) -> bool:
+        return time.perf_counter() > self.deadline
+
+    def close(self) -> None:
+        try:
+            self.conn.close()
+        except sqlite3.Error:  # pragma: no cover
+            pass
+
+
+class DirectSession:
+    """A connection lent to one transaction, pinned block or cursor."""
+
+    __slots__ = ("_conn", "readonly")
+
+    def __init__(self, conn: _Conn, readonly: bool) -> None:
+        self._conn = conn
+        self.readonly = readonly
+
+    @property
+    def in_transaction(self) -> bool:
+        return self._conn.conn.in_transaction
+
+    def run(self, kind: int, info: SqlInfo, params: Any, arg: Any, timeout: float | None) -> Any:
+        return self._conn.run(kind, info, params, arg, timeout)
+
+    def open_cursor(self, info: SqlInfo, params: Mapping[str, Any] | None) -> Any:
+        with self._conn.lock:
+            try:
+                return open_cursor(self._conn.conn, info.sql, params)
+            except BaseException as exc:
+                raise translate(exc) from exc
+
+    def fetch_cursor(self, cursor: Any, size: int) -> list[Record]:
+        with self._conn.lock:
+            try:
+                return fetch_batch(cursor, size)
+            except BaseException as exc:
+                raise translate(exc) from exc
+
+    def close_cursor(self, cursor: Any) -> None:
+        try:
+            cursor.close()
+        except sqlite3.Error:  # pragma: no cover
+            pass
+
+
+class SyncSQLiteBackend:
+    """Implements the sync ``SyncBackend`` protocol with plain sqlite3 connections."""
+
+    name = "sqlite"
+
+    def __init__(self, config: Config) -> None:
+        self.stats = Stats(config.slow_query_ms)
+        self._config = config
+        self._target = SQLiteTarget(config)
+        self._closing = False
+        self._all: list[_Conn] = []
+        self._local = threading.local()
+        self._sessions = 0
+        self._thread_readers = 0
+        self._guard = threading.Lock()
+        writer = self._open(readonly=False)
+        self._writer = writer
+        readers = [self._open(readonly=True) for _ in range(self._target.readers)]
+        timeout = config.acquire_timeout
+        self._writer_pool: SyncPool[_Conn] = SyncPool(
+            "sqlite-writer",
+            stats=self.stats,
+            max_size=1,
+            acquire_timeout=timeout,
+            max_waiting=config.max_waiting,
+            items=[writer],
+        )
+        self._reader_pool: SyncPool[_Conn] | None = None
+        if readers:
+            self._reader_pool = SyncPool(
+                "sqlite-readers",
+                stats=self.stats,
+                max_size=len(readers),
+                acquire_timeout=timeout,
+                max_waiting=config.max_waiting,
+                items=readers,
+            )
+        weakref.finalize(self, _close_all, self._all)
+
+    @classmethod
+    def open(cls, config: Config) -> SyncSQLiteBackend:
+        return cls(config)
+
+    def _open(self, *, readonly: bool) -> _Conn:
+        conn = _Conn(open_connection(self._target, readonly=readonly))
+        with self._guard:
+            self._all.append(conn)
+        return conn
+
+    def _thread_reader(self) -> _Conn | None:
+        conn: _Conn | None = getattr(self._local, "reader", None)
+        if conn is None and self._target.readers:
+            with self._guard:
+                if self._thread_readers >= MAX_THREAD_READERS:
+                    return None
+                self._thread_readers += 1
+            conn = self._open(readonly=True)
+            self._local.reader = conn
+        return conn
+
+    # -- autocommit ---------------------------------------------------------------------------
+
+    def run(self, kind: int, info: SqlInfo, params: Any, arg: Any, timeout: float | None) -> Any:
+        if self._closing:
+            raise InterfaceError("the database is closed")
+        if not info.is_write:
+            reader = self._thread_reader()
+            if reader is None and self._reader_pool is not None:
+                pooled = self._reader_pool.acquire()
+                try:
+                    return pooled.run(kind, info, params, arg, timeout)
+                finally:
+                    self._reader_pool.release(pooled)
+            if reader is not None:
+                try:
+                    return reader.run(kind, info, params, arg, timeout)
+                except InterfaceError:
+                    raise
+                except Exception as exc:
+                    if not is_readonly_refusal(exc.__cause__ or exc):
+                        raise
+                    info.is_write = True
+        elif info.kind == TXCONTROL:
+            raise InterfaceError(_TXCONTROL_MESSAGE)
+        writer = self._writer_pool.acquire()
+        try:
+            return writer.run(kind, info, params, arg, timeout)
+        finally:
+            if writer.conn.in_transaction:  # pragma: no cover - autocommit leaves none open
+                writer.conn.execute("ROLLBACK")
+            self._writer_pool.release(writer)
+
+    # -- sessions -----------------------------------------------------------------------------
+
+    def acquire(self, *, write: bool, timeout: float | None) -> DirectSession:
+        if self._closing:
+            raise InterfaceError("the database is closed")
+        if write or self._reader_pool is None:
+            conn = self._writer_pool.acquire(timeout)
+        else:
+            conn = self._reader_pool.acquire(timeout)
+        with self._guard:
+            self._sessions += 1
+        return DirectSession(conn, readonly=not write)
+
+    def release(self, session: Any, *, discard: bool = False) -> None:
+        assert isinstance(session, DirectSession)
+        conn = session._conn
+        with self._guard:
+            self._sessions -= 1
+        with conn.lock:
+            try:
+                if conn.conn.in_transaction:
+                    conn.conn.execute("ROLLBACK")
+            except sqlite3.Error:
+                pass
+        if conn is self._writer:
+            self._writer_pool.release(conn)
+        else:
+            assert self._reader_pool is not None
+            self._reader_pool.release(conn)
+
+    def begin_sql(self, isolation: str | None, readonly: bool) -> str:
+        return "BEGIN" if readonly else "BEGIN IMMEDIATE"
+
+    # -- state --------------------------------------------------------------------------------
+
+    def pool_stats(self) -> dict[str, int]:
+        writer = self._writer_pool.gauges()
+        readers = self._reader_pool.gauges() if self._reader_pool is not None else {}
+        return {
+            key: writer.get(key, 0) + readers.get(key, 0)
+            for key in ("size", "max_size", "idle", "in_use", "waiting")
+        }
+
+    def close(self, timeout: float | None) -> None:
+        if self._closing:
+            return
+        self._closing = True
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while self._sessions > 0 and (deadline is None or time.monotonic() < deadline):
+            time.sleep(0.002)
+        self._writer_pool.close()
+        if self._reader_pool is not None:
+            self._reader_pool.close()
+        _close_all(self._all)
+
+
+def _close_all(conns: list[_Conn]) -> None:
+    for conn in conns:
+        try:
+            conn.conn.interrupt()
+        except sqlite3.Error:  # pragma: no cover
+            pass
+        conn.close()

@@ -1,0 +1,163 @@
+"""Python values in and out of SQLite: the type table of the core contract.
+
+Binding: ``int``, ``float``, ``str``, ``bytes``, ``bool`` and ``None`` go to sqlite3 untouched;
+``datetime``, ``date``, ``time``, ``Decimal`` and ``UUID`` become ISO/text, ``dict``/``list`` JSON
+text. Anything else raises ``InterfaceError`` naming the parameter. We adapt per call instead of
+registering sqlite3 adapters so binding never depends on process-wide state.
+
+Reading: converters keyed by the column's declared type (BOOLEAN, TIMESTAMPTZ, TIMESTAMP,
+DATETIME, DATE, NUMERIC, DECIMAL, UUID, JSON, JSONB). sqlite3 only offers these process-wide;
+registering ours also replaces sqlite3's deprecated default ``date``/``timestamp`` converters.
+A stored value the converter cannot parse comes back as the text SQLite holds.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import decimal
+import json
+import sqlite3
+import uuid
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from .._errors import InterfaceError
+
+__all__ = ["adapt_params", "adapt_value", "register_converters"]
+
+_NATIVE: frozenset[type] = frozenset({int, float, str, bytes, bool, type(None)})
+
+
+def _json(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+
+
+_ADAPTERS: dict[type, Callable[[Any], Any]] = {
+    dt.datetime: lambda v: v.isoformat(sep=" "),
+    dt.date: lambda v: v.isoformat(),
+    dt.time: lambda v: v.isoformat(),
+    decimal.Decimal: str,
+    uuid.UUID: str,
+    dict: _json,
+    list: _json,
+    bytearray: bytes,
+    memoryview: bytes,
+}
+
+
+def adapt_value(name: str, value: Any) -> Any:
+    """One value in a form sqlite3 binds; ``InterfaceError`` naming ``name`` if there is none."""
+    kind = type(value)
+    if kind in _NATIVE:
+        return value
+    adapter = _ADAPTERS.get(kind)
+    if adapter is None:
+        for base, candidate in _ADAPTERS.items():
+            if isinstance(value, base):
+                adapter = candidate
+                break
+        else:
+            if isinstance(value, int | float | str | bytes):
+                return value
+            raise InterfaceError(
+                f"cannot bind parameter :{name}: values of type {kind.__name__} are not supported"
+            )
+    try:
+        return adapter(value)
+    except (TypeError, ValueError) as exc:
+        raise InterfaceError(f"cannot bind parameter :{name}: {exc}") from exc
+
+
+def adapt_params(params: Mapping[str, Any] | None) -> Mapping[str, Any] | tuple[()]:
+    """``params`` unchanged when every value is native (the common case), else a new dict."""
+    if params is None:
+        return ()
+    for value in params.values():
+        if type(value) not in _NATIVE:
+            return {name: adapt_value(name, v) for name, v in params.items()}
+    return params
+
+
+# -- converters -------------------------------------------------------------------------------
+
+
+def _text(raw: bytes) -> str:
+    return raw.decode("utf-8", "replace")
+
+
+def _safe(convert: Callable[[bytes], Any]) -> Callable[[bytes], Any]:
+    def wrapper(raw: bytes) -> Any:
+        try:
+            return convert(raw)
+        except (ValueError, TypeError, decimal.InvalidOperation):
+            return _text(raw)
+
+    return wrapper
+
+
+def _boolean(raw: bytes) -> Any:
+    if raw in (b"1", b"0"):
+        return raw == b"1"
+    text = raw.decode().strip().lower()
+    if text in {"true", "t", "yes"}:
+        return True
+    if text in {"false", "f", "no"}:
+        return False
+    return bool(float(text))
+
+
+def _timestamptz(raw: bytes) -> dt.datetime:
+    value = dt.datetime.fromisoformat(raw.decode())
+    return value if value.tzinfo is not None else value.replace(tzinfo=dt.UTC)
+
+
+def _timestamp(raw: bytes) -> dt.datetime:
+    return dt.datetime.fromisoformat(raw.decode())
+
+
+def _date(raw: bytes) -> dt.date:
+    text = raw.decode()
+    return dt.date.fromisoformat(text[:10]) if len(text) > 10 else dt.date.fromisoformat(text)
+
+
+def _decimal(raw: bytes) -> decimal.Decimal:
+    return decimal.Decimal(raw.decode())
+
+
+def _uuid(raw: bytes) -> uuid.UUID:
+    if len(raw) == 16:
+        try:
+            return uuid.UUID(raw.decode("ascii"))
+        except (UnicodeDecodeError, ValueError):
+            return uuid.UUID(bytes=raw)
+    return uuid.UUID(raw.decode())
+
+
+def _jsonvalue(raw: bytes) -> Any:
+    return json.loads(raw)
+
+
+CONVERTERS: dict[str, Callable[[bytes], Any]] = {
+    "BOOLEAN": _safe(_boolean),
+    "BOOL": _safe(_boolean),
+    "TIMESTAMPTZ": _safe(_timestamptz),
+    "TIMESTAMP": _safe(_timestamp),
+    "DATETIME": _safe(_timestamp),
+    "DATE": _safe(_date),
+    "NUMERIC": _safe(_decimal),
+    "DECIMAL": _safe(_decimal),
+    "UUID": _safe(_uuid),
+    "JSON": _safe(_jsonvalue),
+    "JSONB": _safe(_jsonvalue),
+}
+
+_registered = False
+
+
+def register_converters() -> None:
+    """Install the converters (once per process)."""
+    global _registered
+    if not _registered:
+        for name, converter in CONVERTERS.items():
+            sqlite3.register_converter(name, converter)
+        _registered = True

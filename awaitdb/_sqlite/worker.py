@@ -1,0 +1,423 @@
+"""A thread that owns one sqlite3 connection and runs jobs for the event loop.
+
+The loop puts jobs on the worker's queue; the thread drains everything queued, runs it, and wakes
+the loop once per batch (not once per job) to deliver the results. On the writer, consecutive
+autocommit statements are committed together (group commit): one BEGIN IMMEDIATE ... COMMIT,
+each statement inside its own savepoint so that a failing statement fails only its caller, and
+no caller is answered before its write is committed. If SQLite rolls the whole group back (an
+interrupted write, ``OR ROLLBACK``), the statements that had succeeded are run again.
+
+A job's life::
+
+    queued ──► running ──► done ──► delivered (future resolved on the loop)
+      │           │
+      └─cancel──► skipped (delivered without running)
+                  └─cancel──► interrupted (sqlite3_interrupt; QueryTimeout or cancelled)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import threading
+from collections import deque
+from queue import SimpleQueue
+from typing import Any, Final
+
+from .._errors import Error, InterfaceError, QueryTimeout
+from .._sql import READ, TXCONTROL, SqlInfo
+from .._stats import Stats
+from .common import (
+    SQLiteTarget,
+    fetch_batch,
+    is_readonly_refusal,
+    open_connection,
+    open_cursor,
+    run_op,
+    translate,
+)
+
+__all__ = ["Job", "Worker", "OPEN", "STOP", "RESET", "CURSOR_OPEN", "CURSOR_FETCH", "CURSOR_CLOSE"]
+
+# Control jobs (operation codes >= 0 are the query kinds of ``_ops``).
+OPEN: Final = -1
+STOP: Final = -2
+RESET: Final = -3  # a session ends: roll back whatever it left open
+CURSOR_OPEN: Final = -4
+CURSOR_FETCH: Final = -5
+CURSOR_CLOSE: Final = -6
+
+
+class Job:
+    """One unit of work for a worker thread."""
+
+    __slots__ = (
+        "arg",
+        "cancelled",
+        "error",
+        "future",
+        "info",
+        "kind",
+        "params",
+        "reroute",
+        "result",
+        "session",
+        "started",
+        "timed_out",
+    )
+
+    def __init__(
+        self, kind: int, info: SqlInfo | None, params: Any, arg: Any, session: Any = None
+    ) -> None:
+        self.kind = kind
+        self.info = info
+        self.params = params
+        self.arg = arg
+        self.session = session  # the WorkerSession for session jobs, None for autocommit
+        self.future: asyncio.Future[Any] | None = None
+        self.result: Any = None
+        self.error: Error | None = None
+        self.cancelled = False
+        self.timed_out = False
+        self.started = False
+        self.reroute = False  # a reader refused a write: the backend sends it to the writer
+
+
+def _clone(error: Error) -> Error:
+    """A fresh copy of ``error`` for one more caller (exceptions carry tracebacks)."""
+    copy = type(error)(str(error), sqlstate=error.sqlstate, constraint=error.constraint)
+    copy.__cause__ = error.__cause__
+    return copy
+
+
+class Worker:
+    """One thread, one connection, a queue in and a batched outbox back to the loop."""
+
+    def __init__(
+        self,
+        target: SQLiteTarget,
+        loop: asyncio.AbstractEventLoop,
+        stats: Stats,
+        *,
+        writer: bool,
+        name: str,
+    ) -> None:
+        self.target = target
+        self.writer = writer
+        self.name = name
+        self.conn: sqlite3.Connection | None = None
+        self.pending = 0  # jobs submitted and not yet delivered (loop side only)
+        self._loop = loop
+        self._stats = stats
+        self._queue: SimpleQueue[Job] = SimpleQueue()
+        self._outbox: deque[Job] = deque()
+        self._wake_pending = False
+        self._lock = threading.Lock()
+        self._current: Job | None = None
+        self._deferred: list[Job] = []
+        self._stopped = False
+        self._thread = threading.Thread(target=self._main, name=name, daemon=True)
+
+    # -- loop side ----------------------------------------------------------------------------
+
+    def start(self) -> asyncio.Future[Any]:
+        self._thread.start()
+        return self.submit(Job(OPEN, None, None, None))
+
+    def submit(self, job: Job) -> asyncio.Future[Any]:
+        if self._stopped:
+            raise InterfaceError("the database is closed")
+        future = self._loop.create_future()
+        job.future = future
+        self.pending += 1
+        self._queue.put(job)
+        return future
+
+    def post(self, job: Job) -> None:
+        """Submit without anyone waiting for the result (resets, cursor closes, stop)."""
+        self.pending += 1
+        self._queue.put(job)
+
+    async def call(self, job: Job, timeout: float | None) -> Any:
+        """Submit ``job`` and wait for it; cancellation or timeout cancels it in the thread."""
+        future = self.submit(job)
+        if timeout is None:
+            try:
+                return await future
+            except asyncio.CancelledError:
+                self.cancel(job)
+                raise
+        handle = self._loop.call_later(timeout, self._expire, job)
+        try:
+            return await future
+        except asyncio.CancelledError:
+            self.cancel(job)
+            raise
+        finally:
+            handle.cancel()
+
+    def cancel(self, job: Job) -> None:
+        """Drop ``job`` if still queued; interrupt it if running (not transaction control)."""
+        with self._lock:
+            job.cancelled = True
+            if self._current is job and self.conn is not None and not _is_control(job):
+                self.conn.interrupt()
+
+    def _expire(self, job: Job) -> None:
+        future = job.future
+        if future is None or future.done():
+            return
+        job.timed_out = True
+        with self._lock:
+            if _is_control(job):
+                return
+            job.cancelled = True
+            if self._current is job:
+                if self.conn is not None:
+                    self.conn.interrupt()
+                return
+            started = job.started
+        if not started:
+            future.set_exception(
+                QueryTimeout("the statement timed out while waiting for a connection's thread")
+            )
+
+    def _deliver(self) -> None:
+        self._wake_pending = False
+        outbox = self._outbox
+        while outbox:
+            job = outbox.popleft()
+            self.pending -= 1
+            future = job.future
+            if future is None or future.done():
+                continue
+            if job.error is None:
+                future.set_result(job.result)
+            else:
+                future.set_exception(job.error)
+
+    # -- thread side --------------------------------------------------------------------------
+
+    def _main(self) -> None:
+        queue = self._queue
+        stop = False
+        while not stop:
+            batch = [queue.get()]
+            while not queue.empty():
+                batch.append(queue.get())
+            stop = self._process(batch)
+            self._wake()
+
+    def _wake(self) -> None:
+        if self._outbox and not self._wake_pending:
+            self._wake_pending = True
+            try:
+                self._loop.call_soon_threadsafe(self._deliver)
+            except RuntimeError:  # the loop is closed: nobody is waiting any more
+                self._outbox.clear()
+
+    def _process(self, batch: list[Job]) -> bool:
+        group: list[Job] = []
+        for index, job in enumerate(batch):
+            kind = job.kind
+            if kind == STOP:
+                self._commit_group(group)
+                self._shutdown(batch[index + 1 :])
+                return True
+            if not self.writer or job.session is not None or kind < 0:
+                if group:
+                    self._commit_group(group)
+                    group = []
+                self._run_one(job)
+                if self._deferred and not self._in_transaction():
+                    deferred, self._deferred = self._deferred, []
+                    self._process(deferred)  # writes that waited for the transaction go first
+            elif self._in_transaction():
+                self._deferred.append(job)  # a session's transaction is open: wait for its end
+            elif job.info is not None and job.info.kind != TXCONTROL and job.info.kind <= 1:
+                group.append(job)  # READ or DML: can share a group commit
+            else:
+                if group:
+                    self._commit_group(group)
+                    group = []
+                self._run_one(job)
+        self._commit_group(group)
+        while self._deferred and not self._in_transaction():
+            deferred, self._deferred = self._deferred, []
+            self._process(deferred)
+        return False
+
+    def _in_transaction(self) -> bool:
+        conn = self.conn
+        return conn is not None and conn.in_transaction
+
+    def _run_one(self, job: Job) -> None:
+        with self._lock:
+            if job.cancelled:
+                self._outbox.append(job)
+                return
+            self._current = job
+            job.started = True
+        try:
+            job.result = self._do(job)
+        except BaseException as exc:  # noqa: BLE001 - every failure goes back to the caller
+            if not self.writer and job.session is None and is_readonly_refusal(exc):
+                job.reroute = True
+            job.error = translate(exc, timed_out=job.timed_out)
+            if job.error is not exc:
+                job.error.__cause__ = exc
+        finally:
+            with self._lock:
+                self._current = None
+        session = job.session
+        if session is not None and self.conn is not None:
+            session.in_transaction = self.conn.in_transaction
+        self._outbox.append(job)
+
+    def _do(self, job: Job) -> Any:
+        kind = job.kind
+        conn = self.conn
+        if kind >= 0:
+            assert conn is not None and job.info is not None
+            return run_op(conn, kind, job.info.sql, job.params, job.arg)
+        if kind == OPEN:
+            self.conn = open_connection(self.target, readonly=not self.writer)
+            return None
+        assert conn is not None
+        if kind == RESET:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            return None
+        if kind == CURSOR_OPEN:
+            assert job.info is not None
+            return open_cursor(conn, job.info.sql, job.params)
+        if kind == CURSOR_FETCH:
+            cursor, size = job.arg
+            return fetch_batch(cursor, size)
+        if kind == CURSOR_CLOSE:
+            job.arg.close()
+            return None
+        raise AssertionError(f"unknown job kind {kind}")
+
+    def _commit_group(self, group: list[Job]) -> None:
+        live = [job for job in group if not job.cancelled]
+        if len(live) <= 1:
+            for job in group:
+                self._run_one(job)
+            return
+        conn = self.conn
+        assert conn is not None
+        stats = self._stats
+        stats.group_commits += 1
+        stats.grouped_writes += len(live)
+        pending = live
+        while pending:
+            pending = self._try_group(conn, pending)
+        for job in group:
+            self._outbox.append(job)
+
+    def _try_group(self, conn: sqlite3.Connection, jobs: list[Job]) -> list[Job]:
+        """Run ``jobs`` in one transaction; returns the jobs to run again if it was lost."""
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error as exc:
+            self._fail_all(jobs, exc)
+            return []
+        ran: list[Job] = []
+        for index, job in enumerate(jobs):
+            with self._lock:
+                if job.cancelled:
+                    continue
+                self._current = job
+                job.started = True
+            write = job.info is not None and job.info.kind != READ
+            try:
+                if write:
+                    conn.execute("SAVEPOINT awaitdb_group")
+                job.result = self._do(job)
+                if write:
+                    conn.execute("RELEASE awaitdb_group")
+            except BaseException as exc:  # noqa: BLE001
+                job.error = translate(exc, timed_out=job.timed_out)
+                if job.error is not exc:
+                    job.error.__cause__ = exc
+                if not conn.in_transaction:
+                    # SQLite rolled the whole group back: rerun what had succeeded.
+                    redo = [j for j in ran if j.error is None] + jobs[index + 1 :]
+                    for again in redo:
+                        again.result = None
+                        again.started = False
+                    return redo
+                if write:
+                    try:
+                        conn.execute("ROLLBACK TO awaitdb_group")
+                        conn.execute("RELEASE awaitdb_group")
+                    except sqlite3.Error as fatal:
+                        self._abort(conn, [j for j in jobs if j.error is None], fatal)
+                        return []
+            finally:
+                with self._lock:
+                    self._current = None
+            ran.append(job)
+        try:
+            conn.execute("COMMIT")
+        except sqlite3.Error as exc:
+            self._abort(conn, [j for j in ran if j.error is None], exc)
+        return []
+
+    def _abort(self, conn: sqlite3.Connection, jobs: list[Job], exc: BaseException) -> None:
+        if conn.in_transaction:
+            try:
+                conn.execute("ROLLBACK")
+            except sqlite3.Error:
+                pass
+        self._fail_all(jobs, exc)
+
+    def _fail_all(self, jobs: list[Job], exc: BaseException) -> None:
+        error = translate(exc)
+        if error is not exc:
+            error.__cause__ = exc
+        for job in jobs:
+            job.result = None
+            job.error = _clone(error)
+
+    def _shutdown(self, rest: list[Job]) -> None:
+        closed = InterfaceError("the database was closed before this statement ran")
+        for job in self._deferred + rest:
+            job.error = _clone(closed)
+            self._outbox.append(job)
+        self._deferred = []
+        conn, self.conn = self.conn, None
+        if conn is not None:
+            try:
+                conn.close()
+            except sqlite3.Error:  # pragma: no cover - close of a broken connection
+                pass
+        self._outbox.append(Job(STOP, None, None, None))  # balances ``post``'s pending count
+
+    def stop(self) -> None:
+        """Ask the thread to finish what it is running, fail the rest, close and exit."""
+        if not self._stopped:
+            self._stopped = True
+            self.post(Job(STOP, None, None, None))
+
+    def interrupt(self) -> None:
+        """Interrupt whatever is running now (used by a close that ran out of time)."""
+        with self._lock:
+            if self.conn is not None and self._current is not None:
+                self.conn.interrupt()
+
+    def join(self, timeout: float | None) -> None:
+        self._thread.join(timeout)
+
+    @property
+    def stopped(self) -> bool:
+        return self._stopped
+
+    @property
+    def alive(self) -> bool:
+        return self._thread.is_alive()
+
+
+def _is_control(job: Job) -> bool:
+    return job.kind < 0 or (job.info is not None and job.info.kind == TXCONTROL)

@@ -1,0 +1,132 @@
+"""Counters and latency reservoirs behind ``db.stats()``, and the slow-query log.
+
+Recording is a few attribute updates and one bounded ``deque.append`` per event, cheap enough
+for every query; percentiles are computed only when ``stats()`` is called.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import deque
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from ._sql import short_sql
+
+__all__ = ["Stats", "StatsSnapshot", "logger"]
+
+logger = logging.getLogger("awaitdb")
+
+_RESERVOIR = 2048
+
+
+def _percentile(samples: deque[float], q: float) -> float:
+    if not samples:
+        return 0.0
+    ordered = sorted(samples)
+    index = min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))
+    return round(ordered[index] * 1000.0, 3)
+
+
+@dataclass(frozen=True, slots=True)
+class StatsSnapshot:
+    """A point-in-time copy of the pool and query counters. Times are in milliseconds."""
+
+    backend: str
+    pool_size: int
+    pool_max_size: int
+    pool_idle: int
+    pool_in_use: int
+    pool_waiting: int
+    acquisitions: int
+    acquire_timeouts: int
+    acquire_overloads: int
+    connection_errors: int
+    connections_replaced: int
+    acquire_wait_p50_ms: float
+    acquire_wait_p99_ms: float
+    queries: int
+    query_errors: int
+    query_p50_ms: float
+    query_p99_ms: float
+    slow_queries: int
+    group_commits: int
+    grouped_writes: int
+    inline_reads: int
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class Stats:
+    """Mutable counters shared by a database, its pool and its backend."""
+
+    __slots__ = (
+        "acquire_overloads",
+        "acquire_timeouts",
+        "acquire_waits",
+        "acquisitions",
+        "connection_errors",
+        "connections_replaced",
+        "group_commits",
+        "grouped_writes",
+        "inline_reads",
+        "queries",
+        "query_errors",
+        "query_times",
+        "slow_queries",
+        "slow_query_s",
+    )
+
+    def __init__(self, slow_query_ms: float | None = None) -> None:
+        self.queries = 0
+        self.query_errors = 0
+        self.slow_queries = 0
+        self.query_times: deque[float] = deque(maxlen=_RESERVOIR)
+        self.acquisitions = 0
+        self.acquire_timeouts = 0
+        self.acquire_overloads = 0
+        self.acquire_waits: deque[float] = deque(maxlen=_RESERVOIR)
+        self.connection_errors = 0
+        self.connections_replaced = 0
+        self.group_commits = 0
+        self.grouped_writes = 0
+        self.inline_reads = 0
+        self.slow_query_s = None if slow_query_ms is None else slow_query_ms / 1000.0
+
+    def query_done(self, sql: str, seconds: float, failed: bool) -> None:
+        """Count one finished statement and log it when it was slow."""
+        self.queries += 1
+        self.query_times.append(seconds)
+        if failed:
+            self.query_errors += 1
+        limit = self.slow_query_s
+        if limit is not None and seconds >= limit:
+            self.slow_queries += 1
+            logger.warning("slow query (%.1f ms): %s", seconds * 1000.0, short_sql(sql, 200))
+
+    def snapshot(self, backend: str, pool: dict[str, int]) -> StatsSnapshot:
+        """Freeze the counters, adding the pool's gauges (size, idle, in use, waiting)."""
+        return StatsSnapshot(
+            backend=backend,
+            pool_size=pool.get("size", 0),
+            pool_max_size=pool.get("max_size", 0),
+            pool_idle=pool.get("idle", 0),
+            pool_in_use=pool.get("in_use", 0),
+            pool_waiting=pool.get("waiting", 0),
+            acquisitions=self.acquisitions,
+            acquire_timeouts=self.acquire_timeouts,
+            acquire_overloads=self.acquire_overloads,
+            connection_errors=self.connection_errors,
+            connections_replaced=self.connections_replaced,
+            acquire_wait_p50_ms=_percentile(self.acquire_waits, 0.50),
+            acquire_wait_p99_ms=_percentile(self.acquire_waits, 0.99),
+            queries=self.queries,
+            query_errors=self.query_errors,
+            query_p50_ms=_percentile(self.query_times, 0.50),
+            query_p99_ms=_percentile(self.query_times, 0.99),
+            slow_queries=self.slow_queries,
+            group_commits=self.group_commits,
+            grouped_writes=self.grouped_writes,
+            inline_reads=self.inline_reads,
+        )
