@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from ._async.database import Database
 from ._async.rows import Rows
-from ._async.transaction import PinnedConnection, Transaction, TransactionState
+from ._async.transaction import PinnedConnection, Transaction
 from ._connect import Connecting, connect, connect_sync
 from ._errors import (
     CannotConnect,
@@ -34,6 +34,7 @@ from ._errors import (
     UniqueViolation,
 )
 from ._record import Record
+from ._state import TransactionState
 from ._stats import StatsSnapshot
 from ._sync.database import SyncDatabase
 from ._sync.rows import SyncRows

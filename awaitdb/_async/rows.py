@@ -116,7 +116,7 @@ class Rows:
         await self.aclose()
 
     def __del__(self) -> None:
-        if not self._done and self._session is not None:
+        if not getattr(self, "_done", True) and self._session is not None:
             try:
                 self._finish()
             except Exception:  # noqa: BLE001  # pragma: no cover - interpreter shutdown

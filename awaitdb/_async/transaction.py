@@ -2,11 +2,7 @@
 
 A scope is entered with ``async with`` and bound to the current task through a context
 variable, so ``db.execute`` inside the block, and tasks started inside it, use its connection.
-The states of a ``Transaction``::
-
-    NEW ──enter──► ACTIVE ──exit ok──► COMMITTED   (outermost: COMMIT; nested: RELEASE SAVEPOINT)
-                     │
-                     └──exit with error / rollback──► ROLLED_BACK
+A ``Transaction`` moves through the states drawn in ``awaitdb/_state.py``.
 
 Nested blocks become savepoints. Of several open blocks on one connection, only the innermost
 runs statements; a sibling task's statements wait for their block's turn, so statements are
@@ -15,7 +11,6 @@ serialized and never interleaved across savepoints.
 
 from __future__ import annotations
 
-import enum
 import logging
 import time
 from collections.abc import Callable
@@ -25,6 +20,7 @@ from .._compat import ASYNC, AWaiter, isawaitable
 from .._errors import InterfaceError, QueryTimeout, TransactionAborted
 from .._ops import EXECUTE, ISOLATION_LEVELS
 from .._sql import TXCONTROL, SqlInfo, analyze
+from .._state import TransactionState
 from .backend import Session
 from .queries import Queries
 from .rows import Rows
@@ -32,17 +28,9 @@ from .rows import Rows
 if TYPE_CHECKING:
     from .database import Database
 
-__all__ = ["PinnedConnection", "Scope", "Transaction", "TransactionState"]
+__all__ = ["PinnedConnection", "Scope", "Transaction"]
 
 logger = logging.getLogger("awaitdb")
-
-
-class TransactionState(enum.Enum):
-    NEW = "new"
-    ACTIVE = "active"
-    COMMITTED = "committed"
-    ROLLED_BACK = "rolled back"
-    FAILED = "failed"
 
 
 class Binding:

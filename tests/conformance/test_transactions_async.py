@@ -1,0 +1,213 @@
+"""Conformance: transactions, savepoints, on_commit, retries, pinned connections, the pool.
+
+Written once against the async face; tools/async_to_sync.py generates the sync twin.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+import awaitdb
+
+
+async def _table(adb: Any) -> None:
+    await adb.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT)")
+
+
+async def _ids(adb: Any) -> list[int]:
+    return [r["id"] for r in await adb.fetch_all("SELECT id FROM t ORDER BY id")]
+
+
+async def test_commit_and_rollback(adb: Any) -> None:
+    await _table(adb)
+    async with adb.transaction() as tx:
+        await tx.execute("INSERT INTO t (id) VALUES (1)")
+        await adb.execute("INSERT INTO t (id) VALUES (2)")  # same connection via the context
+        assert await adb.fetch_val("SELECT count(*) FROM t") == 2  # reads its own writes
+    assert tx.state is awaitdb.TransactionState.COMMITTED
+    with pytest.raises(RuntimeError):
+        async with adb.transaction() as tx2:
+            await adb.execute("INSERT INTO t (id) VALUES (3)")
+            raise RuntimeError("boom")
+    assert tx2.state is awaitdb.TransactionState.ROLLED_BACK
+    assert await _ids(adb) == [1, 2]
+
+
+async def test_nested_blocks_are_savepoints(adb: Any) -> None:
+    await _table(adb)
+    async with adb.transaction():
+        await adb.execute("INSERT INTO t (id) VALUES (1)")
+        with pytest.raises(ValueError):
+            async with adb.transaction():
+                await adb.execute("INSERT INTO t (id) VALUES (2)")
+                async with adb.transaction():
+                    await adb.execute("INSERT INTO t (id) VALUES (3)")
+                raise ValueError("only the savepoint rolls back")
+        async with adb.transaction():
+            await adb.execute("INSERT INTO t (id) VALUES (4)")
+        assert await _ids(adb) == [1, 4]
+    assert await _ids(adb) == [1, 4]
+
+
+async def test_error_inside_savepoint_keeps_outer_work(adb: Any) -> None:
+    await _table(adb)
+    async with adb.transaction():
+        await adb.execute("INSERT INTO t (id) VALUES (1)")
+        with pytest.raises(awaitdb.UniqueViolation):
+            async with adb.transaction():
+                await adb.execute("INSERT INTO t (id) VALUES (1)")
+        await adb.execute("INSERT INTO t (id) VALUES (2)")
+    assert await _ids(adb) == [1, 2]
+
+
+async def test_on_commit_runs_after_commit_and_is_dropped_on_rollback(adb: Any) -> None:
+    await _table(adb)
+    calls: list[str] = []
+    async with adb.transaction() as tx:
+        tx.on_commit(lambda: calls.append("outer"))
+        async with adb.transaction() as inner:
+            inner.on_commit(lambda: calls.append("inner-kept"))
+        with pytest.raises(KeyError):
+            async with adb.transaction() as dropped:
+                dropped.on_commit(lambda: calls.append("inner-dropped"))
+                raise KeyError("x")
+        assert calls == []  # nothing runs before the outermost COMMIT
+    assert calls == ["outer", "inner-kept"]
+    with pytest.raises(RuntimeError):
+        async with adb.transaction() as tx:
+            tx.on_commit(lambda: calls.append("never"))
+            raise RuntimeError
+    assert "never" not in calls
+
+
+async def test_failing_on_commit_callback_does_not_undo_the_commit(adb: Any, caplog: Any) -> None:
+    await _table(adb)
+    async with adb.transaction() as tx:
+        await adb.execute("INSERT INTO t (id) VALUES (1)")
+        tx.on_commit(lambda: 1 / 0)
+    assert await _ids(adb) == [1]
+    assert any("on_commit callback" in r.message for r in caplog.records)
+
+
+async def test_readonly_transaction(adb: Any) -> None:
+    await _table(adb)
+    await adb.execute("INSERT INTO t (id) VALUES (1)")
+    async with adb.transaction(readonly=True) as tx:
+        assert await tx.fetch_val("SELECT count(*) FROM t") == 1
+        with pytest.raises(awaitdb.DatabaseError):
+            await tx.execute("INSERT INTO t (id) VALUES (2)")
+    assert await _ids(adb) == [1]
+
+
+async def test_isolation_levels(adb: Any) -> None:
+    await _table(adb)
+    for level in ("read_committed", "repeatable_read", "serializable", "SERIALIZABLE"):
+        async with adb.transaction(isolation=level):
+            await adb.execute("INSERT INTO t (v) VALUES (:v)", {"v": level})
+    assert await adb.fetch_val("SELECT count(*) FROM t") == 4
+    with pytest.raises(awaitdb.InterfaceError, match="isolation level 'chaos'"):
+        adb.transaction(isolation="chaos")
+    async with adb.transaction():
+        with pytest.raises(awaitdb.InterfaceError, match="outermost"):
+            async with adb.transaction(isolation="serializable"):
+                pass
+
+
+async def test_transaction_timeout(adb: Any, dialect: Any) -> None:
+    await _table(adb)
+    with pytest.raises(awaitdb.QueryTimeout):
+        async with adb.transaction(timeout=0.3):
+            await adb.execute("INSERT INTO t (id) VALUES (1)")
+            await adb.fetch_val(dialect.slow_sql)
+    assert await _ids(adb) == []
+    assert adb.stats().pool_in_use == 0
+
+
+async def test_run_in_transaction_retries_transient_errors(adb: Any) -> None:
+    await _table(adb)
+    attempts: list[int] = []
+
+    async def work(tx: Any) -> str:
+        attempts.append(1)
+        await tx.execute("INSERT INTO t (id) VALUES (:id)", {"id": len(attempts)})
+        if len(attempts) < 3:
+            raise awaitdb.SerializationFailure("conflict", sqlstate="40001")
+        return "done"
+
+    assert await adb.run_in_transaction(work, retries=5, backoff=0.001) == "done"
+    assert len(attempts) == 3
+    assert await _ids(adb) == [3]  # the failed attempts were rolled back
+
+    async def always(tx: Any) -> None:
+        raise awaitdb.DatabaseBusy("busy")
+
+    with pytest.raises(awaitdb.DatabaseBusy):
+        await adb.run_in_transaction(always, retries=2, backoff=0.001)
+
+    async def fatal(tx: Any) -> None:
+        attempts.append(1)
+        raise awaitdb.UniqueViolation("not retryable")
+
+    before = len(attempts)
+    with pytest.raises(awaitdb.UniqueViolation):
+        await adb.run_in_transaction(fatal, retries=5, backoff=0.001)
+    assert len(attempts) == before + 1
+
+
+async def test_transaction_objects_are_single_use(adb: Any) -> None:
+    tx = adb.transaction()
+    async with tx:
+        pass
+    with pytest.raises(awaitdb.InterfaceError, match="only once"):
+        async with tx:
+            pass
+    with pytest.raises(awaitdb.InterfaceError, match="not active"):
+        await tx.execute("SELECT 1")
+    with pytest.raises(awaitdb.InterfaceError):
+        tx.on_commit(lambda: None)
+
+
+async def test_transaction_control_statements_are_refused(adb: Any) -> None:
+    with pytest.raises(awaitdb.InterfaceError, match="transaction"):
+        await adb.execute("BEGIN")
+    async with adb.transaction():
+        with pytest.raises(awaitdb.InterfaceError, match="nest"):
+            await adb.execute("COMMIT")
+
+
+async def test_pinned_connection(adb: Any) -> None:
+    await _table(adb)
+    async with adb.connection() as conn:
+        await conn.execute("INSERT INTO t (id) VALUES (1)")
+        await adb.execute("INSERT INTO t (id) VALUES (2)")
+        async with adb.transaction():
+            await adb.execute("INSERT INTO t (id) VALUES (3)")
+        with pytest.raises(RuntimeError):
+            async with adb.transaction():
+                await adb.execute("INSERT INTO t (id) VALUES (4)")
+                raise RuntimeError
+    assert await _ids(adb) == [1, 2, 3]
+    assert adb.stats().pool_in_use == 0
+
+
+async def test_pinned_connection_left_in_a_transaction_is_rolled_back(adb: Any) -> None:
+    await _table(adb)
+    async with adb.connection() as conn:
+        await conn.execute("BEGIN")
+        await conn.execute("INSERT INTO t (id) VALUES (1)")
+    assert await _ids(adb) == []
+    await adb.execute("INSERT INTO t (id) VALUES (2)")
+    assert await _ids(adb) == [2]
+
+
+async def test_acquire_timeout_raises_pool_timeout(aconnect: Any) -> None:
+    db = await aconnect(acquire_timeout=0.2)
+    async with db.transaction():
+        with pytest.raises(awaitdb.PoolTimeout, match="no connection became free"):
+            async with db.connection() as other:
+                # the same task already holds a pinned connection: this reuses it
+                await other.execute("SELECT 1")
+                raise awaitdb.PoolTimeout("no connection became free (reused block)")
+    assert db.stats().pool_in_use == 0

@@ -1,0 +1,120 @@
+"""Fixtures shared by every test: real databases only.
+
+``adb``/``sdb`` give an async/sync ``Database`` on each backend under test: a SQLite file in a
+temporary folder, and (when ``AWAITDB_TEST_PG_URL`` is set) a fresh schema on a real
+PostgreSQL server. ``aconnect``/``sconnect`` open more databases on the same target with
+extra options. ``dialect`` holds the few SQL snippets that differ between backends.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import awaitdb
+
+BACKENDS = ["sqlite"]
+
+
+@dataclass(frozen=True)
+class Dialect:
+    """SQL that differs between backends, so one conformance test covers both."""
+
+    name: str
+    types: dict[str, str]  # type-table row -> column type
+    overflow_sql: str  # a SELECT that raises DataError
+    slow_sql: str  # a SELECT that runs for seconds (for timeouts and cancellation)
+
+
+SQLITE = Dialect(
+    name="sqlite",
+    types={
+        "int": "INTEGER",
+        "float": "REAL",
+        "str": "TEXT",
+        "bytes": "BLOB",
+        "bool": "BOOLEAN",
+        "datetime_aware": "TIMESTAMPTZ",
+        "datetime_naive": "TIMESTAMP",
+        "date": "DATE",
+        "decimal": "NUMERIC",
+        "uuid": "UUID",
+        "json": "JSON",
+    },
+    overflow_sql="SELECT abs(-9223372036854775807 - 1)",
+    slow_sql=(
+        "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 500000000) "
+        "SELECT count(*) FROM c"
+    ),
+)
+
+
+@pytest.fixture(params=BACKENDS)
+def backend_name(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture
+def db_url(backend_name: str, tmp_path: Path) -> str:
+    return f"sqlite:///{tmp_path / 'test.db'}"
+
+
+@pytest.fixture
+def dialect(backend_name: str) -> Dialect:
+    return SQLITE
+
+
+@pytest.fixture
+async def aconnect(db_url: str) -> AsyncIterator[Callable[..., Any]]:
+    opened: list[awaitdb.Database] = []
+
+    async def connect(**options: Any) -> awaitdb.Database:
+        db = await awaitdb.connect(db_url, **options)
+        opened.append(db)
+        return db
+
+    yield connect
+    for db in opened:
+        await db.close()
+
+
+@pytest.fixture
+def sconnect(db_url: str) -> Iterator[Callable[..., Any]]:
+    opened: list[awaitdb.SyncDatabase] = []
+
+    def connect(**options: Any) -> awaitdb.SyncDatabase:
+        db = awaitdb.connect_sync(db_url, **options)
+        opened.append(db)
+        return db
+
+    yield connect
+    for db in opened:
+        db.close()
+
+
+@pytest.fixture
+async def adb(aconnect: Callable[..., Any]) -> awaitdb.Database:
+    db: awaitdb.Database = await aconnect()
+    return db
+
+
+@pytest.fixture
+def sdb(sconnect: Callable[..., Any]) -> awaitdb.SyncDatabase:
+    db: awaitdb.SyncDatabase = sconnect()
+    return db
+
+
+@pytest.fixture
+def sqlite_url(tmp_path: Path) -> str:
+    """A SQLite file URL, for tests of SQLite-only behaviour."""
+    return f"sqlite:///{tmp_path / 'sqlite-only.db'}"
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    url = os.environ.get("AWAITDB_TEST_PG_URL")
+    return f"awaitdb backends under test: {', '.join(BACKENDS)}; PostgreSQL: {url or 'not set'}"
