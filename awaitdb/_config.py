@@ -106,11 +106,22 @@ _SQLITE: dict[str, Callable[[object], Any]] = {
     "inline_reads": _parse_bool,
 }
 
+# libpq connection parameters that may ride in a postgresql:// URL's query string.
+LIBPQ_PARAMS = frozenset(
+    {
+        "application_name", "channel_binding", "client_encoding", "connect_timeout",
+        "fallback_application_name", "gssencmode", "keepalives", "keepalives_count",
+        "keepalives_idle", "keepalives_interval", "options", "passfile", "require_auth",
+        "sslcert", "sslcrl", "sslkey", "sslmode", "sslpassword", "sslrootcert", "sslsni",
+        "target_session_attrs", "tcp_user_timeout", "host", "hostaddr", "port", "dbname",
+        "user", "password", "service",
+    }
+)  # fmt: skip
+
 _POSTGRES: dict[str, Callable[[object], Any]] = {
     "statement_cache_size": _parse_int,
     "ssl": _parse_str_or_none,
     "replicas": _parse_list,
-    "connect_timeout": _parse_float,
 }
 
 
@@ -210,8 +221,10 @@ def parse_config(url: str | None = None, **options: Any) -> Config:
         for key, value in parse_qsl(parts.query, keep_blank_values=True):
             if key in known:
                 query.append((key, value))
-            else:  # libpq parameters (sslmode, application_name, ...) go to the driver
+            elif key in LIBPQ_PARAMS:  # sslmode, application_name...: for the driver
                 passthrough.append(f"{quote(key)}={quote(value)}")
+            else:
+                query.append((key, value))  # reported below as an unknown option
         driver_url = parts._replace(scheme="postgresql", query="&".join(passthrough)).geturl()
 
     merged: dict[str, Any] = dict(query)

@@ -225,9 +225,6 @@ class Transaction(Scope):
             await self._begin(parent)
         else:
             await self._open_savepoint(parent)
-        binding = self._binding
-        assert binding is not None
-        binding.stack.append(self)
         self._token = db._scope.set(self)
         self.state = TransactionState.ACTIVE
         return self
@@ -244,10 +241,12 @@ class Transaction(Scope):
             await binding.wait_turn(parent)
         self._binding = binding
         self._outermost = True
+        binding.stack.append(self)  # claim the turn before awaiting: siblings queue behind us
         begin = analyze(db._backend.begin_sql(self.isolation, self.readonly))
         try:
             await binding.session.run(EXECUTE, begin, None, None, self.timeout)
         except BaseException:
+            self._unclaim()
             if self._owns_session:
                 db._backend.release(binding.session, discard=True)
             self.state = TransactionState.FAILED
@@ -264,7 +263,20 @@ class Transaction(Scope):
         self._binding = binding
         await binding.wait_turn(parent)
         self._savepoint = f"awaitdb_sp{len(binding.stack)}"
-        await self._control(f"SAVEPOINT {self._savepoint}")
+        binding.stack.append(self)  # claim the turn before awaiting: siblings queue behind us
+        try:
+            await self._control(f"SAVEPOINT {self._savepoint}")
+        except BaseException:
+            self._unclaim()
+            self.state = TransactionState.FAILED
+            raise
+
+    def _unclaim(self) -> None:
+        binding = self._binding
+        assert binding is not None
+        if self in binding.stack:
+            binding.stack.remove(self)
+        binding.changed()
 
     async def _control(self, sql: str) -> None:
         binding = self._binding

@@ -24,7 +24,7 @@ from typing import Any
 
 from .._async.pool import Pool
 from .._config import Config
-from .._errors import InterfaceError
+from .._errors import Error, InterfaceError
 from .._ops import FETCH_ONE
 from .._record import Record
 from .._sql import TXCONTROL, SqlInfo
@@ -160,9 +160,11 @@ class SQLiteBackend:
                 reader = self._pick_reader()
                 if reader is not None:
                     job = Job(kind, info, params, arg)
-                    result = await reader.call(job, timeout)
-                    if not job.reroute:
-                        return result
+                    try:
+                        return await reader.call(job, timeout)
+                    except Error:
+                        if not job.reroute:
+                            raise
                     info.is_write = True  # a WITH ... INSERT: the writer takes it from now on
         elif info.kind == TXCONTROL:
             raise InterfaceError(_TXCONTROL_MESSAGE)

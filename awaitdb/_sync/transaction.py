@@ -218,9 +218,6 @@ class SyncTransaction(SyncScope):
             self._begin(parent)
         else:
             self._open_savepoint(parent)
-        binding = self._binding
-        assert binding is not None
-        binding.stack.append(self)
         self._token = db._scope.set(self)
         self.state = TransactionState.ACTIVE
         return self
@@ -237,10 +234,12 @@ class SyncTransaction(SyncScope):
             binding.wait_turn(parent)
         self._binding = binding
         self._outermost = True
+        binding.stack.append(self)
         begin = analyze(db._backend.begin_sql(self.isolation, self.readonly))
         try:
             binding.session.run(EXECUTE, begin, None, None, self.timeout)
         except BaseException:
+            self._unclaim()
             if self._owns_session:
                 db._backend.release(binding.session, discard=True)
             self.state = TransactionState.FAILED
@@ -257,7 +256,20 @@ class SyncTransaction(SyncScope):
         self._binding = binding
         binding.wait_turn(parent)
         self._savepoint = f"awaitdb_sp{len(binding.stack)}"
-        self._control(f"SAVEPOINT {self._savepoint}")
+        binding.stack.append(self)
+        try:
+            self._control(f"SAVEPOINT {self._savepoint}")
+        except BaseException:
+            self._unclaim()
+            self.state = TransactionState.FAILED
+            raise
+
+    def _unclaim(self) -> None:
+        binding = self._binding
+        assert binding is not None
+        if self in binding.stack:
+            binding.stack.remove(self)
+        binding.changed()
 
     def _control(self, sql: str) -> None:
         binding = self._binding

@@ -1,0 +1,138 @@
+"""I/O-free pieces: the SQL scanner, URL and option parsing, the export list, the generator."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import awaitdb
+from awaitdb._config import parse_config, redact_url
+from awaitdb._sql import DML, OTHER, READ, TXCONTROL, analyze
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.mark.parametrize(
+    ("sql", "names", "numbered"),
+    [
+        ("SELECT :a, :b, :a", ("a", "b"), "SELECT $1, $2, $1"),
+        ("SELECT x::text FROM t WHERE y = :y", ("y",), "SELECT x::text FROM t WHERE y = $1"),
+        ("SELECT ':no', \"a:b\", `c:d` FROM t WHERE z = :z", ("z",), None),
+        ("SELECT 1 -- :no\n, :yes", ("yes",), "SELECT 1 -- :no\n, $1"),
+        ("SELECT /* :no */ :yes", ("yes",), "SELECT /* :no */ $1"),
+        ("SELECT $$ :no $$, $tag$ :no $tag$, :yes", ("yes",), None),
+        ("SELECT E'it\\'s :no', :yes", ("yes",), None),
+        ("SELECT 'it''s :no', :yes", ("yes",), None),
+        ("SELECT arr[1:2] FROM t", (), "SELECT arr[1:2] FROM t"),
+        ("SELECT * FROM [my:table] WHERE a = :a", ("a",), None),
+        ("SELECT :_under_9", ("_under_9",), "SELECT $1"),
+    ],
+)
+def test_scanner_finds_only_real_placeholders(
+    sql: str, names: tuple[str, ...], numbered: str | None
+) -> None:
+    info = analyze(sql)
+    assert info.order == names
+    if numbered is not None:
+        assert info.numbered == numbered
+
+
+@pytest.mark.parametrize(
+    ("sql", "kind"),
+    [
+        ("  select 1", READ),
+        ("(SELECT 1)", READ),
+        ("-- comment\nVALUES (1)", READ),
+        ("WITH x AS (SELECT 1) SELECT * FROM x", READ),
+        ("insert into t values (1)", DML),
+        ("UPDATE t SET a = 1", DML),
+        ("DELETE FROM t", DML),
+        ("REPLACE INTO t VALUES (1)", DML),
+        ("CREATE TABLE t (a)", OTHER),
+        ("PRAGMA user_version", OTHER),
+        ("BEGIN IMMEDIATE", TXCONTROL),
+        ("/* x */ commit", TXCONTROL),
+        ("SAVEPOINT a", TXCONTROL),
+    ],
+)
+def test_statement_kinds(sql: str, kind: int) -> None:
+    assert analyze(sql).kind == kind
+
+
+def test_config_parses_url_options_and_keyword_options() -> None:
+    config = parse_config("sqlite:///app.db?max_size=20&synchronous=FULL&readers=2", readers=3)
+    assert config.scheme == "sqlite" and config.path == "app.db"
+    assert config.options == {"max_size": 20, "synchronous": "full", "readers": 3}
+    assert parse_config("sqlite:////abs/path.db").path == "/abs/path.db"
+    assert parse_config("sqlite:///:memory:").is_memory
+    pg = parse_config("postgres://u:secret@h:5432/db?sslmode=require&max_size=5")
+    assert pg.scheme == "postgresql" and pg.options == {"max_size": 5}
+    assert "sslmode=require" in pg.url and "max_size" not in pg.url
+
+
+@pytest.mark.parametrize(
+    ("url", "options", "message"),
+    [
+        ("mysql://x/y", {}, "unknown URL scheme 'mysql'"),
+        ("nonsense", {}, "bad database URL"),
+        ("sqlite://relative.db", {}, "bad SQLite URL"),
+        ("sqlite:///", {}, "no file name"),
+        ("sqlite:///a.db?colour=blue", {}, "unknown option 'colour'"),
+        ("sqlite:///a.db", {"max_size": "many"}, "bad value 'many' for option 'max_size'"),
+        ("sqlite:///a.db", {"synchronous": "sometimes"}, "option 'synchronous'"),
+        ("sqlite:///a.db", {"min_size": 5, "max_size": 2}, "larger than 'max_size'"),
+        ("sqlite:///a.db", {"readers": -1}, "must not be negative"),
+        ("postgresql://u:pw@h:notaport/db", {}, "bad PostgreSQL URL"),
+    ],
+)
+def test_bad_input_is_named(url: str, options: dict[str, object], message: str) -> None:
+    with pytest.raises(awaitdb.InterfaceError, match=message):
+        awaitdb.connect(url, **options)
+    with pytest.raises(awaitdb.InterfaceError, match=message):
+        awaitdb.connect_sync(url, **options)
+
+
+def test_passwords_never_appear() -> None:
+    url = "postgresql://alice:s3cr3t@db.example:5432/app?bogus=1"
+    assert redact_url(url) == "postgresql://alice:***@db.example:5432/app?bogus=1"
+    with pytest.raises(awaitdb.InterfaceError) as info:
+        awaitdb.connect(url)
+    assert "s3cr3t" not in str(info.value)
+    with pytest.raises(awaitdb.InterfaceError) as info2:
+        awaitdb.connect("postgresql://alice:s3cr3t@h:bad/app")
+    assert "s3cr3t" not in str(info2.value)
+    config = parse_config("postgresql://alice:s3cr3t@h/app")
+    assert "s3cr3t" not in repr(config) and "***" in config.redacted_url
+
+
+def test_public_exports_are_pinned() -> None:
+    assert sorted(awaitdb.__all__) == sorted(
+        [
+            "CannotConnect", "CheckViolation", "Connecting", "ConnectionLost", "DataError",
+            "Database", "DatabaseBusy", "DatabaseError", "DeadlockDetected", "Error",
+            "ForeignKeyViolation", "IntegrityError", "InterfaceError", "NotNullViolation",
+            "OperationalError", "PinnedConnection", "PoolOverloaded", "PoolTimeout",
+            "ProgrammingError", "QueryTimeout", "Record", "Rows", "SerializationFailure",
+            "StatsSnapshot", "SyncDatabase", "SyncPinnedConnection", "SyncRows",
+            "SyncTransaction", "Transaction", "TransactionAborted", "TransactionState",
+            "TransientError", "UniqueViolation", "__version__", "connect", "connect_sync",
+        ]
+    )  # fmt: skip
+    for name in awaitdb.__all__:
+        assert hasattr(awaitdb, name), name
+    assert (ROOT / "awaitdb" / "py.typed").exists()
+
+
+def test_generated_sync_face_is_fresh() -> None:
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "tools" / "async_to_sync.py"), "--check"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    for path in (ROOT / "awaitdb" / "_sync").glob("*.py"):
+        assert "DO NOT EDIT" in path.read_text().splitlines()[0]
