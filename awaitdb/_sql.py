@@ -47,7 +47,7 @@ _FIRST_WORD = re.compile(r"[A-Za-z]+")
 class SqlInfo:
     """What one SQL text needs: parameter names, statement kind, and the ``$n`` translation."""
 
-    __slots__ = ("inline_ok", "is_write", "kind", "names", "numbered", "order", "sql")
+    __slots__ = ("inline_ok", "is_write", "kind", "names", "numbered", "order", "shape", "sql")
 
     def __init__(self, sql: str, order: tuple[str, ...], kind: int, numbered: str) -> None:
         self.sql = sql
@@ -57,6 +57,7 @@ class SqlInfo:
         self.numbered = numbered
         self.is_write = kind != READ  # flipped when a reader refuses a WITH ... INSERT
         self.inline_ok = True  # cleared when a read proved too slow to run on the event loop
+        self.shape: Any = None  # (cursor description, Record class) of the last result
 
     def positional(self, params: Mapping[str, Any] | None) -> tuple[Any, ...]:
         """Values in ``$n`` order, for drivers that take positional parameters."""

@@ -94,10 +94,11 @@ class Stats:
         self.inline_reads = 0
         self.slow_query_s = None if slow_query_ms is None else slow_query_ms / 1000.0
 
-    def query_done(self, sql: str, seconds: float, failed: bool) -> None:
-        """Count one finished statement and log it when it was slow."""
-        self.queries += 1
-        self.query_times.append(seconds)
+    def query_done(self, sql: str, seconds: float, failed: bool, *, counted: bool = False) -> None:
+        """Count one finished statement (unless ``counted``) and log it when it was slow."""
+        if not counted:
+            self.queries += 1
+            self.query_times.append(seconds)
         if failed:
             self.query_errors += 1
         limit = self.slow_query_s

@@ -406,3 +406,17 @@ def test_two_processes_write_the_same_file(tmp_path: Path) -> None:
         assert check.fetch_val("SELECT count(*) FROM t") == 2 * 10 * 44
     finally:
         check.close()
+
+
+async def test_group_commit_keeps_execute_many_atomic(sqlite_url: str) -> None:
+    async with awaitdb.connect(sqlite_url) as db:
+        await db.execute("CREATE TABLE t (id INTEGER PRIMARY KEY)")
+        sql = "INSERT INTO t (id) VALUES (:i)"
+        calls = [db.execute(sql, {"i": i}) for i in range(100, 130)]
+        calls.insert(5, db.execute_many(sql, [{"i": 1}, {"i": 2}, {"i": 1}]))
+        calls.insert(9, db.execute_many(sql, [{"i": 3}, {"i": 4}]))
+        results = await asyncio.gather(*calls, return_exceptions=True)
+        assert isinstance(results[5], awaitdb.UniqueViolation)
+        assert results[9] == 2
+        ids = {r["id"] for r in await db.fetch_all("SELECT id FROM t")}
+        assert ids == set(range(100, 130)) | {3, 4}

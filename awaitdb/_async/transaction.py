@@ -70,7 +70,7 @@ class Scope(Queries):
     _allow_txcontrol = False
 
     async def _run(self, kind: int, sql: str, params: Any, arg: Any, timeout: float | None) -> Any:
-        return await self._db._call(self, kind, sql, params, arg, timeout)
+        return await self._db._run(kind, sql, params, arg, timeout, self)
 
     def iterate(
         self,

@@ -3,9 +3,11 @@
 Routing of an autocommit statement:
 
 - a read whose earlier runs were tiny runs inline on the loop thread, on a dedicated read-only
-  connection, within a budget per loop iteration (``INLINE_BUDGET_S``); a read that runs past
-  ``INLINE_QUERY_S`` is aborted by a progress handler, marked slow and sent to a thread, so the
-  loop is never held for long;
+  connection, while the current loop iteration has run less than ``INLINE_BUDGET_S`` (wall
+  time, so the caller's own work counts too); past that the caller lets the loop turn and tries
+  again, and only then falls back to a reader thread. A read that runs past ``INLINE_QUERY_S``
+  is aborted by a progress handler, marked slow and sent to a thread from then on, so the loop
+  is never held for long;
 - other reads go to the least busy reader thread (WAL: readers never block the writer);
 - writes go to the writer thread, which commits concurrent writes together (group commit).
 
@@ -22,6 +24,7 @@ import weakref
 from collections.abc import Mapping
 from typing import Any
 
+from .._async.backend import NOT_NOW
 from .._async.pool import Pool
 from .._config import Config
 from .._errors import Error, InterfaceError
@@ -35,9 +38,9 @@ from .worker import CURSOR_CLOSE, CURSOR_FETCH, CURSOR_OPEN, RESET, Job, Worker
 
 __all__ = ["SQLiteBackend"]
 
-INLINE_BUDGET_S = 0.0005  # inline work allowed per loop iteration
+INLINE_BUDGET_S = 0.0005  # wall time a loop iteration may spend on inline reads
 INLINE_QUERY_S = 0.0005  # one inline read running longer than this is aborted and handed off
-_FALLBACK: Any = object()
+INLINE_YIELDS = 16  # loop turns a read waits for inline budget before a thread takes it
 
 _TXCONTROL_MESSAGE = (
     "transaction control statements (BEGIN, COMMIT, SAVEPOINT...) need a pinned connection: "
@@ -111,7 +114,7 @@ class SQLiteBackend:
                 items=list(self._readers),
             )
         self._inline: sqlite3.Connection | None = None
-        self._inline_spent = 0.0
+        self._inline_started = 0.0
         self._inline_reset_pending = False
         self._inline_deadline = 0.0
         self._closing = False
@@ -140,22 +143,56 @@ class SQLiteBackend:
 
     # -- autocommit ---------------------------------------------------------------------------
 
+    def run_now(
+        self, kind: int, info: SqlInfo, params: Any, arg: Any, timeout: float | None
+    ) -> Any:
+        """Answer a tiny read inline on the loop thread when the budget allows, else NOT_NOW."""
+        conn = self._inline
+        if (
+            conn is None
+            or not info.inline_ok
+            or info.is_write
+            or kind < FETCH_ONE
+            or (timeout is not None and timeout <= INLINE_QUERY_S)
+        ):
+            return NOT_NOW
+        now = time.perf_counter()
+        if not self._inline_reset_pending:
+            # First inline read of this loop iteration: open the budget, close it next turn.
+            self._inline_reset_pending = True
+            self._inline_started = now
+            self._loop.call_soon(self._reset_inline)
+        elif now - self._inline_started >= INLINE_BUDGET_S:
+            return NOT_NOW  # this iteration has run long enough: the loop must turn
+        self._inline_deadline = now + INLINE_QUERY_S
+        try:
+            result = run_op(conn, kind, info, params, arg)
+        except sqlite3.Error as exc:
+            if is_interrupt(exc):
+                info.inline_ok = False  # too slow for the loop: threads from now on
+                return NOT_NOW
+            if is_readonly_refusal(exc):
+                info.is_write = True
+                return NOT_NOW
+            raise _translate(exc) from exc
+        except (InterfaceError, OverflowError) as exc:
+            raise _translate(exc) from exc
+        self.stats.inline_reads += 1
+        return result
+
     async def run(
         self, kind: int, info: SqlInfo, params: Any, arg: Any, timeout: float | None
     ) -> Any:
         if self._closing:
             raise InterfaceError("the database is closed")
         if not info.is_write:
-            if (
-                self._inline is not None
-                and kind >= FETCH_ONE
-                and info.inline_ok
-                and self._inline_spent < INLINE_BUDGET_S
-                and (timeout is None or timeout > INLINE_QUERY_S)
-            ):
-                result = self._run_inline(kind, info, params, arg)
-                if result is not _FALLBACK:
-                    return result
+            if info.inline_ok and kind >= FETCH_ONE and self._inline is not None:
+                # The loop's inline budget is spent: let the loop turn, then try again inline.
+                for _ in range(INLINE_YIELDS):
+                    await asyncio.sleep(0)
+                    result = self.run_now(kind, info, params, arg, timeout)
+                    if result is not NOT_NOW:
+                        return result
             if not info.is_write:
                 reader = self._pick_reader()
                 if reader is not None:
@@ -181,37 +218,11 @@ class SQLiteBackend:
                     best = reader
         return best
 
-    def _run_inline(self, kind: int, info: SqlInfo, params: Any, arg: Any) -> Any:
-        conn = self._inline
-        assert conn is not None
-        if not self._inline_reset_pending:
-            self._inline_reset_pending = True
-            self._loop.call_soon(self._reset_inline)
-        start = time.perf_counter()
-        self._inline_deadline = start + INLINE_QUERY_S
-        try:
-            result = run_op(conn, kind, info.sql, params, arg)
-        except sqlite3.Error as exc:
-            if is_interrupt(exc):
-                info.inline_ok = False  # too slow for the loop: threads from now on
-                return _FALLBACK
-            if is_readonly_refusal(exc):
-                info.is_write = True
-                return _FALLBACK
-            raise _translate(exc) from exc
-        except (InterfaceError, OverflowError) as exc:
-            raise _translate(exc) from exc
-        finally:
-            self._inline_spent += time.perf_counter() - start
-        self.stats.inline_reads += 1
-        return result
-
     def _inline_expired(self) -> bool:
         return time.perf_counter() > self._inline_deadline
 
     def _reset_inline(self) -> None:
         self._inline_reset_pending = False
-        self._inline_spent = 0.0
 
     # -- sessions -----------------------------------------------------------------------------
 

@@ -31,6 +31,7 @@ from .._errors import (
 )
 from .._ops import EXECUTE, EXECUTE_MANY, FETCH_ALL, FETCH_ONE
 from .._record import Record, record_class
+from .._sql import SqlInfo
 from .types import adapt_params, register_converters
 
 __all__ = [
@@ -129,33 +130,54 @@ def _cls(description: Any) -> type[Record]:
     return cls
 
 
-def run_op(conn: sqlite3.Connection, kind: int, sql: str, params: Any, arg: Any) -> Any:
-    """Execute ``sql`` and shape the result by ``kind`` (see ``_ops``); raises sqlite3 errors."""
+def _record_cls(info: SqlInfo, description: Any) -> type[Record]:
+    shape = info.shape  # one tuple, so threads never see a description with another's class
+    if shape is not None and shape[0] == description:
+        cls: type[Record] = shape[1]
+        return cls
+    cls = _cls(description)
+    info.shape = (description, cls)
+    return cls
+
+
+def run_op(conn: sqlite3.Connection, kind: int, info: SqlInfo, params: Any, arg: Any) -> Any:
+    """Run ``info.sql``, shaping the result by ``kind`` (see ``_ops``); raises sqlite3 errors."""
     if kind == FETCH_ONE:
-        cursor = conn.execute(sql, adapt_params(params))
+        cursor = conn.execute(info.sql, adapt_params(params))
         row = cursor.fetchone()
-        return None if row is None else _cls(cursor.description)(row)
+        return None if row is None else _record_cls(info, cursor.description)(row)
     if kind == FETCH_ALL:
-        cursor = conn.execute(sql, adapt_params(params))
+        cursor = conn.execute(info.sql, adapt_params(params))
         rows = cursor.fetchall()
         if not rows:
             return []
-        return list(map(_cls(cursor.description), rows))
+        return list(map(_record_cls(info, cursor.description), rows))
     if kind == EXECUTE:
-        cursor = conn.execute(sql, adapt_params(params))
+        cursor = conn.execute(info.sql, adapt_params(params))
         count = cursor.rowcount
         return count if count > 0 else 0
-    if kind == EXECUTE_MANY:
+    if kind == EXECUTE_MANY:  # atomic: all rows or none, as on PostgreSQL
         seq: Sequence[Mapping[str, Any]] = params
-        cursor = conn.executemany(sql, [adapt_params(p) for p in seq])
+        rows = [adapt_params(p) for p in seq]
+        if conn.in_transaction:
+            cursor = conn.executemany(info.sql, rows)
+        else:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                cursor = conn.executemany(info.sql, rows)
+                conn.execute("COMMIT")
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
         count = cursor.rowcount
         return count if count > 0 else 0
     # FETCH_VAL
-    cursor = conn.execute(sql, adapt_params(params))
+    cursor = conn.execute(info.sql, adapt_params(params))
     row = cursor.fetchone()
     if row is None:
         return None
-    return row[_column_index(cursor.description, arg)]
+    return row[arg] if arg == 0 else row[_column_index(cursor.description, arg)]
 
 
 def _column_index(description: Any, column: int | str) -> int:
@@ -172,9 +194,9 @@ def _column_index(description: Any, column: int | str) -> int:
     return index
 
 
-def open_cursor(conn: sqlite3.Connection, sql: str, params: Any) -> sqlite3.Cursor:
+def open_cursor(conn: sqlite3.Connection, info: SqlInfo, params: Any) -> sqlite3.Cursor:
     """Start a streaming query."""
-    return conn.execute(sql, adapt_params(params))
+    return conn.execute(info.sql, adapt_params(params))
 
 
 def fetch_batch(cursor: sqlite3.Cursor, size: int) -> list[Record]:

@@ -55,13 +55,13 @@ class _Conn:
         with self.lock:
             if timeout is None:
                 try:
-                    return run_op(self.conn, kind, info.sql, params, arg)
+                    return run_op(self.conn, kind, info, params, arg)
                 except BaseException as exc:
                     raise translate(exc) from exc
             self.deadline = time.perf_counter() + timeout
             self.conn.set_progress_handler(self._expired, 1000)
             try:
-                return run_op(self.conn, kind, info.sql, params, arg)
+                return run_op(self.conn, kind, info, params, arg)
             except BaseException as exc:
                 raise translate(exc, timed_out=True) from exc
             finally:
@@ -96,7 +96,7 @@ class DirectSession:
     def open_cursor(self, info: SqlInfo, params: Mapping[str, Any] | None) -> Any:
         with self._conn.lock:
             try:
-                return open_cursor(self._conn.conn, info.sql, params)
+                return open_cursor(self._conn.conn, info, params)
             except BaseException as exc:
                 raise translate(exc) from exc
 
@@ -180,7 +180,7 @@ class SyncSQLiteBackend:
         if self._closing:
             raise InterfaceError("the database is closed")
         if not info.is_write:
-            reader = self._thread_reader()
+            reader = getattr(self._local, "reader", None) or self._thread_reader()
             if reader is None and self._reader_pool is not None:
                 pooled = self._reader_pool.acquire()
                 try:
@@ -189,6 +189,11 @@ class SyncSQLiteBackend:
                     self._reader_pool.release(pooled)
             if reader is not None:
                 try:
+                    if timeout is None:  # the thread's own connection: no lock needed
+                        try:
+                            return run_op(reader.conn, kind, info, params, arg)
+                        except BaseException as exc:
+                            raise translate(exc) from exc
                     return reader.run(kind, info, params, arg, timeout)
                 except InterfaceError:
                     raise
@@ -205,6 +210,8 @@ class SyncSQLiteBackend:
             if writer.conn.in_transaction:  # pragma: no cover - autocommit leaves none open
                 writer.conn.execute("ROLLBACK")
             self._writer_pool.release(writer)
+
+    run_now = run  # the sync face always answers at once
 
     # -- sessions -----------------------------------------------------------------------------
 

@@ -3,9 +3,11 @@
 The loop puts jobs on the worker's queue; the thread drains everything queued, runs it, and wakes
 the loop once per batch (not once per job) to deliver the results. On the writer, consecutive
 autocommit statements are committed together (group commit): one BEGIN IMMEDIATE ... COMMIT,
-each statement inside its own savepoint so that a failing statement fails only its caller, and
-no caller is answered before its write is committed. If SQLite rolls the whole group back (an
-interrupted write, ``OR ROLLBACK``), the statements that had succeeded are run again.
+and no caller is answered before its write is committed. A failing statement fails only its
+caller: SQLite's statement journal backs out that statement alone (the ABORT resolution) and
+keeps the transaction, and ``execute_many`` gets an explicit savepoint. If SQLite rolls the
+whole group back (an interrupted write, ``OR ROLLBACK``, a full disk), the statements that had
+succeeded are run again, so nobody is told "committed" for a write that was lost.
 
 A job's life::
 
@@ -18,14 +20,17 @@ A job's life::
 from __future__ import annotations
 
 import asyncio
+import os
 import sqlite3
+import sys
 import threading
 from collections import deque
 from queue import SimpleQueue
 from typing import Any, Final
 
 from .._errors import Error, InterfaceError, QueryTimeout
-from .._sql import READ, TXCONTROL, SqlInfo
+from .._ops import EXECUTE_MANY
+from .._sql import TXCONTROL, SqlInfo
 from .._stats import Stats
 from .common import (
     SQLiteTarget,
@@ -46,6 +51,8 @@ RESET: Final = -3  # a session ends: roll back whatever it left open
 CURSOR_OPEN: Final = -4
 CURSOR_FETCH: Final = -5
 CURSOR_CLOSE: Final = -6
+
+WORKER_NICE: Final = 10  # worker threads run this much below the loop thread (Linux)
 
 
 class Job:
@@ -199,6 +206,7 @@ class Worker:
     # -- thread side --------------------------------------------------------------------------
 
     def _main(self) -> None:
+        _lower_priority()
         queue = self._queue
         stop = False
         while not stop:
@@ -279,7 +287,7 @@ class Worker:
         conn = self.conn
         if kind >= 0:
             assert conn is not None and job.info is not None
-            return run_op(conn, kind, job.info.sql, job.params, job.arg)
+            return run_op(conn, kind, job.info, job.params, job.arg)
         if kind == OPEN:
             self.conn = open_connection(self.target, readonly=not self.writer)
             return None
@@ -290,7 +298,7 @@ class Worker:
             return None
         if kind == CURSOR_OPEN:
             assert job.info is not None
-            return open_cursor(conn, job.info.sql, job.params)
+            return open_cursor(conn, job.info, job.params)
         if kind == CURSOR_FETCH:
             cursor, size = job.arg
             return fetch_batch(cursor, size)
@@ -330,7 +338,10 @@ class Worker:
                     continue
                 self._current = job
                 job.started = True
-            write = job.info is not None and job.info.kind != READ
+            # One statement needs no savepoint: SQLite backs out a failing statement by itself
+            # (ABORT) and keeps the transaction; when it drops the whole transaction instead,
+            # the group is replayed below. execute_many runs many statements: it gets one.
+            write = job.kind == EXECUTE_MANY
             try:
                 if write:
                     conn.execute("SAVEPOINT awaitdb_group")
@@ -417,6 +428,19 @@ class Worker:
     @property
     def alive(self) -> bool:
         return self._thread.is_alive()
+
+
+def _lower_priority() -> None:
+    """Let the event loop's thread win the CPU over this worker (Linux: nice is per thread).
+
+    On a machine with few cores, SQLite work running in parallel would otherwise delay the loop
+    by whole scheduler time slices; a lower priority keeps loop lag near its idle floor.
+    """
+    if sys.platform.startswith("linux"):
+        try:
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), WORKER_NICE)
+        except OSError:  # pragma: no cover - not permitted here: keep the default priority
+            pass
 
 
 def _is_control(job: Job) -> bool:

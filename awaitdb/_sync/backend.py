@@ -26,7 +26,17 @@ from .._record import Record
 from .._sql import SqlInfo
 from .._stats import Stats
 
-__all__ = ["SyncBackend", "SyncSession"]
+__all__ = ["NOT_NOW", "SyncBackend", "SyncSession"]
+
+
+class _NotNow:
+    """Returned by ``Backend.run_now`` when the statement must go through ``run``."""
+
+    def __repr__(self) -> str:
+        return "NOT_NOW"
+
+
+NOT_NOW: Any = _NotNow()
 
 
 class SyncSession(Protocol):
@@ -61,6 +71,16 @@ class SyncBackend(Protocol):
 
     name: str
     stats: Stats
+
+    def run_now(
+        self, kind: int, info: SqlInfo, params: Any, arg: Any, timeout: float | None
+    ) -> Any:
+        """Run an autocommit statement without waiting if that is cheap, else return ``NOT_NOW``.
+
+        The async SQLite backend answers tiny reads here, on the loop thread; sync backends
+        answer everything here; network backends always return ``NOT_NOW``.
+        """
+        ...
 
     def run(self, kind: int, info: SqlInfo, params: Any, arg: Any, timeout: float | None) -> Any:
         """Run one statement in autocommit: one hand-off or one round trip."""

@@ -71,7 +71,7 @@ class SyncScope(Queries):
     _allow_txcontrol = False
 
     def _run(self, kind: int, sql: str, params: Any, arg: Any, timeout: float | None) -> Any:
-        return self._db._call(self, kind, sql, params, arg, timeout)
+        return self._db._run(kind, sql, params, arg, timeout, self)
 
     def iterate(
         self, sql: str, params: Any = None, *, batch_size: int = 500, timeout: float | None = None

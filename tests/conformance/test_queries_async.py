@@ -200,3 +200,16 @@ async def test_slow_query_is_logged(aconnect: Any, dialect: Any, caplog: Any) ->
 async def test_repr_hides_nothing_sensitive(adb: Any) -> None:
     assert "Database" in repr(adb)
     assert adb.backend in {"sqlite", "postgresql"}
+
+
+async def test_execute_many_is_atomic(adb: Any) -> None:
+    await adb.execute("CREATE TABLE t (id INTEGER PRIMARY KEY)")
+    with pytest.raises(awaitdb.UniqueViolation):
+        await adb.execute_many("INSERT INTO t (id) VALUES (:i)", [{"i": 1}, {"i": 2}, {"i": 1}])
+    assert await adb.fetch_val("SELECT count(*) FROM t") == 0
+    async with adb.transaction():
+        await adb.execute("INSERT INTO t (id) VALUES (10)")
+        with pytest.raises(awaitdb.UniqueViolation):
+            async with adb.transaction():
+                await adb.execute_many("INSERT INTO t (id) VALUES (:i)", [{"i": 3}, {"i": 3}])
+    assert await adb.fetch_val("SELECT count(*) FROM t") == 1

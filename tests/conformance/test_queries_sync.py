@@ -200,3 +200,16 @@ def test_slow_query_is_logged(sconnect: Any, dialect: Any, caplog: Any) -> None:
 def test_repr_hides_nothing_sensitive(sdb: Any) -> None:
     assert "SyncDatabase" in repr(sdb)
     assert sdb.backend in {"sqlite", "postgresql"}
+
+
+def test_execute_many_is_atomic(sdb: Any) -> None:
+    sdb.execute("CREATE TABLE t (id INTEGER PRIMARY KEY)")
+    with pytest.raises(awaitdb.UniqueViolation):
+        sdb.execute_many("INSERT INTO t (id) VALUES (:i)", [{"i": 1}, {"i": 2}, {"i": 1}])
+    assert sdb.fetch_val("SELECT count(*) FROM t") == 0
+    with sdb.transaction():
+        sdb.execute("INSERT INTO t (id) VALUES (10)")
+        with pytest.raises(awaitdb.UniqueViolation):
+            with sdb.transaction():
+                sdb.execute_many("INSERT INTO t (id) VALUES (:i)", [{"i": 3}, {"i": 3}])
+    assert sdb.fetch_val("SELECT count(*) FROM t") == 1
