@@ -6,9 +6,11 @@ as the rows run out, the loop breaks (``async with``/``aclose``) or the object i
 
 from __future__ import annotations
 
+import asyncio
 from collections import deque
 from typing import TYPE_CHECKING, Any
 
+from .._compat import ASYNC
 from .._errors import InterfaceError
 from .._record import Record
 from .._sql import analyze, check_params
@@ -46,6 +48,8 @@ class Rows:
         self._cursor: Any = None
         self._owns_session = False
         self._done = False
+        if ASYNC:
+            self._loop: asyncio.AbstractEventLoop | None = None
 
     def __aiter__(self) -> Rows:
         return self
@@ -86,6 +90,8 @@ class Rows:
         else:
             session = await scope._session_for(info, self._timeout)
         self._session = session
+        if ASYNC:
+            self._loop = asyncio.get_running_loop()
         try:
             self._cursor = await session.open_cursor(info, self._params)
         except BaseException:
@@ -116,8 +122,15 @@ class Rows:
         await self.aclose()
 
     def __del__(self) -> None:
-        if not getattr(self, "_done", True) and self._session is not None:
-            try:
+        if getattr(self, "_done", True) or self._session is None:
+            return
+        try:
+            if ASYNC:
+                # Garbage collection may run in any thread: give the connection back on the
+                # loop that owns it.
+                if self._loop is not None:
+                    self._loop.call_soon_threadsafe(self._finish)
+            else:
                 self._finish()
-            except Exception:  # noqa: BLE001  # pragma: no cover - interpreter shutdown
-                pass
+        except Exception:  # noqa: BLE001  # pragma: no cover - the loop or interpreter is gone
+            pass

@@ -118,8 +118,9 @@ class SyncRows:
         self.close()
 
     def __del__(self) -> None:
-        if not getattr(self, "_done", True) and self._session is not None:
-            try:
-                self._finish()
-            except Exception:
-                pass
+        if getattr(self, "_done", True) or self._session is None:
+            return
+        try:
+            self._finish()
+        except Exception:
+            pass
