@@ -20,7 +20,12 @@ async def open_backend(config: Config) -> Backend:
         from ._sqlite.async_backend import SQLiteBackend
 
         return await SQLiteBackend.open(config)
-    raise InterfaceError(f"the {config.scheme} backend is not available yet")
+    if config.scheme == "postgresql":
+        _require("asyncpg")
+        from ._postgres.async_backend import PostgresBackend
+
+        return await PostgresBackend.open(config)
+    raise InterfaceError(f"no backend for the {config.scheme!r} scheme")
 
 
 def open_backend_sync(config: Config) -> SyncBackend:
@@ -29,4 +34,19 @@ def open_backend_sync(config: Config) -> SyncBackend:
         from ._sqlite.sync_backend import SyncSQLiteBackend
 
         return SyncSQLiteBackend.open(config)
-    raise InterfaceError(f"the {config.scheme} backend is not available yet")
+    if config.scheme == "postgresql":
+        _require("psycopg")
+        from ._postgres.sync_backend import SyncPostgresBackend
+
+        return SyncPostgresBackend.open(config)
+    raise InterfaceError(f"no backend for the {config.scheme!r} scheme")
+
+
+def _require(module: str) -> None:
+    """A clear error when the PostgreSQL extra is not installed."""
+    import importlib.util
+
+    if importlib.util.find_spec(module) is None:
+        raise InterfaceError(
+            f"PostgreSQL needs the {module!r} package: pip install 'awaitdb[postgresql]'"
+        )

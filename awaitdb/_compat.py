@@ -13,12 +13,12 @@ import threading
 import time
 from typing import Any, Generic, TypeVar
 
-__all__ = ["ASYNC", "ANoLock", "AWaiter", "Waiter", "asleep", "sleep", "Lock", "isawaitable"]
+__all__ = ["ASYNC", "ANoLock", "AWaiter", "RLock", "Waiter", "asleep", "isawaitable", "sleep"]
 
 T = TypeVar("T")
 
 ASYNC = True  # the generator turns ``if ASYNC:`` blocks into their ``else`` branch
-Lock = threading.Lock
+RLock = threading.RLock  # sync twin of ANoLock: pool code re-enters it (drop inside acquire)
 sleep = time.sleep
 isawaitable = inspect.isawaitable
 

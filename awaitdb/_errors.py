@@ -157,6 +157,13 @@ SQLSTATE_ERRORS: dict[str, type[DatabaseError]] = {
     "40001": SerializationFailure,
     "40P01": DeadlockDetected,
     "57014": QueryTimeout,
+    "57P01": ConnectionLost,  # admin_shutdown: pg_terminate_backend, server stopping
+    "57P02": ConnectionLost,  # crash_shutdown
+    "57P03": CannotConnect,  # cannot_connect_now: server starting up
+    "28000": CannotConnect,  # invalid_authorization_specification
+    "28P01": CannotConnect,  # invalid_password
+    "3D000": CannotConnect,  # invalid_catalog_name: no such database
+    "25006": OperationalError,  # read_only_sql_transaction
 }
 
 SQLSTATE_CLASSES: dict[str, type[DatabaseError]] = {

@@ -38,6 +38,14 @@ _KINDS = {
     "release": TXCONTROL,
 }
 
+# Statements after which a pooled connection needs a reset before another caller gets it.
+_SESSION_WORDS = frozenset({"set", "reset", "listen", "unlisten", "discard", "load", "declare"})
+_SESSION_TEXT = re.compile(
+    r"pg_advisory_lock|pg_advisory_lock_shared|pg_try_advisory_lock|set_config\s*\(|"
+    r"create\s+(?:(?:global|local)\s+)?temp(?:orary)?\b|prepare\s+\w",
+    re.IGNORECASE,
+)
+
 _IDENT_START = re.compile(r"[A-Za-z_]")
 _IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _DOLLAR_TAG = re.compile(r"\$([A-Za-z_][A-Za-z0-9_]*)?\$")
@@ -47,9 +55,26 @@ _FIRST_WORD = re.compile(r"[A-Za-z]+")
 class SqlInfo:
     """What one SQL text needs: parameter names, statement kind, and the ``$n`` translation."""
 
-    __slots__ = ("inline_ok", "is_write", "kind", "names", "numbered", "order", "shape", "sql")
+    __slots__ = (
+        "changes_session",
+        "inline_ok",
+        "is_write",
+        "kind",
+        "names",
+        "numbered",
+        "order",
+        "shape",
+        "sql",
+    )
 
-    def __init__(self, sql: str, order: tuple[str, ...], kind: int, numbered: str) -> None:
+    def __init__(
+        self,
+        sql: str,
+        order: tuple[str, ...],
+        kind: int,
+        numbered: str,
+        changes_session: bool = False,
+    ) -> None:
         self.sql = sql
         self.order = order  # distinct names in order of first appearance ($1, $2, ...)
         self.names = frozenset(order)
@@ -58,6 +83,7 @@ class SqlInfo:
         self.is_write = kind != READ  # flipped when a reader refuses a WITH ... INSERT
         self.inline_ok = True  # cleared when a read proved too slow to run on the event loop
         self.shape: Any = None  # (cursor description, Record class) of the last result
+        self.changes_session = changes_session  # SET, LISTEN, advisory locks, temp tables...
 
     def positional(self, params: Mapping[str, Any] | None) -> tuple[Any, ...]:
         """Values in ``$n`` order, for drivers that take positional parameters."""
@@ -137,7 +163,8 @@ def _scan(sql: str) -> SqlInfo:
             i += 1
     out.append(sql[last:])
     kind = _KINDS.get(first_word or "", OTHER)
-    return SqlInfo(sql, tuple(order), kind, "".join(out))
+    changes_session = first_word in _SESSION_WORDS or bool(_SESSION_TEXT.search(sql))
+    return SqlInfo(sql, tuple(order), kind, "".join(out), changes_session)
 
 
 def _skip_quoted(sql: str, i: int, quote: str, *, backslash: bool) -> int:

@@ -18,7 +18,9 @@ import pytest
 
 import awaitdb
 
-BACKENDS = ["sqlite"]
+PG_URL = os.environ.get("AWAITDB_TEST_PG_URL", "")
+REQUIRE_PG = os.environ.get("AWAITDB_REQUIRE_PG", "") == "1"
+BACKENDS = ["sqlite", "postgresql"]
 
 
 @dataclass(frozen=True)
@@ -54,6 +56,60 @@ SQLITE = Dialect(
 )
 
 
+POSTGRES = Dialect(
+    name="postgresql",
+    types={
+        "int": "BIGINT",
+        "float": "DOUBLE PRECISION",
+        "str": "TEXT",
+        "bytes": "BYTEA",
+        "bool": "BOOLEAN",
+        "datetime_aware": "TIMESTAMPTZ",
+        "datetime_naive": "TIMESTAMP",
+        "date": "DATE",
+        "decimal": "NUMERIC",
+        "uuid": "UUID",
+        "json": "JSONB",
+    },
+    overflow_sql="SELECT 9223372036854775807::bigint + 1",
+    slow_sql="SELECT pg_sleep(30)",
+)
+
+
+def pg_url_or_skip() -> str:
+    """The PostgreSQL test server's URL; skip (or fail, in CI) when there is none."""
+    if not PG_URL:
+        message = "AWAITDB_TEST_PG_URL is not set: PostgreSQL tests NOT RUN"
+        if REQUIRE_PG:
+            pytest.fail(message + " (AWAITDB_REQUIRE_PG=1)")
+        pytest.skip(message)
+    return PG_URL
+
+
+def reset_pg_schema(url: str) -> None:
+    """Give a test an empty ``public`` schema (tests run one at a time)."""
+    import psycopg
+
+    try:
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE datname = current_database() AND pid <> pg_backend_pid() "
+                "AND application_name LIKE 'awaitdb-test%'"
+            )
+            conn.execute("DROP SCHEMA IF EXISTS public CASCADE")
+            conn.execute("CREATE SCHEMA public")
+    except psycopg.OperationalError as exc:
+        message = f"PostgreSQL at AWAITDB_TEST_PG_URL is unreachable ({exc}): tests NOT RUN"
+        if REQUIRE_PG:
+            pytest.fail(message)
+        pytest.skip(message)
+
+
+def with_app_name(url: str, name: str = "awaitdb-test") -> str:
+    return url + ("&" if "?" in url else "?") + f"application_name={name}"
+
+
 @pytest.fixture(params=BACKENDS)
 def backend_name(request: pytest.FixtureRequest) -> str:
     return str(request.param)
@@ -61,12 +117,24 @@ def backend_name(request: pytest.FixtureRequest) -> str:
 
 @pytest.fixture
 def db_url(backend_name: str, tmp_path: Path) -> str:
+    if backend_name == "postgresql":
+        url = pg_url_or_skip()
+        reset_pg_schema(url)
+        return with_app_name(url)
     return f"sqlite:///{tmp_path / 'test.db'}"
 
 
 @pytest.fixture
+def pg_url() -> str:
+    """A PostgreSQL URL with an empty schema, for PostgreSQL-only tests."""
+    url = pg_url_or_skip()
+    reset_pg_schema(url)
+    return with_app_name(url)
+
+
+@pytest.fixture
 def dialect(backend_name: str) -> Dialect:
-    return SQLITE
+    return POSTGRES if backend_name == "postgresql" else SQLITE
 
 
 @pytest.fixture
@@ -116,5 +184,10 @@ def sqlite_url(tmp_path: Path) -> str:
 
 
 def pytest_report_header(config: pytest.Config) -> str:
-    url = os.environ.get("AWAITDB_TEST_PG_URL")
-    return f"awaitdb backends under test: {', '.join(BACKENDS)}; PostgreSQL: {url or 'not set'}"
+    if PG_URL:
+        return f"awaitdb: PostgreSQL tests run against {PG_URL}"
+    banner = "!" * 78
+    return (
+        f"{banner}\nawaitdb: AWAITDB_TEST_PG_URL is not set: every PostgreSQL test is SKIPPED.\n"
+        f"Set it (e.g. postgresql://postgres@127.0.0.1:5432/test) to run them.\n{banner}"
+    )

@@ -13,9 +13,9 @@ import subprocess
 import sys
 import textwrap
 from pathlib import Path
-from typing import Any
 
 import pytest
+from conftest import SQLITE
 
 import awaitdb
 from awaitdb._sql import analyze
@@ -298,7 +298,7 @@ async def test_random_cancellations_leak_nothing(sqlite_url: str) -> None:
         assert await db.fetch_val("SELECT count(*) FROM t WHERE id = -1") == 1
 
 
-async def test_close_on_a_busy_pool(sqlite_url: str, dialect: Any) -> None:
+async def test_close_on_a_busy_pool(sqlite_url: str) -> None:
     db = await awaitdb.connect(sqlite_url)
     await _table(db)
 
@@ -314,7 +314,7 @@ async def test_close_on_a_busy_pool(sqlite_url: str, dialect: Any) -> None:
 
     tasks = [asyncio.create_task(busy(i)) for i in range(10)]
     tasks.append(asyncio.create_task(in_tx()))
-    slow = asyncio.create_task(db.fetch_val(dialect.slow_sql))
+    slow = asyncio.create_task(db.fetch_val(SQLITE.slow_sql))
     await asyncio.sleep(0.01)
     await db.close(timeout=0.5)
     results = await asyncio.gather(*tasks, slow, return_exceptions=True)

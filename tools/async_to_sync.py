@@ -37,7 +37,7 @@ RENAMES: dict[str, str] = {
     "AsyncGenerator": "Generator",
     # compat primitives (awaitdb/_compat.py)
     "AWaiter": "Waiter",
-    "ANoLock": "Lock",
+    "ANoLock": "RLock",
     "asleep": "sleep",
     # public and internal classes of the async face
     "Database": "SyncDatabase",
@@ -55,6 +55,7 @@ RENAMES: dict[str, str] = {
     "adb": "sdb",
     "aconnect": "sconnect",
     "adb_factory": "sdb_factory",
+    "helpers_async": "helpers_sync",
 }
 
 HEADER = (
@@ -155,6 +156,8 @@ class AsyncToSync(ast.NodeTransformer):
         return node
 
     def visit_ImportFrom(self, node: ast.ImportFrom) -> ast.AST | None:
+        if node.module is not None:
+            node.module = RENAMES.get(node.module, node.module)
         kept = []
         seen = set()
         for alias in node.names:
@@ -235,6 +238,7 @@ def pairs() -> list[tuple[Path, Path]]:
     for src in sorted((ROOT / "awaitdb" / "_async").glob("*.py")):
         found.append((src, ROOT / "awaitdb" / "_sync" / src.name))
     for src in sorted((ROOT / "tests" / "conformance").glob("*_async.py")):
+        # test_x_async.py -> test_x_sync.py; helpers_async.py -> helpers_sync.py
         found.append((src, src.with_name(src.name.replace("_async.py", "_sync.py"))))
     return found
 

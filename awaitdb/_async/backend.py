@@ -65,8 +65,8 @@ class Session(Protocol):
         """Up to ``size`` more rows; fewer means the cursor is exhausted."""
         ...
 
-    def close_cursor(self, cursor: Any) -> None:
-        """Release the cursor's resources; never waits."""
+    async def close_cursor(self, cursor: Any) -> None:
+        """Release the cursor's resources (and end a transaction opened for it)."""
         ...
 
 

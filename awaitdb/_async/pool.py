@@ -43,6 +43,7 @@ class Pool(Generic[T]):
         max_waiting: int | None = None,
         opener: Callable[[], Awaitable[T]] | None = None,
         closer: Callable[[T], None] | None = None,
+        checker: Callable[[T], bool] | None = None,
         max_idle: float | None = None,
         max_lifetime: float | None = None,
         items: list[T] | None = None,
@@ -54,6 +55,7 @@ class Pool(Generic[T]):
         self._max_waiting = max_waiting
         self._opener = opener
         self._closer = closer
+        self._checker = checker  # a quick local test: False means the item is dead
         self._max_idle = max_idle
         self._max_lifetime = max_lifetime
         now = time.monotonic()
@@ -77,6 +79,10 @@ class Pool(Generic[T]):
             while self._idle and not self._waiters:
                 item, since = self._idle.pop()
                 if self._expired(item, since):
+                    self._drop(item)
+                    continue
+                if self._checker is not None and not self._checker(item):
+                    stats.connections_replaced += 1  # found dead: replaced, caller never knows
                     self._drop(item)
                     continue
                 stats.acquire_waits.append(0.0)

@@ -94,7 +94,10 @@ class Scope(Queries):
                 "transaction control statements (BEGIN, COMMIT, SAVEPOINT...) are not allowed "
                 "inside a transaction block: nest `db.transaction()` blocks instead"
             )
-        if binding.stack[-1] is not self:
+        top = binding.stack[-1]
+        if top is not self and top is not self._db._scope.get():
+            # Another block is innermost. If it is ours (we are inside it, calling an outer
+            # block's methods), run now, inside it; otherwise wait for it to close.
             await binding.wait_turn(self)
         if binding.in_tx and not binding.session.in_transaction:
             raise TransactionAborted(

@@ -51,13 +51,14 @@ _TXCONTROL_MESSAGE = (
 class WorkerSession:
     """A worker lent to one transaction, pinned block or cursor."""
 
-    __slots__ = ("_backend", "in_transaction", "readonly", "worker")
+    __slots__ = ("_backend", "cursors", "in_transaction", "readonly", "worker")
 
     def __init__(self, backend: SQLiteBackend, worker: Worker, readonly: bool) -> None:
         self._backend = backend
         self.worker = worker
         self.readonly = readonly
         self.in_transaction = False  # updated by the worker thread after each session job
+        self.cursors: set[Any] = set()  # open sqlite3 cursors: touched by the worker thread only
 
     async def run(
         self, kind: int, info: SqlInfo, params: Any, arg: Any, timeout: float | None
@@ -73,7 +74,7 @@ class WorkerSession:
         )
         return rows
 
-    def close_cursor(self, cursor: Any) -> None:
+    async def close_cursor(self, cursor: Any) -> None:
         if self.worker.alive and not self.worker.stopped:
             self.worker.post(Job(CURSOR_CLOSE, None, None, cursor, self))
 

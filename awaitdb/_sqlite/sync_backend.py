@@ -108,6 +108,11 @@ class DirectSession:
                 raise translate(exc) from exc
 
     def close_cursor(self, cursor: Any) -> None:
+        with self._conn.lock:
+            self._close(cursor)
+
+    @staticmethod
+    def _close(cursor: Any) -> None:
         try:
             cursor.close()
         except sqlite3.Error:  # pragma: no cover

@@ -293,19 +293,48 @@ class Worker:
             return None
         assert conn is not None
         if kind == RESET:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
+            self._reset(conn, job.session)
             return None
         if kind == CURSOR_OPEN:
             assert job.info is not None
-            return open_cursor(conn, job.info, job.params)
+            cursor = open_cursor(conn, job.info, job.params)
+            if job.session is not None:
+                job.session.cursors.add(cursor)
+            return cursor
         if kind == CURSOR_FETCH:
             cursor, size = job.arg
             return fetch_batch(cursor, size)
         if kind == CURSOR_CLOSE:
+            if job.session is not None:
+                job.session.cursors.discard(job.arg)
             job.arg.close()
             return None
         raise AssertionError(f"unknown job kind {kind}")
+
+    @staticmethod
+    def _reset(conn: sqlite3.Connection, session: Any) -> None:
+        """End a session: close cursors it left open, then roll back what it left open.
+
+        A cursor left open keeps a statement active, and while one is active a late
+        ``sqlite3_interrupt`` (aimed at a statement that had just finished) stays armed and
+        would abort the ROLLBACK: close them first, and retry the ROLLBACK if it was hit.
+        """
+        if session is not None:
+            for cursor in list(session.cursors):
+                try:
+                    cursor.close()
+                except sqlite3.Error:  # pragma: no cover
+                    pass
+            session.cursors.clear()
+        for _ in range(3):
+            if not conn.in_transaction:
+                return
+            try:
+                conn.execute("ROLLBACK")
+            except sqlite3.OperationalError:
+                continue
+        if conn.in_transaction:  # pragma: no cover - the connection is unusable
+            raise sqlite3.OperationalError("could not roll back a session's transaction")
 
     def _commit_group(self, group: list[Job]) -> None:
         live = [job for job in group if not job.cancelled]

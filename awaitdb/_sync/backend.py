@@ -62,7 +62,7 @@ class SyncSession(Protocol):
         ...
 
     def close_cursor(self, cursor: Any) -> None:
-        """Release the cursor's resources; never waits."""
+        """Release the cursor's resources (and end a transaction opened for it)."""
         ...
 
 

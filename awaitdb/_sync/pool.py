@@ -17,7 +17,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any, Generic, TypeVar
 
-from .._compat import Lock, Waiter
+from .._compat import RLock, Waiter
 from .._errors import InterfaceError, PoolOverloaded, PoolTimeout
 from .._stats import Stats
 
@@ -45,6 +45,7 @@ class SyncPool(Generic[T]):
         max_waiting: int | None = None,
         opener: Callable[[], T] | None = None,
         closer: Callable[[T], None] | None = None,
+        checker: Callable[[T], bool] | None = None,
         max_idle: float | None = None,
         max_lifetime: float | None = None,
         items: list[T] | None = None,
@@ -56,6 +57,7 @@ class SyncPool(Generic[T]):
         self._max_waiting = max_waiting
         self._opener = opener
         self._closer = closer
+        self._checker = checker
         self._max_idle = max_idle
         self._max_lifetime = max_lifetime
         now = time.monotonic()
@@ -63,7 +65,7 @@ class SyncPool(Generic[T]):
         self._born: dict[int, float] = {id(item): now for item in items or []}
         self._size = len(self._idle)
         self._waiters: deque[Waiter[T]] = deque()
-        self._lock = Lock()
+        self._lock = RLock()
         self.closed = False
 
     def acquire(self, timeout: float | None = None) -> T:
@@ -77,6 +79,10 @@ class SyncPool(Generic[T]):
             while self._idle and (not self._waiters):
                 item, since = self._idle.pop()
                 if self._expired(item, since):
+                    self._drop(item)
+                    continue
+                if self._checker is not None and (not self._checker(item)):
+                    stats.connections_replaced += 1
                     self._drop(item)
                     continue
                 stats.acquire_waits.append(0.0)

@@ -74,7 +74,7 @@ class SyncRows:
             raise
         self._buffer.extend(batch)
         if len(batch) < self._batch_size:
-            self._finish()
+            self._close()
 
     def _open(self) -> None:
         db = self._db
@@ -94,22 +94,34 @@ class SyncRows:
             self._finish()
             raise
 
+    def _close(self) -> None:
+        """Close the cursor on its connection, then give a borrowed connection back."""
+        if self._done:
+            return
+        session, cursor = (self._session, self._cursor)
+        self._cursor = None
+        if session is not None and cursor is not None:
+            try:
+                session.close_cursor(cursor)
+            except BaseException:
+                self._finish()
+                raise
+        self._finish()
+
     def _finish(self) -> None:
+        """Give a borrowed connection back without waiting; the backend resets it if needed."""
         if self._done:
             return
         self._done = True
         session, self._session = (self._session, None)
-        if session is not None:
-            if self._cursor is not None:
-                session.close_cursor(self._cursor)
-                self._cursor = None
-            if self._owns_session:
-                self._db._backend.release(session)
+        self._cursor = None
+        if session is not None and self._owns_session:
+            self._db._backend.release(session)
 
     def close(self) -> None:
         """Stop early and give the connection back."""
         self._buffer.clear()
-        self._finish()
+        self._close()
 
     def __enter__(self) -> SyncRows:
         return self

@@ -89,7 +89,8 @@ class SyncScope(Queries):
             raise InterfaceError(
                 "transaction control statements (BEGIN, COMMIT, SAVEPOINT...) are not allowed inside a transaction block: nest `db.transaction()` blocks instead"
             )
-        if binding.stack[-1] is not self:
+        top = binding.stack[-1]
+        if top is not self and top is not self._db._scope.get():
             binding.wait_turn(self)
         if binding.in_tx and (not binding.session.in_transaction):
             raise TransactionAborted(

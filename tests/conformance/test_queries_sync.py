@@ -15,6 +15,8 @@ import pytest
 
 import awaitdb
 
+from .helpers_sync import settled_in_use
+
 
 def _users(sdb: Any) -> None:
     sdb.execute("CREATE TABLE users (id INTEGER PRIMARY KEY, name TEXT NOT NULL, team TEXT)")
@@ -113,10 +115,10 @@ def test_named_parameters_are_bound_not_interpolated(sdb: Any) -> None:
     evil = "x'); DROP TABLE users; --"
     sdb.execute("INSERT INTO users (id, name) VALUES (:id, :name)", {"id": 10, "name": evil})
     assert sdb.fetch_val("SELECT name FROM users WHERE id = 10") == evil
-    sql = "SELECT ':nope' AS a, /* :nor */ :real AS b -- :this\n"
+    sql = "SELECT ':nope' AS a, /* :nor */ CAST(:real AS INTEGER) AS b -- :this\n"
     rec = sdb.fetch_one(sql, {"real": 5})
     assert rec is not None and rec["a"] == ":nope" and (rec["b"] == 5)
-    assert sdb.fetch_val("SELECT :v + :v", {"v": 2}) == 4
+    assert sdb.fetch_val("SELECT CAST(:v AS INTEGER) + CAST(:v AS INTEGER)", {"v": 2}) == 4
 
 
 def test_missing_and_extra_parameters(sdb: Any) -> None:
@@ -148,7 +150,7 @@ def test_iterate_stops_early_and_returns_the_connection(sdb: Any) -> None:
         for rec in rows:
             if rec["x"] == 15:
                 break
-    assert sdb.stats().pool_in_use == 0
+    assert settled_in_use(sdb) == 0
     with pytest.raises(awaitdb.InterfaceError, match="batch_size"):
         sdb.iterate("SELECT 1", batch_size=0)
 
@@ -157,7 +159,7 @@ def test_timeout_cancels_the_query(sdb: Any, dialect: Any) -> None:
     with pytest.raises(awaitdb.QueryTimeout):
         sdb.fetch_val(dialect.slow_sql, timeout=0.2)
     assert sdb.fetch_val("SELECT 1") == 1
-    assert sdb.stats().pool_in_use == 0
+    assert settled_in_use(sdb) == 0
 
 
 def test_statement_timeout_option(sconnect: Any, dialect: Any) -> None:

@@ -1,0 +1,431 @@
+"""The async PostgreSQL backend on asyncpg: one round trip per autocommit statement.
+
+- Autocommit statements run on a pooled connection with no BEGIN/COMMIT around them and no
+  reset on release. A reset (rollback, ``RESET ALL``, ``UNLISTEN *``, advisory unlock,
+  ``DISCARD TEMP``) runs only when the connection's session state was changed: an open
+  transaction, ``SET``, ``LISTEN``, advisory locks or temp tables. It runs in the background,
+  and the connection rejoins the pool after it.
+- asyncpg caches prepared statements per connection (``statement_cache_size``; 0 behind
+  PgBouncer in transaction mode); ``:name`` to ``$n`` translation is cached per SQL text.
+- New connections are retried with jittered backoff until ``acquire_timeout``, then
+  ``CannotConnect``. A connection found dead on checkout is replaced without the caller seeing
+  it, and a read that fails because its connection died is retried once on a fresh one.
+- Timeouts and cancellations cancel the statement on the server (asyncpg sends a
+  CancelRequest); the connection's next statement waits for that to finish.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+import time
+import uuid
+from collections.abc import Mapping
+from typing import Any
+
+import asyncpg
+
+from .._async.backend import NOT_NOW
+from .._async.pool import Pool
+from .._config import Config
+from .._errors import (
+    CannotConnect,
+    ConnectionLost,
+    InterfaceError,
+    QueryTimeout,
+    TransactionAborted,
+)
+from .._ops import EXECUTE, EXECUTE_MANY, FETCH_ALL, FETCH_ONE
+from .._record import Record, record_class
+from .._sql import TXCONTROL, SqlInfo
+from .._stats import Stats
+from .errors import command_count, is_connection_error, never_sent, translate
+
+__all__ = ["PostgresBackend", "begin_sql", "RESET_QUERY"]
+
+RESET_QUERY = "CLOSE ALL; UNLISTEN *; RESET ALL; SELECT pg_advisory_unlock_all(); DISCARD TEMP"
+_PERMANENT = ("28", "3D")  # bad credentials, no such database: retrying will not help
+_DRIVER_ERRORS = (
+    TimeoutError,
+    asyncpg.PostgresError,
+    asyncpg.InterfaceError,
+    asyncpg.exceptions._base.InternalClientError,  # protocol state lost: connection unusable
+    OSError,
+)
+
+
+def begin_sql(isolation: str | None, readonly: bool) -> str:
+    """``BEGIN [ISOLATION LEVEL ...] [READ ONLY]``."""
+    sql = "BEGIN"
+    if isolation is not None:
+        sql += " ISOLATION LEVEL " + isolation.replace("_", " ").upper()
+    if readonly:
+        sql += " READ ONLY"
+    return sql
+
+
+def _json_dumps(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+
+
+def _record_cls(info: SqlInfo, row: asyncpg.Record) -> type[Record]:
+    keys = tuple(row.keys())
+    shape = info.shape
+    if shape is not None and shape[0] == keys:
+        cls: type[Record] = shape[1]
+        return cls
+    cls = record_class(keys)
+    info.shape = (keys, cls)
+    return cls
+
+
+def _column(info: SqlInfo, row: asyncpg.Record, column: int | str) -> Any:
+    if type(column) is int:
+        if -len(row) <= column < len(row):
+            return row[column]
+        raise InterfaceError(f"column index {column} out of range: the result has {len(row)}")
+    try:
+        return row[column]
+    except KeyError:
+        names = ", ".join(row.keys())
+        raise InterfaceError(f"no column {column!r} in the result (columns: {names})") from None
+
+
+async def execute(
+    conn: asyncpg.Connection, kind: int, info: SqlInfo, params: Any, arg: Any, timeout: float | None
+) -> Any:
+    """Run one statement on ``conn``, shaped by ``kind``; driver errors become awaitdb errors."""
+    sql = info.numbered
+    try:
+        if kind == EXECUTE_MANY:
+            await conn.executemany(sql, [info.positional(p) for p in params], timeout=timeout)
+            return len(params)
+        args = info.positional(params) if info.order else ()
+        if kind == FETCH_ONE:
+            row = await conn.fetchrow(sql, *args, timeout=timeout)
+            return None if row is None else _record_cls(info, row)(row)
+        if kind == FETCH_ALL:
+            rows = await conn.fetch(sql, *args, timeout=timeout)
+            if not rows:
+                return []
+            cls = _record_cls(info, rows[0])
+            return list(map(cls, rows))
+        if kind == EXECUTE:
+            status = await conn.execute(sql, *args, timeout=timeout)
+            if info.kind == TXCONTROL and status == "ROLLBACK" and not _is_rollback(info):
+                raise TransactionAborted(
+                    "the transaction had already failed: PostgreSQL rolled it back at COMMIT"
+                )
+            return command_count(status)
+        if arg == 0 and type(arg) is int:
+            return await conn.fetchval(sql, *args, timeout=timeout)
+        row = await conn.fetchrow(sql, *args, timeout=timeout)
+        return None if row is None else _column(info, row, arg)
+    except _DRIVER_ERRORS as exc:
+        raise translate(exc, info) from exc
+
+
+def _is_rollback(info: SqlInfo) -> bool:
+    return info.sql.lstrip().upper().startswith("ROLLBACK")
+
+
+class PgSession:
+    """A connection lent to a transaction, pinned block or cursor; serializes its callers."""
+
+    __slots__ = ("_lock", "conn", "cursor_tx", "dirty", "readonly", "unsure")
+
+    def __init__(self, conn: asyncpg.Connection, readonly: bool) -> None:
+        self.conn = conn
+        self.readonly = readonly
+        self.dirty = False  # session state changed: reset before the next caller
+        self.cursor_tx = False  # we opened a transaction for a streaming cursor
+        self.unsure = False  # a statement was interrupted: the protocol state is not known yet
+        self._lock = asyncio.Lock()  # asyncpg runs one operation at a time per connection
+
+    @property
+    def in_transaction(self) -> bool:
+        return self.unsure or bool(self.conn.is_in_transaction())
+
+    async def run(
+        self, kind: int, info: SqlInfo, params: Any, arg: Any, timeout: float | None
+    ) -> Any:
+        async with self._lock:
+            if info.changes_session:
+                self.dirty = True
+            try:
+                result = await execute(self.conn, kind, info, params, arg, timeout)
+            except BaseException as exc:
+                self._interrupted(exc)
+                raise
+            self.unsure = False  # a statement completed: the protocol is in step again
+            return result
+
+    async def open_cursor(self, info: SqlInfo, params: Mapping[str, Any] | None) -> Any:
+        async with self._lock:
+            try:
+                if not self.conn.is_in_transaction():  # asyncpg cursors live in a transaction
+                    self.cursor_tx = True
+                    await self.conn.execute(begin_sql(None, readonly=not info.is_write))
+                args = info.positional(params) if info.order else ()
+                return await self.conn.cursor(info.numbered, *args), info
+            except BaseException as exc:
+                self._interrupted(exc)
+                if isinstance(exc, _DRIVER_ERRORS):
+                    raise translate(exc, info) from exc
+                raise
+
+    async def fetch_cursor(self, cursor: Any, size: int) -> list[Record]:
+        handle, info = cursor
+        async with self._lock:
+            try:
+                rows = await handle.fetch(size)
+            except BaseException as exc:
+                self._interrupted(exc)
+                if isinstance(exc, _DRIVER_ERRORS):
+                    raise translate(exc, info) from exc
+                raise
+        if not rows:
+            return []
+        cls = _record_cls(info, rows[0])
+        return list(map(cls, rows))
+
+    async def close_cursor(self, cursor: Any) -> None:
+        if not self.cursor_tx:
+            return  # inside the caller's transaction: the portal ends with it
+        async with self._lock:
+            try:
+                await self.conn.execute("COMMIT")
+            except BaseException as exc:
+                self._interrupted(exc)
+                if isinstance(exc, _DRIVER_ERRORS):
+                    raise translate(exc) from exc
+                raise
+            self.cursor_tx = False
+
+    def _interrupted(self, exc: BaseException) -> None:
+        if _interrupted(exc):
+            self.unsure = True
+
+
+def _interrupted(exc: BaseException) -> bool:
+    """The statement was cut off mid-flight: the connection's state is unknown until reset."""
+    return isinstance(exc, asyncio.CancelledError | QueryTimeout) or is_connection_error(exc)
+
+
+def _alive(conn: asyncpg.Connection) -> bool:
+    return not conn.is_closed()
+
+
+class PostgresBackend:
+    """Implements the async ``Backend`` protocol over asyncpg connections."""
+
+    name = "postgresql"
+
+    def __init__(self, config: Config) -> None:
+        self.stats = Stats(config.slow_query_ms)
+        self._config = config
+        self._min_size = int(config.get("min_size", 1))
+        max_size = int(config.get("max_size", 10))
+        self._connect_kwargs: dict[str, Any] = {}
+        if "statement_cache_size" in config.options:
+            self._connect_kwargs["statement_cache_size"] = int(
+                config.options["statement_cache_size"]
+            )
+        if config.get("ssl", None) is not None:
+            self._connect_kwargs["ssl"] = config.options["ssl"]
+        self._pool: Pool[asyncpg.Connection] = Pool(
+            "postgresql",
+            stats=self.stats,
+            max_size=max(max_size, self._min_size),
+            acquire_timeout=config.acquire_timeout,
+            max_waiting=config.max_waiting,
+            opener=self._open,
+            closer=self._terminate,
+            checker=_alive,
+            max_idle=config.get("max_idle", None),
+            max_lifetime=config.get("max_lifetime", None),
+        )
+        self._all: set[asyncpg.Connection] = set()
+        self._resets: set[asyncio.Task[None]] = set()
+        self._closing = False
+        self._sessions = 0
+
+    @classmethod
+    async def open(cls, config: Config) -> PostgresBackend:
+        backend = cls(config)
+        conns = await asyncio.gather(
+            *(backend._pool.acquire() for _ in range(max(1, backend._min_size))),
+            return_exceptions=True,
+        )
+        errors = [c for c in conns if isinstance(c, BaseException)]
+        for conn in conns:
+            if not isinstance(conn, BaseException):
+                backend._pool.release(conn)
+        if errors:
+            await backend.close(0)
+            raise errors[0]
+        return backend
+
+    # -- connections --------------------------------------------------------------------------
+
+    async def _open(self) -> asyncpg.Connection:
+        config = self._config
+        deadline = time.monotonic() + config.acquire_timeout
+        delay = 0.05
+        while True:
+            remaining = deadline - time.monotonic()
+            try:
+                conn = await asyncpg.connect(
+                    config.url, timeout=max(0.5, min(10.0, remaining)), **self._connect_kwargs
+                )
+            except Exception as exc:
+                self.stats.connection_errors += 1
+                state = str(getattr(exc, "sqlstate", "") or "")
+                if state.startswith(_PERMANENT) or time.monotonic() + delay >= deadline:
+                    raise CannotConnect(
+                        f"cannot connect to {config.redacted_url}: {type(exc).__name__}: {exc}",
+                        sqlstate=state or None,
+                    ) from exc
+                await asyncio.sleep(delay * random.uniform(0.5, 1.0))
+                delay = min(delay * 2, 2.0)
+                continue
+            try:
+                await self._init(conn)
+            except BaseException:
+                conn.terminate()
+                raise
+            self._all.add(conn)
+            return conn
+
+    async def _init(self, conn: asyncpg.Connection) -> None:
+        for name in ("json", "jsonb"):
+            await conn.set_type_codec(
+                name, encoder=_json_dumps, decoder=json.loads, schema="pg_catalog"
+            )
+        await conn.set_type_codec(
+            "uuid", encoder=str, decoder=uuid.UUID, schema="pg_catalog", format="text"
+        )
+
+    def _terminate(self, conn: asyncpg.Connection) -> None:
+        self._all.discard(conn)
+        conn.terminate()
+
+    def _give_back(
+        self,
+        conn: asyncpg.Connection,
+        *,
+        dirty: bool,
+        commit: bool = False,
+        unsure: bool = False,
+    ) -> None:
+        """Return ``conn`` to the pool, resetting it first (in the background) if needed."""
+        if conn.is_closed():
+            self._pool.release(conn, discard=True)
+        elif dirty or unsure or conn.is_in_transaction():
+            reset = self._reset(conn, dirty, commit, unsure)
+            task = asyncio.get_running_loop().create_task(reset)
+            self._resets.add(task)
+            task.add_done_callback(self._resets.discard)
+        else:
+            self._pool.release(conn)
+
+    async def _reset(
+        self, conn: asyncpg.Connection, dirty: bool, commit: bool, unsure: bool
+    ) -> None:
+        try:
+            async with asyncio.timeout(10):
+                # After an interruption the local transaction state may be stale: ROLLBACK
+                # unconditionally (it also waits for the cancellation to finish).
+                if unsure or conn.is_in_transaction():
+                    await conn.execute("COMMIT" if commit and not unsure else "ROLLBACK")
+                if dirty:
+                    await conn.execute(RESET_QUERY)
+        except BaseException:
+            self._pool.release(conn, discard=True)
+            raise
+        self._pool.release(conn)
+
+    # -- autocommit ---------------------------------------------------------------------------
+
+    def run_now(
+        self, kind: int, info: SqlInfo, params: Any, arg: Any, timeout: float | None
+    ) -> Any:
+        return NOT_NOW  # every statement is a round trip
+
+    async def run(
+        self, kind: int, info: SqlInfo, params: Any, arg: Any, timeout: float | None
+    ) -> Any:
+        if self._closing:
+            raise InterfaceError("the database is closed")
+        if info.kind == TXCONTROL:
+            raise InterfaceError(
+                "transaction control statements (BEGIN, COMMIT, SAVEPOINT...) need a pinned "
+                "connection: use `async with db.transaction()` or `async with db.connection()`"
+            )
+        pool = self._pool
+        for attempt in (0, 1):
+            conn = await pool.acquire()
+            try:
+                result = await execute(conn, kind, info, params, arg, timeout)
+            except BaseException as exc:
+                if conn.is_closed() or is_connection_error(exc):
+                    pool.release(conn, discard=True)
+                    if attempt == 0 and (
+                        never_sent(exc) or (not info.is_write and isinstance(exc, ConnectionLost))
+                    ):
+                        continue  # the connection had died: a read, or nothing sent; once more
+                else:
+                    self._give_back(conn, dirty=info.changes_session, unsure=_interrupted(exc))
+                raise
+            self._give_back(conn, dirty=info.changes_session)
+            return result
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    # -- sessions -----------------------------------------------------------------------------
+
+    async def acquire(self, *, write: bool, timeout: float | None) -> PgSession:
+        if self._closing:
+            raise InterfaceError("the database is closed")
+        conn = await self._pool.acquire(timeout)
+        self._sessions += 1
+        return PgSession(conn, readonly=not write)
+
+    def release(self, session: Any, *, discard: bool = False) -> None:
+        assert isinstance(session, PgSession)
+        self._sessions -= 1
+        if discard:
+            self._pool.release(session.conn, discard=True)
+            return
+        self._give_back(
+            session.conn, dirty=session.dirty, commit=session.cursor_tx, unsure=session.unsure
+        )
+
+    def begin_sql(self, isolation: str | None, readonly: bool) -> str:
+        return begin_sql(isolation, readonly)
+
+    # -- state --------------------------------------------------------------------------------
+
+    def pool_stats(self) -> dict[str, int]:
+        return self._pool.gauges()
+
+    async def close(self, timeout: float | None) -> None:
+        if self._closing:
+            return
+        self._closing = True
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while (self._sessions > 0 or self._pool.gauges()["in_use"] > 0) and (
+            deadline is None or time.monotonic() < deadline
+        ):
+            await asyncio.sleep(0.005)
+        if self._resets:
+            await asyncio.wait(list(self._resets), timeout=2)
+        self._pool.close()
+        idle = self._pool.take_idle()
+        await asyncio.gather(
+            *(conn.close(timeout=2) for conn in idle if not conn.is_closed()),
+            return_exceptions=True,
+        )
+        for conn in list(self._all):
+            conn.terminate()
+        self._all.clear()

@@ -1,0 +1,378 @@
+"""The sync PostgreSQL backend on psycopg 3, for the generated sync face.
+
+Mirrors the asyncpg backend: autocommit statements are one round trip with no reset on release
+unless the session state changed; ``:name`` becomes ``$n`` (psycopg's ``RawCursor`` speaks
+PostgreSQL's native placeholders); statements are prepared after ``PREPARE_THRESHOLD``
+executions (never with ``statement_cache_size=0``); ``timeout=`` cancels the statement on the
+server from a timer; JSON values bind as untyped text so the server casts them to the column's
+``json`` or ``jsonb``.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import re
+import threading
+import time
+from collections.abc import Mapping
+from typing import Any
+
+import psycopg
+from psycopg.adapt import Dumper
+from psycopg.rows import tuple_row
+
+from .._config import Config
+from .._errors import CannotConnect, ConnectionLost, Error, InterfaceError, TransactionAborted
+from .._ops import EXECUTE, EXECUTE_MANY, FETCH_ALL, FETCH_ONE
+from .._record import Record, record_class
+from .._sql import TXCONTROL, SqlInfo
+from .._stats import Stats
+from .._sync.pool import SyncPool
+from .async_backend import RESET_QUERY, begin_sql
+from .errors import translate
+
+__all__ = ["SyncPostgresBackend"]
+
+PREPARE_THRESHOLD = 0  # prepare on first use: the asyncpg face does the same
+_PERMANENT = ("28", "3D")
+_CANNOT_ADAPT = re.compile(r"cannot adapt type '([^']+)'")
+
+
+class _JsonDumper(Dumper):
+    """dict and list as JSON text of unknown type: the server casts to json or jsonb."""
+
+    oid = 0
+
+    def dump(self, obj: Any) -> bytes:
+        return json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def _record_cls(info: SqlInfo, description: Any) -> type[Record]:
+    keys = tuple(column.name for column in description)
+    shape = info.shape
+    if shape is not None and shape[0] == keys:
+        cls: type[Record] = shape[1]
+        return cls
+    cls = record_class(keys)
+    info.shape = (keys, cls)
+    return cls
+
+
+def _translate(exc: BaseException, conn: psycopg.Connection[Any], info: SqlInfo | None,
+               params: Any) -> Error:  # fmt: skip
+    if conn.broken or (
+        isinstance(exc, psycopg.OperationalError) and not getattr(exc, "sqlstate", None)
+    ):
+        return ConnectionLost(f"the connection was lost: {exc}")
+    match = _CANNOT_ADAPT.search(str(exc))
+    if match and isinstance(params, Mapping):
+        names = [k for k, v in params.items() if type(v).__name__ == match.group(1)]
+        name = f":{names[0]}" if names else "a parameter"
+        return InterfaceError(
+            f"cannot bind {name}: values of type {match.group(1)} are not supported"
+        )
+    return translate(exc, info)
+
+
+def _column(description: Any, row: tuple[Any, ...], column: int | str) -> Any:
+    if type(column) is int:
+        if -len(row) <= column < len(row):
+            return row[column]
+        raise InterfaceError(f"column index {column} out of range: the result has {len(row)}")
+    for index, col in enumerate(description):
+        if col.name == column:
+            return row[index]
+    names = ", ".join(col.name for col in description)
+    raise InterfaceError(f"no column {column!r} in the result (columns: {names})")
+
+
+def execute(conn: psycopg.Connection[Any], kind: int, info: SqlInfo, params: Any, arg: Any,
+            timeout: float | None) -> Any:  # fmt: skip
+    """Run one statement on ``conn``, shaped by ``kind``; driver errors become awaitdb errors."""
+    timer = None
+    if timeout is not None:
+        timer = threading.Timer(timeout, conn.cancel_safe)
+        timer.daemon = True
+        timer.start()
+    try:
+        cursor = conn.cursor()
+        sql = info.numbered
+        if kind == EXECUTE_MANY:
+            cursor.executemany(sql, [info.positional(p) for p in params])
+            return len(params)
+        args = info.positional(params) if info.order else None
+        cursor.execute(sql, args)
+        if kind == FETCH_ONE:
+            row = cursor.fetchone()
+            return None if row is None else _record_cls(info, cursor.description)(row)
+        if kind == FETCH_ALL:
+            rows = cursor.fetchall()
+            if not rows:
+                return []
+            return list(map(_record_cls(info, cursor.description), rows))
+        if kind == EXECUTE:
+            status = cursor.statusmessage
+            if info.kind == TXCONTROL and status == "ROLLBACK" and not _is_rollback(info):
+                raise TransactionAborted(
+                    "the transaction had already failed: PostgreSQL rolled it back at COMMIT"
+                )
+            return max(cursor.rowcount, 0)
+        row = cursor.fetchone()
+        return None if row is None else _column(cursor.description, row, arg)
+    except (psycopg.Error, OSError) as exc:
+        error = _translate(exc, conn, info, params)
+        if timer is not None and error.sqlstate == "57014":
+            error = type(error)("the statement ran past its timeout and was cancelled",
+                                sqlstate="57014")  # fmt: skip
+        raise error from exc
+    finally:
+        if timer is not None:
+            timer.cancel()
+
+
+def _is_rollback(info: SqlInfo) -> bool:
+    return info.sql.lstrip().upper().startswith("ROLLBACK")
+
+
+class PgSyncSession:
+    """A psycopg connection lent to a transaction, pinned block or cursor."""
+
+    __slots__ = ("_cursors", "_lock", "conn", "cursor_tx", "dirty", "readonly")
+
+    def __init__(self, conn: psycopg.Connection[Any], readonly: bool) -> None:
+        self.conn = conn
+        self.readonly = readonly
+        self.dirty = False
+        self.cursor_tx = False
+        self._lock = threading.Lock()
+        self._cursors = 0
+
+    @property
+    def in_transaction(self) -> bool:
+        return self.conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE
+
+    def run(self, kind: int, info: SqlInfo, params: Any, arg: Any, timeout: float | None) -> Any:
+        with self._lock:
+            if info.changes_session:
+                self.dirty = True
+            return execute(self.conn, kind, info, params, arg, timeout)
+
+    def open_cursor(self, info: SqlInfo, params: Mapping[str, Any] | None) -> Any:
+        with self._lock:
+            conn = self.conn
+            try:
+                if not self.in_transaction:  # server-side cursors live in a transaction
+                    conn.execute(begin_sql(None, readonly=not info.is_write))
+                    self.cursor_tx = True
+                self._cursors += 1
+                cursor = psycopg.RawServerCursor(conn, f"awaitdb_cursor_{self._cursors}")
+                cursor.execute(info.numbered, info.positional(params) if info.order else None)
+                return cursor, info
+            except (psycopg.Error, OSError) as exc:
+                raise _translate(exc, conn, info, params) from exc
+
+    def fetch_cursor(self, cursor: Any, size: int) -> list[Record]:
+        handle, info = cursor
+        with self._lock:
+            try:
+                rows = handle.fetchmany(size)
+            except (psycopg.Error, OSError) as exc:
+                raise _translate(exc, self.conn, info, None) from exc
+            if not rows:
+                return []
+            return list(map(_record_cls(info, handle.description), rows))
+
+    def close_cursor(self, cursor: Any) -> None:
+        handle, _ = cursor
+        with self._lock:
+            try:
+                handle.close()
+                if self.cursor_tx:
+                    self.cursor_tx = False
+                    self.conn.execute("COMMIT")
+            except (psycopg.Error, OSError) as exc:
+                raise _translate(exc, self.conn, None, None) from exc
+
+
+def _alive(conn: psycopg.Connection[Any]) -> bool:
+    return not (conn.closed or conn.broken)
+
+
+class SyncPostgresBackend:
+    """Implements the sync ``SyncBackend`` protocol over psycopg connections."""
+
+    name = "postgresql"
+
+    def __init__(self, config: Config) -> None:
+        self.stats = Stats(config.slow_query_ms)
+        self._config = config
+        self._min_size = int(config.get("min_size", 1))
+        cache = config.options.get("statement_cache_size")
+        self._prepare_threshold = None if cache == 0 else PREPARE_THRESHOLD
+        self._pool: SyncPool[psycopg.Connection[Any]] = SyncPool(
+            "postgresql",
+            stats=self.stats,
+            max_size=max(int(config.get("max_size", 10)), self._min_size),
+            acquire_timeout=config.acquire_timeout,
+            max_waiting=config.max_waiting,
+            opener=self._open,
+            closer=self._close_conn,
+            checker=_alive,
+            max_idle=config.get("max_idle", None),
+            max_lifetime=config.get("max_lifetime", None),
+        )
+        self._all: set[psycopg.Connection[Any]] = set()
+        self._guard = threading.Lock()
+        self._closing = False
+        self._sessions = 0
+
+    @classmethod
+    def open(cls, config: Config) -> SyncPostgresBackend:
+        backend = cls(config)
+        conns = []
+        try:
+            for _ in range(max(1, backend._min_size)):
+                conns.append(backend._pool.acquire())
+        except BaseException:
+            for conn in conns:
+                backend._pool.release(conn)
+            backend.close(0)
+            raise
+        for conn in conns:
+            backend._pool.release(conn)
+        return backend
+
+    # -- connections --------------------------------------------------------------------------
+
+    def _open(self) -> psycopg.Connection[Any]:
+        config = self._config
+        deadline = time.monotonic() + config.acquire_timeout
+        delay = 0.05
+        while True:
+            remaining = deadline - time.monotonic()
+            try:
+                conn = psycopg.connect(
+                    config.url,
+                    autocommit=True,
+                    prepare_threshold=self._prepare_threshold,
+                    cursor_factory=psycopg.RawCursor,
+                    row_factory=tuple_row,
+                    connect_timeout=max(1, int(min(10.0, remaining))),
+                    **({"sslmode": config.options["ssl"]} if config.options.get("ssl") else {}),
+                )
+            except psycopg.Error as exc:
+                self.stats.connection_errors += 1
+                state = str(getattr(exc, "sqlstate", "") or "")
+                if state.startswith(_PERMANENT) or time.monotonic() + delay >= deadline:
+                    raise CannotConnect(
+                        f"cannot connect to {config.redacted_url}: {type(exc).__name__}: {exc}",
+                        sqlstate=state or None,
+                    ) from exc
+                time.sleep(delay * random.uniform(0.5, 1.0))
+                delay = min(delay * 2, 2.0)
+                continue
+            conn.adapters.register_dumper(dict, _JsonDumper)
+            conn.adapters.register_dumper(list, _JsonDumper)
+            with self._guard:
+                self._all.add(conn)
+            return conn
+
+    def _close_conn(self, conn: psycopg.Connection[Any]) -> None:
+        with self._guard:
+            self._all.discard(conn)
+        try:
+            conn.close()
+        except psycopg.Error:  # pragma: no cover
+            pass
+
+    def _give_back(
+        self, conn: psycopg.Connection[Any], *, dirty: bool, commit: bool = False
+    ) -> None:
+        if not _alive(conn):
+            self._pool.release(conn, discard=True)
+            return
+        try:
+            if conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+                conn.execute("COMMIT" if commit else "ROLLBACK")
+            if dirty:
+                conn.execute(RESET_QUERY)
+        except psycopg.Error:
+            self._pool.release(conn, discard=True)
+            return
+        self._pool.release(conn)
+
+    # -- autocommit ---------------------------------------------------------------------------
+
+    def run(self, kind: int, info: SqlInfo, params: Any, arg: Any, timeout: float | None) -> Any:
+        if self._closing:
+            raise InterfaceError("the database is closed")
+        if info.kind == TXCONTROL:
+            raise InterfaceError(
+                "transaction control statements (BEGIN, COMMIT, SAVEPOINT...) need a pinned "
+                "connection: use `with db.transaction()` or `with db.connection()`"
+            )
+        pool = self._pool
+        for attempt in (0, 1):
+            conn = pool.acquire()
+            try:
+                result = execute(conn, kind, info, params, arg, timeout)
+            except BaseException as exc:
+                if not _alive(conn) or isinstance(exc, ConnectionLost):
+                    pool.release(conn, discard=True)
+                    if attempt == 0 and not info.is_write:
+                        continue  # a read on a connection that had died: once more, fresh
+                else:
+                    self._give_back(conn, dirty=info.changes_session)
+                raise
+            self._give_back(conn, dirty=info.changes_session)
+            return result
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    run_now = run  # the sync face always answers at once
+
+    # -- sessions -----------------------------------------------------------------------------
+
+    def acquire(self, *, write: bool, timeout: float | None) -> PgSyncSession:
+        if self._closing:
+            raise InterfaceError("the database is closed")
+        conn = self._pool.acquire(timeout)
+        with self._guard:
+            self._sessions += 1
+        return PgSyncSession(conn, readonly=not write)
+
+    def release(self, session: Any, *, discard: bool = False) -> None:
+        assert isinstance(session, PgSyncSession)
+        with self._guard:
+            self._sessions -= 1
+        if discard:
+            self._pool.release(session.conn, discard=True)
+            return
+        self._give_back(session.conn, dirty=session.dirty, commit=session.cursor_tx)
+
+    def begin_sql(self, isolation: str | None, readonly: bool) -> str:
+        return begin_sql(isolation, readonly)
+
+    # -- state --------------------------------------------------------------------------------
+
+    def pool_stats(self) -> dict[str, int]:
+        return self._pool.gauges()
+
+    def close(self, timeout: float | None) -> None:
+        if self._closing:
+            return
+        self._closing = True
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while (self._sessions > 0 or self._pool.gauges()["in_use"] > 0) and (
+            deadline is None or time.monotonic() < deadline
+        ):
+            time.sleep(0.005)
+        self._pool.close()
+        with self._guard:
+            conns = list(self._all)
+            self._all.clear()
+        for conn in conns:
+            try:
+                conn.close()
+            except psycopg.Error:  # pragma: no cover
+                pass
