@@ -20,14 +20,13 @@ import sqlite3
 import statistics
 import sys
 import tempfile
-import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import aiosqlite
+from harness import gather_split, measure
 
 import awaitdb
 
@@ -37,34 +36,6 @@ POINT_QMARK = "SELECT id, name, value FROM items WHERE id = ?"
 INSERT = "INSERT INTO log (k, payload) VALUES (:k, :p)"
 INSERT_QMARK = "INSERT INTO log (k, payload) VALUES (?, ?)"
 SCAN = "SELECT count(*) FROM items WHERE name LIKE '%77%'"
-
-
-class Ticker:
-    """Measures event-loop lag: how late a 1 ms sleep wakes up."""
-
-    def __init__(self) -> None:
-        self.samples: list[float] = []
-        self._task: asyncio.Task[None] | None = None
-
-    async def _run(self) -> None:
-        while True:
-            start = time.perf_counter()
-            await asyncio.sleep(0.001)
-            self.samples.append(time.perf_counter() - start - 0.001)
-
-    def __enter__(self) -> Ticker:
-        self._task = asyncio.get_running_loop().create_task(self._run())
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        assert self._task is not None
-        self._task.cancel()
-
-    def p99_ms(self) -> float:
-        if not self.samples:
-            return float("nan")
-        ordered = sorted(self.samples)
-        return ordered[min(len(ordered) - 1, int(0.99 * len(ordered)))] * 1000
 
 
 def setup(path: str) -> None:
@@ -85,27 +56,6 @@ def sync_conn(path: str) -> sqlite3.Connection:
     conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
     conn.execute("PRAGMA synchronous=NORMAL")
     return conn
-
-
-async def gather_split(fn: Callable[[int], Awaitable[Any]], keys: list[int], tasks: int) -> None:
-    async def worker(chunk: list[int]) -> None:
-        for key in chunk:
-            await fn(key)
-
-    await asyncio.gather(*(worker(keys[k::tasks]) for k in range(tasks)))
-
-
-async def measure(run: Callable[[], Awaitable[None]], ops: int, lag: bool) -> dict[str, float]:
-    ticker = Ticker()
-    cpu0, wall0 = time.process_time(), time.perf_counter()
-    if lag:
-        with ticker:
-            await run()
-    else:
-        await run()
-    wall = time.perf_counter() - wall0
-    cpu = time.process_time() - cpu0
-    return {"ops": ops / wall, "cpu_us": cpu / ops * 1e6, "lag": ticker.p99_ms() if lag else 0.0}
 
 
 async def main() -> None:

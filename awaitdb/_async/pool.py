@@ -68,6 +68,26 @@ class Pool(Generic[T]):
 
     # -- lending -------------------------------------------------------------------------------
 
+    def try_acquire(self) -> T | None:
+        """An idle item at once, or ``None`` (then ``acquire`` waits or opens one)."""
+        if self._waiters or self.closed:
+            return None
+        stats = self._stats
+        with self._lock:
+            while self._idle:
+                item, since = self._idle.pop()
+                if self._expired(item, since):
+                    self._drop(item)
+                    continue
+                if self._checker is not None and not self._checker(item):
+                    stats.connections_replaced += 1
+                    self._drop(item)
+                    continue
+                stats.acquisitions += 1
+                stats.acquire_waits.append(0.0)
+                return item
+        return None
+
     async def acquire(self, timeout: float | None = None) -> T:
         """An item, waiting FIFO up to ``timeout`` (default ``acquire_timeout``) for one."""
         if self.closed:

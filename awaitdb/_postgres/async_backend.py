@@ -365,7 +365,7 @@ class PostgresBackend:
             )
         pool = self._pool
         for attempt in (0, 1):
-            conn = await pool.acquire()
+            conn = pool.try_acquire() or await pool.acquire()
             try:
                 result = await execute(conn, kind, info, params, arg, timeout)
             except BaseException as exc:

@@ -314,7 +314,7 @@ class SyncPostgresBackend:
             )
         pool = self._pool
         for attempt in (0, 1):
-            conn = pool.acquire()
+            conn = pool.try_acquire() or pool.acquire()
             try:
                 result = execute(conn, kind, info, params, arg, timeout)
             except BaseException as exc:
