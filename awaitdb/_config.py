@@ -95,6 +95,7 @@ _COMMON: dict[str, Callable[[object], Any]] = {
     "max_lifetime": _parse_optional_float,
     "statement_timeout": _parse_optional_float,
     "slow_query_ms": _parse_optional_float,
+    "migrations": _parse_str_or_none,
 }
 
 _SQLITE: dict[str, Callable[[object], Any]] = {

@@ -6,6 +6,7 @@ constraint name when the database reports them::
 
     Error
     ├── InterfaceError            misuse: closed database, bad URL, bad parameters, unbindable value
+    ├── MigrationError            a migration file, the ledger, a guard or a backup said no
     └── DatabaseError
         ├── OperationalError
         │   ├── CannotConnect
@@ -41,6 +42,7 @@ __all__ = [
     "ForeignKeyViolation",
     "IntegrityError",
     "InterfaceError",
+    "MigrationError",
     "NotNullViolation",
     "OperationalError",
     "PoolOverloaded",
@@ -70,6 +72,11 @@ class Error(Exception):
 
 class InterfaceError(Error):
     """The library was misused: closed database, bad URL or option, bad parameters."""
+
+
+class MigrationError(Error):
+    """A migration could not be planned, applied, verified or restored; the message says why
+    and, where there is one, the file and line."""
 
 
 class DatabaseError(Error):

@@ -13,7 +13,16 @@ from typing import Any, Final
 
 from ._errors import InterfaceError
 
-__all__ = ["READ", "DML", "OTHER", "TXCONTROL", "SqlInfo", "analyze", "check_params"]
+__all__ = [
+    "DML",
+    "OTHER",
+    "READ",
+    "TXCONTROL",
+    "SqlInfo",
+    "analyze",
+    "check_params",
+    "split_statements",
+]
 
 # Statement kinds: where a statement may run and whether it can join a group commit.
 READ: Final = 0  # SELECT / VALUES / WITH ... SELECT / EXPLAIN: a reader connection can run it
@@ -221,3 +230,80 @@ def _short(sql: str, limit: int = 120) -> str:
 
 
 short_sql = _short
+
+
+def split_statements(script: str) -> list[tuple[int, str]]:
+    """Split a SQL script into ``(line, statement)`` pairs at top-level semicolons.
+
+    Semicolons inside string literals, quoted identifiers, comments and dollar quotes do not
+    split. A SQLite trigger body (``BEGIN ... END``) holds semicolons of its own: a piece is
+    joined to the next until ``sqlite3.complete_statement`` accepts it. ``line`` is 1-based.
+    """
+    import sqlite3
+
+    pieces: list[tuple[int, str]] = []
+    i, n, start = 0, len(script), 0
+    while i < n:
+        ch = script[i]
+        if ch == "'":
+            i = _skip_quoted(script, i, "'", backslash=False)
+        elif ch in {'"', "`"}:
+            i = _skip_quoted(script, i, ch, backslash=False)
+        elif ch == "-" and script.startswith("--", i):
+            end = script.find("\n", i)
+            i = n if end < 0 else end + 1
+        elif ch == "/" and script.startswith("/*", i):
+            end = script.find("*/", i + 2)
+            i = n if end < 0 else end + 2
+        elif ch == "$":
+            match = _DOLLAR_TAG.match(script, i)
+            if match and not (i > 0 and (script[i - 1].isalnum() or script[i - 1] == "_")):
+                end = script.find(match.group(0), match.end())
+                i = n if end < 0 else end + len(match.group(0))
+            else:
+                i += 1
+        elif ch == ";":
+            pieces.append((start, script[start : i + 1]))
+            start = i = i + 1
+        else:
+            i += 1
+    if script[start:].strip():
+        pieces.append((start, script[start:]))
+    statements: list[tuple[int, str]] = []
+    pending_at, pending = -1, ""
+    for offset, piece in [*pieces, (len(script), "")]:
+        if piece and not pending:
+            pending_at = offset
+        pending += piece
+        if piece and _is_trigger(pending) and not sqlite3.complete_statement(pending):
+            continue  # a trigger body: keep joining until its END;
+        if pending and not _only_comments(pending):
+            body = len(pending) - len(_strip_leading_comments(pending))
+            line = script.count("\n", 0, pending_at + body) + 1
+            statements.append((line, _strip_leading_comments(pending).strip()))
+        pending = ""
+    return statements
+
+
+_TRIGGER = re.compile(r"^\s*create\s+(?:temp\s+|temporary\s+)?trigger\b", re.IGNORECASE)
+
+
+def _is_trigger(text: str) -> bool:
+    return bool(_TRIGGER.match(_strip_leading_comments(text)))
+
+
+def _strip_leading_comments(text: str) -> str:
+    while True:
+        stripped = text.lstrip()
+        if stripped.startswith("--"):
+            end = stripped.find("\n")
+            text = "" if end < 0 else stripped[end + 1 :]
+        elif stripped.startswith("/*"):
+            end = stripped.find("*/")
+            text = "" if end < 0 else stripped[end + 2 :]
+        else:
+            return stripped
+
+
+def _only_comments(text: str) -> bool:
+    return not _strip_leading_comments(text).rstrip(";").strip()

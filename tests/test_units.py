@@ -113,7 +113,8 @@ def test_public_exports_are_pinned() -> None:
         [
             "CannotConnect", "CheckViolation", "Connecting", "ConnectionLost", "DataError",
             "Database", "DatabaseBusy", "DatabaseError", "DeadlockDetected", "Error",
-            "ForeignKeyViolation", "IntegrityError", "InterfaceError", "NotNullViolation",
+            "ForeignKeyViolation", "IntegrityError", "InterfaceError", "MigrationError",
+            "NotNullViolation",
             "OperationalError", "PinnedConnection", "PoolOverloaded", "PoolTimeout",
             "ProgrammingError", "QueryTimeout", "Record", "Rows", "SerializationFailure",
             "StatsSnapshot", "SyncDatabase", "SyncPinnedConnection", "SyncRows",

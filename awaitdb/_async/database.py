@@ -14,7 +14,7 @@ from collections.abc import Awaitable, Callable
 from contextvars import ContextVar
 from typing import Any, TypeVar
 
-from .._compat import asleep
+from .._compat import ASYNC, asleep
 from .._config import Config
 from .._errors import InterfaceError, TransientError
 from .._ops import EXECUTE_MANY
@@ -185,8 +185,27 @@ class Database(Queries):
 
 
 async def open_database(config: Config) -> Database:
-    """Open the backend's connections for a validated ``config`` and return the database."""
+    """Open the backend's connections for a validated ``config`` and return the database.
+
+    With ``migrations="dir"`` pending migrations are applied first, under the migration lock,
+    so several instances of an application can start at once.
+    """
     from .._backends import open_backend
 
     backend = await open_backend(config)
-    return Database(backend, config)
+    db = Database(backend, config)
+    directory = config.get("migrations", None)
+    if directory:
+        try:
+            if ASYNC:
+                from .._migrate.runner import migrate
+
+                await migrate(db, directory)
+            else:
+                from .._migrate.sync import migrate_in_thread
+
+                migrate_in_thread(config)
+        except BaseException:
+            await db.close()
+            raise
+    return db

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import re
 import sqlite3
+import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -97,11 +98,7 @@ def open_connection(target: SQLiteTarget, *, readonly: bool) -> sqlite3.Connecti
         raise CannotConnect(f"cannot open SQLite database {target.database!r}: {exc}") from exc
     try:
         if not readonly:
-            mode = conn.execute(f"PRAGMA journal_mode={target.journal_mode}").fetchone()
-            if mode and str(mode[0]).lower() != target.journal_mode and not target.memory:
-                raise CannotConnect(
-                    f"SQLite refused journal_mode={target.journal_mode} (got {mode[0]})"
-                )
+            _set_journal_mode(conn, target)
         conn.execute(f"PRAGMA synchronous={target.synchronous}")
         conn.execute(f"PRAGMA foreign_keys={'ON' if target.foreign_keys else 'OFF'}")
         if readonly:
@@ -113,6 +110,32 @@ def open_connection(target: SQLiteTarget, *, readonly: bool) -> sqlite3.Connecti
         conn.close()
         raise
     return conn
+
+
+def _set_journal_mode(conn: sqlite3.Connection, target: SQLiteTarget) -> None:
+    """Switch the file to ``target.journal_mode`` unless it is there already.
+
+    WAL mode is persistent, so usually only the file's first opener switches it. When several
+    processes open a new file at once, the switch can fail with "database is locked" at once
+    (SQLite does not wait for it with the busy handler): retry until ``busy_timeout``.
+    """
+    wanted = target.journal_mode
+    current = str(conn.execute("PRAGMA journal_mode").fetchone()[0]).lower()
+    if current == wanted or (target.memory and current == "memory"):
+        return
+    deadline = time.monotonic() + max(target.busy_timeout, 0.1)
+    delay = 0.005
+    while True:
+        try:
+            mode = str(conn.execute(f"PRAGMA journal_mode={wanted}").fetchone()[0]).lower()
+            break
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() >= deadline:
+                raise
+            time.sleep(delay)
+            delay = min(delay * 2, 0.1)
+    if mode != wanted and not target.memory:
+        raise CannotConnect(f"SQLite refused journal_mode={wanted} (got {mode})")
 
 
 # -- running one operation ---------------------------------------------------------------------

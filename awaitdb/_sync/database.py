@@ -172,8 +172,22 @@ class SyncDatabase(Queries):
 
 
 def open_database_sync(config: Config) -> SyncDatabase:
-    """Open the backend's connections for a validated ``config`` and return the database."""
+    """Open the backend's connections for a validated ``config`` and return the database.
+
+    With ``migrations="dir"`` pending migrations are applied first, under the migration lock,
+    so several instances of an application can start at once.
+    """
     from .._backends import open_backend_sync
 
     backend = open_backend_sync(config)
-    return SyncDatabase(backend, config)
+    db = SyncDatabase(backend, config)
+    directory = config.get("migrations", None)
+    if directory:
+        try:
+            from .._migrate.sync import migrate_in_thread
+
+            migrate_in_thread(config)
+        except BaseException:
+            db.close()
+            raise
+    return db

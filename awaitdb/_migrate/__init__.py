@@ -1,0 +1,1 @@
+"""Migrations: versioned SQL/Python changes, a ledger, one lock, guards, backups, checks."""

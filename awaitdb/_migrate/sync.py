@@ -1,0 +1,41 @@
+"""Migrations for the sync face: run the async migrator on a private loop in a helper thread."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import threading
+from typing import Any
+
+from .._config import Config
+
+__all__ = ["migrate_in_thread"]
+
+
+def migrate_in_thread(config: Config) -> None:
+    """Apply ``config``'s migrations with an async connection of their own, then close it."""
+    from .._async.database import open_database
+    from .runner import migrate
+
+    options = {k: v for k, v in config.options.items() if k != "migrations"}
+    plain = dataclasses.replace(config, options=options)
+    errors: list[BaseException] = []
+
+    async def run() -> None:
+        db = await open_database(plain)
+        try:
+            await migrate(db, config.options["migrations"])
+        finally:
+            await db.close()
+
+    def main() -> Any:
+        try:
+            asyncio.run(run())
+        except BaseException as exc:  # noqa: BLE001 - re-raised in the caller's thread
+            errors.append(exc)
+
+    thread = threading.Thread(target=main, name="awaitdb-migrate")
+    thread.start()
+    thread.join()
+    if errors:
+        raise errors[0]

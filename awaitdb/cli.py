@@ -1,0 +1,285 @@
+"""The ``awaitdb`` command: migrations, backups, restore and checks from the shell.
+
+    awaitdb migrate [--to VERSION] [--dry-run]     awaitdb rollback --to VERSION
+    awaitdb status                                 awaitdb baseline VERSION
+    awaitdb backup [PATH]                          awaitdb restore PATH
+    awaitdb check [--full]
+
+Every command takes ``--url`` (default ``$AWAITDB_URL``, then ``sqlite:///awaitdb.sqlite3``),
+``--dir`` (default ``migrations``) and ``--json``. Exit codes: 0 done, 1 failed or problems
+found, 2 bad usage.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from collections.abc import Awaitable, Callable, Coroutine
+from dataclasses import asdict
+from typing import Any, TypeVar
+
+try:
+    import click
+    from rich.console import Console
+    from rich.table import Table
+except ImportError as exc:  # pragma: no cover - the cli extra is not installed
+    raise SystemExit("the awaitdb command needs its extra: pip install 'awaitdb[cli]'") from exc
+
+from . import __version__
+from ._async.database import Database
+from ._config import Config, parse_config
+from ._connect import connect
+from ._errors import Error
+from ._migrate.backup import backup_postgres, backup_sqlite, restore_sqlite
+from ._migrate.check import check as run_checks
+from ._migrate.runner import Migrator
+
+__all__ = ["main"]
+
+T = TypeVar("T")
+F = TypeVar("F", bound=Callable[..., Any])
+
+err = Console(stderr=True, soft_wrap=True)
+out = Console(soft_wrap=True)
+
+
+def _common(func: F) -> F:
+    func = click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")(func)
+    func = click.option(
+        "--dir", "directory", default="migrations", show_default=True, help="Migrations folder."
+    )(func)
+    func = click.option(
+        "--url", envvar="AWAITDB_URL", default=None, help="Database URL (default $AWAITDB_URL)."
+    )(func)
+    return func
+
+
+def _run(coro: Coroutine[Any, Any, T]) -> T:
+    try:
+        return asyncio.run(coro)
+    except Error as exc:
+        err.print(f"[bold red]error:[/] {type(exc).__name__}: {exc}", highlight=False)
+        raise SystemExit(1) from None
+
+
+def _progress(as_json: bool) -> Callable[[str], None]:
+    def say(message: str) -> None:
+        if not as_json:
+            err.print(f"[dim]…[/] {message}", highlight=False)
+
+    return say
+
+
+async def _with_db(url: str | None, work: Callable[[Database], Awaitable[T]]) -> T:
+    async with connect(url) as db:
+        return await work(db)
+
+
+def _emit(as_json: bool, data: Any, render: Callable[[], None]) -> None:
+    if as_json:
+        out.print_json(json.dumps(data, default=str))
+    else:
+        render()
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="awaitdb")
+def main() -> None:
+    """awaitdb: migrations with verified backups, restore and checks."""
+
+
+@main.command()
+@_common
+@click.option("--to", "to", type=int, default=None, help="Stop after this version.")
+@click.option("--dry-run", is_flag=True, help="Print the SQL and transaction boundaries only.")
+@click.option("--no-backup", is_flag=True, help="Skip the verified backup (SQLite).")
+@click.option("--allow-out-of-order", is_flag=True, help="Apply unapplied lower versions too.")
+@click.option("--accept-changed", type=int, multiple=True, help="Accept a changed file's checksum.")
+def migrate(
+    url: str | None,
+    directory: str,
+    as_json: bool,
+    to: int | None,
+    dry_run: bool,
+    no_backup: bool,
+    allow_out_of_order: bool,
+    accept_changed: tuple[int, ...],
+) -> None:
+    """Apply pending migrations, each in its own transaction, after a verified backup."""
+
+    async def work(db: Database) -> Any:
+        migrator = Migrator(
+            db,
+            directory,
+            backup=not no_backup,
+            allow_out_of_order=allow_out_of_order,
+            accept_changed=accept_changed,
+            progress=_progress(as_json),
+        )
+        return await migrator.migrate(to, dry_run=dry_run)
+
+    result = _run(_with_db(url, work))
+    if dry_run:
+        _emit(as_json, {"plan": result.plan_text}, lambda: out.print(result.plan_text, end=""))
+        return
+    data = {
+        "applied": result.applied,
+        "backup": result.backup.backup if result.backup else None,
+    }
+
+    def render() -> None:
+        if result.backup:
+            out.print(f"backup: {result.backup.backup} (sha256 {result.backup.sha256[:16]}…)")
+        if result.applied:
+            for label in result.applied:
+                out.print(f"[green]applied[/] {label}")
+        else:
+            out.print("nothing to apply")
+
+    _emit(as_json, data, render)
+
+
+@main.command()
+@_common
+@click.option("--to", "to", type=int, required=True, help="Roll back down to this version.")
+@click.option("--no-backup", is_flag=True, help="Skip the verified backup (SQLite).")
+def rollback(url: str | None, directory: str, as_json: bool, to: int, no_backup: bool) -> None:
+    """Undo applied migrations above --to, newest first, using their down sections."""
+
+    async def work(db: Database) -> Any:
+        migrator = Migrator(db, directory, backup=not no_backup, progress=_progress(as_json))
+        return await migrator.rollback(to)
+
+    result = _run(_with_db(url, work))
+    data = {
+        "rolled_back": result.applied,
+        "backup": result.backup.backup if result.backup else None,
+    }
+
+    def render() -> None:
+        for label in result.applied:
+            out.print(f"[yellow]rolled back[/] {label}")
+        if not result.applied:
+            out.print("nothing to roll back")
+
+    _emit(as_json, data, render)
+
+
+@main.command()
+@_common
+def status(url: str | None, directory: str, as_json: bool) -> None:
+    """List migrations and their state: applied, pending, changed, dirty, missing-file."""
+    rows = _run(_with_db(url, lambda db: Migrator(db, directory).status()))
+
+    def render() -> None:
+        table = Table("version", "name", "state", "applied at", "ms")
+        colours = {"applied": "green", "pending": "yellow"}
+        for row in rows:
+            colour = colours.get(row.state, "red")
+            ms = "" if row.duration_ms is None else str(row.duration_ms)
+            state = f"[{colour}]{row.state}[/]"
+            table.add_row(str(row.version), row.name, state, row.applied_at or "", ms)
+        out.print(table)
+
+    _emit(as_json, [asdict(r) for r in rows], render)
+    if any(r.state in {"changed", "dirty", "missing-file"} for r in rows):
+        raise SystemExit(1)
+
+
+@main.command()
+@_common
+@click.argument("version", type=int)
+def baseline(url: str | None, directory: str, as_json: bool, version: int) -> None:
+    """Mark an existing database as already at VERSION, without running anything."""
+    marked = _run(_with_db(url, lambda db: Migrator(db, directory).baseline(version)))
+    message = f"marked as applied: {', '.join(marked) or 'nothing'}"
+    _emit(as_json, {"marked": marked}, lambda: out.print(message))
+
+
+def _config(url: str | None) -> Config:
+    try:
+        return parse_config(url)
+    except Error as exc:
+        err.print(f"[bold red]error:[/] {exc}", highlight=False)
+        raise SystemExit(2) from None
+
+
+@main.command()
+@_common
+@click.argument("path", required=False)
+@click.option("--keep", type=int, default=5, show_default=True, help="Backups to keep (SQLite).")
+def backup(url: str | None, directory: str, as_json: bool, path: str | None, keep: int) -> None:
+    """Take a verified backup (SQLite: backup API + quick_check; PostgreSQL: pg_dump)."""
+    config = _config(url)
+    try:
+        if config.scheme == "sqlite":
+            if config.is_memory:
+                raise click.UsageError("an in-memory database cannot be backed up")
+            say = _progress(as_json)
+            with err.status("backing up", spinner="dots"):
+                manifest = backup_sqlite(
+                    config.path, path, keep=keep, awaitdb_version=__version__, progress=say
+                )
+            text = (
+                f"backup: {manifest.backup}\n  {manifest.size:,} bytes, sha256 {manifest.sha256}, "
+                f"quick_check {manifest.quick_check}, {len(manifest.tables)} tables"
+            )
+            _emit(as_json, asdict(manifest), lambda: out.print(text))
+        else:
+            dump = backup_postgres(config.url, path or "backups", redacted=config.redacted_url)
+            _emit(as_json, {"backup": str(dump)}, lambda: out.print(f"backup: {dump}"))
+    except Error as exc:
+        err.print(f"[bold red]error:[/] {exc}", highlight=False)
+        raise SystemExit(1) from None
+
+
+@main.command()
+@_common
+@click.argument("path")
+def restore(url: str | None, directory: str, as_json: bool, path: str) -> None:
+    """Write a verified SQLite backup back over the database (refused while it is in use)."""
+    config = _config(url)
+    if config.scheme != "sqlite":
+        message = "restore handles SQLite backups; use pg_restore for PostgreSQL dumps"
+        err.print(f"[bold red]error:[/] {message}", highlight=False)
+        raise SystemExit(1)
+    try:
+        with err.status("restoring", spinner="dots"):
+            manifest = restore_sqlite(path, config.path, progress=_progress(as_json))
+    except Error as exc:
+        err.print(f"[bold red]error:[/] {exc}", highlight=False)
+        raise SystemExit(1) from None
+    text = f"restored {path} ({len(manifest.tables)} tables verified)"
+    _emit(as_json, {"restored": path, "tables": manifest.tables}, lambda: out.print(text))
+
+
+@main.command(name="check")
+@_common
+@click.option("--full", is_flag=True, help="integrity_check instead of quick_check (SQLite).")
+def check_command(url: str | None, directory: str, as_json: bool, full: bool) -> None:
+    """Check integrity, foreign keys and orphans; exit 1 if anything is wrong."""
+    findings = _run(_with_db(url, lambda db: run_checks(db, full=full)))
+
+    def render() -> None:
+        table = Table("check", "result", "detail")
+        for f in findings:
+            table.add_row(f.check, "[green]ok[/]" if f.ok else "[red]FAILED[/]", f.detail)
+        out.print(table)
+
+    _emit(as_json, [asdict(f) for f in findings], render)
+    if not all(f.ok for f in findings):
+        raise SystemExit(1)
+
+
+@main.command()
+def tour() -> None:
+    """Run the two-minute tour on a temporary SQLite database."""
+    from .tour import main as tour_main
+
+    sys.argv = ["awaitdb tour"]
+    tour_main()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()
