@@ -43,3 +43,11 @@ def test_tour_module_runs(tmp_path: Path) -> None:
     result = _run(["-m", "awaitdb.tour"], ROOT)
     assert result.returncode == 0, result.stderr
     assert "group commit" in result.stdout and "savepoint rolled back" in result.stdout
+
+
+def test_every_cli_command_is_documented() -> None:
+    from awaitdb.cli import main
+
+    doc = (ROOT / "docs" / "cli.md").read_text()
+    for name in main.commands:
+        assert f"## `awaitdb {name}" in doc, f"docs/cli.md has no section for `awaitdb {name}`"
