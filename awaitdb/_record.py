@@ -7,12 +7,12 @@ map, so building a record is one ``tuple.__new__`` call: no per-row dict, no per
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any, ClassVar, SupportsIndex, TypeVar, overload
 
 from ._errors import InterfaceError
 
-__all__ = ["Record", "record_class", "convert"]
+__all__ = ["Record", "cached_record_class", "column_index", "convert", "record_class"]
 
 T = TypeVar("T")
 
@@ -83,6 +83,39 @@ def record_class(keys: tuple[str, ...]) -> type[Record]:
             _classes.clear()
         _classes[keys] = cls
     return cls
+
+
+def cached_record_class(info: Any, key: Any, names: Callable[[], tuple[str, ...]]) -> type[Record]:
+    """The Record class for a statement's result, cached on its ``SqlInfo``.
+
+    ``key`` is whatever the driver hands back per result (a cursor description, a key tuple);
+    it is compared by equality, which is cheaper than hashing it, and stored with the class in
+    one tuple so a thread never sees one without the other.
+    """
+    shape = info.shape
+    if shape is not None and shape[0] == key:
+        cls: type[Record] = shape[1]
+        return cls
+    cls = record_class(names())
+    info.shape = (key, cls)
+    return cls
+
+
+def column_index(names: Sequence[str], column: int | str) -> int:
+    """The index of ``column`` (an index or a name) among ``names``; ``InterfaceError`` if none.
+
+    Shared by every backend so that ``fetch_val(..., column=...)`` fails the same way.
+    """
+    if type(column) is int:
+        if -len(names) <= column < len(names):
+            return column
+        raise InterfaceError(f"column index {column} out of range: the result has {len(names)}")
+    try:
+        return list(names).index(column)  # type: ignore[arg-type]
+    except ValueError:
+        raise InterfaceError(
+            f"no column {column!r} in the result (columns: {', '.join(names)})"
+        ) from None
 
 
 def convert(record: Record, model: type[T]) -> T:

@@ -9,6 +9,7 @@ extra options. ``dialect`` holds the few SQL snippets that differ between backen
 from __future__ import annotations
 
 import os
+import textwrap
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -181,6 +182,14 @@ def sdb(sconnect: Callable[..., Any]) -> awaitdb.SyncDatabase:
 def sqlite_url(tmp_path: Path) -> str:
     """A SQLite file URL, for tests of SQLite-only behaviour."""
     return f"sqlite:///{tmp_path / 'sqlite-only.db'}"
+
+
+def write(folder: Path, name: str, text: str) -> Path:
+    """Write a (dedented) file, creating its folder: migrations and scripts in tests."""
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / name
+    path.write_text(textwrap.dedent(text).lstrip())
+    return path
 
 
 def pytest_report_header(config: pytest.Config) -> str:

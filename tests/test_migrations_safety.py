@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner
+from conftest import write
 
 import awaitdb
 from awaitdb.cli import main as cli
@@ -29,13 +30,6 @@ from awaitdb.migrations import (
 )
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def write(folder: Path, name: str, text: str) -> Path:
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / name
-    path.write_text(textwrap.dedent(text).lstrip())
-    return path
 
 
 def family(folder: Path) -> None:

@@ -69,8 +69,8 @@ class Pool(Generic[T]):
     # -- lending -------------------------------------------------------------------------------
 
     def try_acquire(self) -> T | None:
-        """An idle item at once, or ``None`` (then ``acquire`` waits or opens one)."""
-        if self._waiters or self.closed:
+        """An idle, live item at once, or ``None`` (then ``acquire`` waits or opens one)."""
+        if self.closed or self._waiters:
             return None
         stats = self._stats
         with self._lock:
@@ -80,7 +80,7 @@ class Pool(Generic[T]):
                     self._drop(item)
                     continue
                 if self._checker is not None and not self._checker(item):
-                    stats.connections_replaced += 1
+                    stats.connections_replaced += 1  # found dead: replaced, caller never knows
                     self._drop(item)
                     continue
                 stats.acquisitions += 1
@@ -92,21 +92,12 @@ class Pool(Generic[T]):
         """An item, waiting FIFO up to ``timeout`` (default ``acquire_timeout``) for one."""
         if self.closed:
             raise InterfaceError("the database is closed")
-        stats = self._stats
-        stats.acquisitions += 1
+        item = self.try_acquire()
+        if item is not None:
+            return item
+        self._stats.acquisitions += 1
         grow = False
         with self._lock:
-            while self._idle and not self._waiters:
-                item, since = self._idle.pop()
-                if self._expired(item, since):
-                    self._drop(item)
-                    continue
-                if self._checker is not None and not self._checker(item):
-                    stats.connections_replaced += 1  # found dead: replaced, caller never knows
-                    self._drop(item)
-                    continue
-                stats.acquire_waits.append(0.0)
-                return item
             if self._size < self._max_size and self._opener is not None and not self._waiters:
                 self._size += 1
                 grow = True

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import random
 import time
 import uuid
 from collections.abc import Mapping
@@ -37,15 +36,14 @@ from .._errors import (
     TransactionAborted,
 )
 from .._ops import EXECUTE, EXECUTE_MANY, FETCH_ALL, FETCH_ONE
-from .._record import Record, record_class
+from .._record import Record, cached_record_class, column_index
 from .._sql import TXCONTROL, SqlInfo
 from .._stats import Stats
+from .common import RESET_QUERY, backoff, begin_sql, is_permanent, pool_options
 from .errors import command_count, is_connection_error, never_sent, translate
 
-__all__ = ["PostgresBackend", "begin_sql", "RESET_QUERY"]
+__all__ = ["PostgresBackend"]
 
-RESET_QUERY = "CLOSE ALL; UNLISTEN *; RESET ALL; SELECT pg_advisory_unlock_all(); DISCARD TEMP"
-_PERMANENT = ("28", "3D")  # bad credentials, no such database: retrying will not help
 _DRIVER_ERRORS = (
     TimeoutError,
     asyncpg.PostgresError,
@@ -55,41 +53,17 @@ _DRIVER_ERRORS = (
 )
 
 
-def begin_sql(isolation: str | None, readonly: bool) -> str:
-    """``BEGIN [ISOLATION LEVEL ...] [READ ONLY]``."""
-    sql = "BEGIN"
-    if isolation is not None:
-        sql += " ISOLATION LEVEL " + isolation.replace("_", " ").upper()
-    if readonly:
-        sql += " READ ONLY"
-    return sql
-
-
 def _json_dumps(value: Any) -> str:
     return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
 
 
 def _record_cls(info: SqlInfo, row: asyncpg.Record) -> type[Record]:
     keys = tuple(row.keys())
-    shape = info.shape
-    if shape is not None and shape[0] == keys:
-        cls: type[Record] = shape[1]
-        return cls
-    cls = record_class(keys)
-    info.shape = (keys, cls)
-    return cls
+    return cached_record_class(info, keys, lambda: keys)
 
 
-def _column(info: SqlInfo, row: asyncpg.Record, column: int | str) -> Any:
-    if type(column) is int:
-        if -len(row) <= column < len(row):
-            return row[column]
-        raise InterfaceError(f"column index {column} out of range: the result has {len(row)}")
-    try:
-        return row[column]
-    except KeyError:
-        names = ", ".join(row.keys())
-        raise InterfaceError(f"no column {column!r} in the result (columns: {names})") from None
+def _column(row: asyncpg.Record, column: int | str) -> Any:
+    return row[column_index(list(row.keys()), column)]
 
 
 async def execute(
@@ -121,7 +95,7 @@ async def execute(
         if arg == 0 and type(arg) is int:
             return await conn.fetchval(sql, *args, timeout=timeout)
         row = await conn.fetchrow(sql, *args, timeout=timeout)
-        return None if row is None else _column(info, row, arg)
+        return None if row is None else _column(row, arg)
     except _DRIVER_ERRORS as exc:
         raise translate(exc, info) from exc
 
@@ -226,7 +200,6 @@ class PostgresBackend:
         self.stats = Stats(config.slow_query_ms)
         self._config = config
         self._min_size = int(config.get("min_size", 1))
-        max_size = int(config.get("max_size", 10))
         self._connect_kwargs: dict[str, Any] = {}
         if "statement_cache_size" in config.options:
             self._connect_kwargs["statement_cache_size"] = int(
@@ -237,14 +210,10 @@ class PostgresBackend:
         self._pool: Pool[asyncpg.Connection] = Pool(
             "postgresql",
             stats=self.stats,
-            max_size=max(max_size, self._min_size),
-            acquire_timeout=config.acquire_timeout,
-            max_waiting=config.max_waiting,
             opener=self._open,
             closer=self._terminate,
             checker=_alive,
-            max_idle=config.get("max_idle", None),
-            max_lifetime=config.get("max_lifetime", None),
+            **pool_options(config),
         )
         self._all: set[asyncpg.Connection] = set()
         self._resets: set[asyncio.Task[None]] = set()
@@ -282,13 +251,13 @@ class PostgresBackend:
             except Exception as exc:
                 self.stats.connection_errors += 1
                 state = str(getattr(exc, "sqlstate", "") or "")
-                if state.startswith(_PERMANENT) or time.monotonic() + delay >= deadline:
+                if is_permanent(exc) or time.monotonic() + delay >= deadline:
                     raise CannotConnect(
                         f"cannot connect to {config.redacted_url}: {type(exc).__name__}: {exc}",
                         sqlstate=state or None,
                     ) from exc
-                await asyncio.sleep(delay * random.uniform(0.5, 1.0))
-                delay = min(delay * 2, 2.0)
+                pause, delay = backoff(delay)
+                await asyncio.sleep(pause)
                 continue
             try:
                 await self._init(conn)

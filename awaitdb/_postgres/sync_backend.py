@@ -11,7 +11,6 @@ server from a timer; JSON values bind as untyped text so the server casts them t
 from __future__ import annotations
 
 import json
-import random
 import re
 import threading
 import time
@@ -25,17 +24,16 @@ from psycopg.rows import tuple_row
 from .._config import Config
 from .._errors import CannotConnect, ConnectionLost, Error, InterfaceError, TransactionAborted
 from .._ops import EXECUTE, EXECUTE_MANY, FETCH_ALL, FETCH_ONE
-from .._record import Record, record_class
+from .._record import Record, cached_record_class, column_index
 from .._sql import TXCONTROL, SqlInfo
 from .._stats import Stats
 from .._sync.pool import SyncPool
-from .async_backend import RESET_QUERY, begin_sql
+from .common import RESET_QUERY, backoff, begin_sql, is_permanent, pool_options
 from .errors import translate
 
 __all__ = ["SyncPostgresBackend"]
 
 PREPARE_THRESHOLD = 0  # prepare on first use: the asyncpg face does the same
-_PERMANENT = ("28", "3D")
 _CANNOT_ADAPT = re.compile(r"cannot adapt type '([^']+)'")
 
 
@@ -50,13 +48,7 @@ class _JsonDumper(Dumper):
 
 def _record_cls(info: SqlInfo, description: Any) -> type[Record]:
     keys = tuple(column.name for column in description)
-    shape = info.shape
-    if shape is not None and shape[0] == keys:
-        cls: type[Record] = shape[1]
-        return cls
-    cls = record_class(keys)
-    info.shape = (keys, cls)
-    return cls
+    return cached_record_class(info, keys, lambda: keys)
 
 
 def _translate(exc: BaseException, conn: psycopg.Connection[Any], info: SqlInfo | None,
@@ -76,15 +68,7 @@ def _translate(exc: BaseException, conn: psycopg.Connection[Any], info: SqlInfo 
 
 
 def _column(description: Any, row: tuple[Any, ...], column: int | str) -> Any:
-    if type(column) is int:
-        if -len(row) <= column < len(row):
-            return row[column]
-        raise InterfaceError(f"column index {column} out of range: the result has {len(row)}")
-    for index, col in enumerate(description):
-        if col.name == column:
-            return row[index]
-    names = ", ".join(col.name for col in description)
-    raise InterfaceError(f"no column {column!r} in the result (columns: {names})")
+    return row[column_index([col.name for col in description], column)]
 
 
 def execute(conn: psycopg.Connection[Any], kind: int, info: SqlInfo, params: Any, arg: Any,
@@ -213,14 +197,10 @@ class SyncPostgresBackend:
         self._pool: SyncPool[psycopg.Connection[Any]] = SyncPool(
             "postgresql",
             stats=self.stats,
-            max_size=max(int(config.get("max_size", 10)), self._min_size),
-            acquire_timeout=config.acquire_timeout,
-            max_waiting=config.max_waiting,
             opener=self._open,
             closer=self._close_conn,
             checker=_alive,
-            max_idle=config.get("max_idle", None),
-            max_lifetime=config.get("max_lifetime", None),
+            **pool_options(config),
         )
         self._all: set[psycopg.Connection[Any]] = set()
         self._guard = threading.Lock()
@@ -264,13 +244,13 @@ class SyncPostgresBackend:
             except psycopg.Error as exc:
                 self.stats.connection_errors += 1
                 state = str(getattr(exc, "sqlstate", "") or "")
-                if state.startswith(_PERMANENT) or time.monotonic() + delay >= deadline:
+                if is_permanent(exc) or time.monotonic() + delay >= deadline:
                     raise CannotConnect(
                         f"cannot connect to {config.redacted_url}: {type(exc).__name__}: {exc}",
                         sqlstate=state or None,
                     ) from exc
-                time.sleep(delay * random.uniform(0.5, 1.0))
-                delay = min(delay * 2, 2.0)
+                pause, delay = backoff(delay)
+                time.sleep(pause)
                 continue
             conn.adapters.register_dumper(dict, _JsonDumper)
             conn.adapters.register_dumper(list, _JsonDumper)

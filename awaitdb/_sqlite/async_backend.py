@@ -32,7 +32,14 @@ from .._ops import FETCH_ONE
 from .._record import Record
 from .._sql import TXCONTROL, SqlInfo
 from .._stats import Stats
-from .common import SQLiteTarget, is_interrupt, is_readonly_refusal, open_connection, run_op
+from .common import (
+    SQLiteTarget,
+    combined_gauges,
+    is_interrupt,
+    is_readonly_refusal,
+    open_connection,
+    run_op,
+)
 from .common import translate as _translate
 from .worker import CURSOR_CLOSE, CURSOR_FETCH, CURSOR_OPEN, RESET, Job, Worker
 
@@ -257,12 +264,7 @@ class SQLiteBackend:
     # -- state --------------------------------------------------------------------------------
 
     def pool_stats(self) -> dict[str, int]:
-        writer = self._writer_pool.gauges()
-        readers = self._reader_pool.gauges() if self._reader_pool is not None else {}
-        return {
-            key: writer.get(key, 0) + readers.get(key, 0)
-            for key in ("size", "max_size", "idle", "in_use", "waiting")
-        }
+        return combined_gauges(self._writer_pool, self._reader_pool)
 
     def _busy(self) -> bool:
         return self._sessions > 0 or any(w.pending for w in (self._writer, *self._readers))

@@ -31,12 +31,13 @@ from .._errors import (
     UniqueViolation,
 )
 from .._ops import EXECUTE, EXECUTE_MANY, FETCH_ALL, FETCH_ONE
-from .._record import Record, record_class
+from .._record import Record, cached_record_class, column_index, record_class
 from .._sql import SqlInfo
 from .types import adapt_params, register_converters
 
 __all__ = [
     "SQLiteTarget",
+    "combined_gauges",
     "fetch_batch",
     "open_connection",
     "open_cursor",
@@ -154,13 +155,7 @@ def _cls(description: Any) -> type[Record]:
 
 
 def _record_cls(info: SqlInfo, description: Any) -> type[Record]:
-    shape = info.shape  # one tuple, so threads never see a description with another's class
-    if shape is not None and shape[0] == description:
-        cls: type[Record] = shape[1]
-        return cls
-    cls = _cls(description)
-    info.shape = (description, cls)
-    return cls
+    return cached_record_class(info, description, lambda: tuple(d[0] for d in description))
 
 
 def run_op(conn: sqlite3.Connection, kind: int, info: SqlInfo, params: Any, arg: Any) -> Any:
@@ -204,17 +199,7 @@ def run_op(conn: sqlite3.Connection, kind: int, info: SqlInfo, params: Any, arg:
 
 
 def _column_index(description: Any, column: int | str) -> int:
-    if type(column) is int:
-        if -len(description) <= column < len(description):
-            return column
-        raise InterfaceError(
-            f"column index {column} out of range: the result has {len(description)}"
-        )
-    index = _cls(description)._index.get(column)  # type: ignore[arg-type]
-    if index is None:
-        names = ", ".join(d[0] for d in description)
-        raise InterfaceError(f"no column {column!r} in the result (columns: {names})")
-    return index
+    return column_index([d[0] for d in description], column)
 
 
 def open_cursor(conn: sqlite3.Connection, info: SqlInfo, params: Any) -> sqlite3.Cursor:
@@ -228,6 +213,13 @@ def fetch_batch(cursor: sqlite3.Cursor, size: int) -> list[Record]:
     if not rows:
         return []
     return list(map(_cls(cursor.description), rows))
+
+
+def combined_gauges(*pools: Any) -> dict[str, int]:
+    """The writer's and the readers' pool gauges added together, for ``stats()``."""
+    keys = ("size", "max_size", "idle", "in_use", "waiting")
+    gauges = [pool.gauges() for pool in pools if pool is not None]
+    return {key: sum(g.get(key, 0) for g in gauges) for key in keys}
 
 
 # -- errors ------------------------------------------------------------------------------------

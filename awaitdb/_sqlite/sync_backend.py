@@ -23,6 +23,7 @@ from .._stats import Stats
 from .._sync.pool import SyncPool
 from .common import (
     SQLiteTarget,
+    combined_gauges,
     fetch_batch,
     is_readonly_refusal,
     open_connection,
@@ -254,12 +255,7 @@ class SyncSQLiteBackend:
     # -- state --------------------------------------------------------------------------------
 
     def pool_stats(self) -> dict[str, int]:
-        writer = self._writer_pool.gauges()
-        readers = self._reader_pool.gauges() if self._reader_pool is not None else {}
-        return {
-            key: writer.get(key, 0) + readers.get(key, 0)
-            for key in ("size", "max_size", "idle", "in_use", "waiting")
-        }
+        return combined_gauges(self._writer_pool, self._reader_pool)
 
     def close(self, timeout: float | None) -> None:
         if self._closing:

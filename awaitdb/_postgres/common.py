@@ -1,0 +1,47 @@
+"""What both PostgreSQL faces share, importing neither driver: SQL text, pool and retry policy."""
+
+from __future__ import annotations
+
+import random
+from typing import Any
+
+from .._config import Config
+
+__all__ = ["RESET_QUERY", "backoff", "begin_sql", "is_permanent", "pool_options"]
+
+# Run before a connection whose session state changed rejoins the pool.
+RESET_QUERY = "CLOSE ALL; UNLISTEN *; RESET ALL; SELECT pg_advisory_unlock_all(); DISCARD TEMP"
+
+_PERMANENT = ("28", "3D")  # bad credentials, no such database: retrying will not help
+
+
+def begin_sql(isolation: str | None, readonly: bool) -> str:
+    """``BEGIN [ISOLATION LEVEL ...] [READ ONLY]``."""
+    sql = "BEGIN"
+    if isolation is not None:
+        sql += " ISOLATION LEVEL " + isolation.replace("_", " ").upper()
+    if readonly:
+        sql += " READ ONLY"
+    return sql
+
+
+def is_permanent(exc: BaseException) -> bool:
+    """A connection failure that retrying cannot fix."""
+    return str(getattr(exc, "sqlstate", "") or "").startswith(_PERMANENT)
+
+
+def backoff(delay: float) -> tuple[float, float]:
+    """(how long to sleep now, the next delay): jittered, doubling, capped at 2 s."""
+    return delay * random.uniform(0.5, 1.0), min(delay * 2, 2.0)
+
+
+def pool_options(config: Config) -> dict[str, Any]:
+    """Keyword arguments for ``Pool``/``SyncPool`` from the connection options."""
+    min_size = int(config.get("min_size", 1))
+    return {
+        "max_size": max(int(config.get("max_size", 10)), min_size),
+        "acquire_timeout": config.acquire_timeout,
+        "max_waiting": config.max_waiting,
+        "max_idle": config.get("max_idle", None),
+        "max_lifetime": config.get("max_lifetime", None),
+    }
