@@ -221,15 +221,13 @@ def check_params(info: SqlInfo, params: Mapping[str, Any] | None) -> None:
         problems.append("missing parameter(s) " + ", ".join(f":{k}" for k in missing_names))
     if extra_names:
         problems.append("unexpected parameter(s) " + ", ".join(f":{k}" for k in extra_names))
-    raise InterfaceError("; ".join(problems) + f" in {_short(info.sql)!r}")
+    raise InterfaceError("; ".join(problems) + f" in {short_sql(info.sql)!r}")
 
 
-def _short(sql: str, limit: int = 120) -> str:
+def short_sql(sql: str, limit: int = 120) -> str:
+    """``sql`` on one line, cut to ``limit`` characters, for messages and logs."""
     text = " ".join(sql.split())
     return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
-short_sql = _short
 
 
 def split_statements(script: str) -> list[tuple[int, str]]:

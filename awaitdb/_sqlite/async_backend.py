@@ -41,7 +41,7 @@ from .common import (
     run_op,
 )
 from .common import translate as _translate
-from .worker import CURSOR_CLOSE, CURSOR_FETCH, CURSOR_OPEN, RESET, Job, Worker
+from .worker import CURSOR_CLOSE, CURSOR_FETCH, CURSOR_OPEN, RESET, STOP, Job, Worker
 
 __all__ = ["SQLiteBackend"]
 
@@ -295,7 +295,7 @@ def _stop_workers(workers: list[Worker], inline: sqlite3.Connection | None) -> N
     """Finalizer for a backend that was never closed: let its threads exit."""
     for worker in workers:
         if worker.alive:
-            worker._queue.put(Job(-2, None, None, None))
+            worker._queue.put(Job(STOP, None, None, None))
     if inline is not None:
         try:
             inline.close()

@@ -30,7 +30,7 @@ from typing import Any, Final
 
 from .._errors import Error, InterfaceError, QueryTimeout
 from .._ops import EXECUTE_MANY
-from .._sql import TXCONTROL, SqlInfo
+from .._sql import DML, READ, TXCONTROL, SqlInfo
 from .._stats import Stats
 from .common import (
     SQLiteTarget,
@@ -53,6 +53,9 @@ CURSOR_FETCH: Final = -5
 CURSOR_CLOSE: Final = -6
 
 WORKER_NICE: Final = 10  # worker threads run this much below the loop thread (Linux)
+
+
+_GROUPABLE = frozenset({READ, DML})
 
 
 class Job:
@@ -242,8 +245,8 @@ class Worker:
                     self._process(deferred)  # writes that waited for the transaction go first
             elif self._in_transaction():
                 self._deferred.append(job)  # a session's transaction is open: wait for its end
-            elif job.info is not None and job.info.kind != TXCONTROL and job.info.kind <= 1:
-                group.append(job)  # READ or DML: can share a group commit
+            elif job.info is not None and job.info.kind in _GROUPABLE:
+                group.append(job)  # reads and writes can share a group commit; DDL runs alone
             else:
                 if group:
                     self._commit_group(group)
