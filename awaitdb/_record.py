@@ -85,18 +85,21 @@ def record_class(keys: tuple[str, ...]) -> type[Record]:
     return cls
 
 
-def cached_record_class(info: Any, key: Any, names: Callable[[], tuple[str, ...]]) -> type[Record]:
+def cached_record_class(
+    info: Any, key: Any, names: Callable[[Any], tuple[str, ...]]
+) -> type[Record]:
     """The Record class for a statement's result, cached on its ``SqlInfo``.
 
     ``key`` is whatever the driver hands back per result (a cursor description, a key tuple);
     it is compared by equality, which is cheaper than hashing it, and stored with the class in
-    one tuple so a thread never sees one without the other.
+    one tuple so a thread never sees one without the other. ``names(key)`` gives the column
+    names on a miss (a plain function, so the hit path allocates nothing).
     """
     shape = info.shape
     if shape is not None and shape[0] == key:
         cls: type[Record] = shape[1]
         return cls
-    cls = record_class(names())
+    cls = record_class(names(key))
     info.shape = (key, cls)
     return cls
 

@@ -59,7 +59,7 @@ def _json_dumps(value: Any) -> str:
 
 def _record_cls(info: SqlInfo, row: asyncpg.Record) -> type[Record]:
     keys = tuple(row.keys())
-    return cached_record_class(info, keys, lambda: keys)
+    return cached_record_class(info, keys, tuple)
 
 
 def _column(row: asyncpg.Record, column: int | str) -> Any:

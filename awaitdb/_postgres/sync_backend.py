@@ -48,7 +48,7 @@ class _JsonDumper(Dumper):
 
 def _record_cls(info: SqlInfo, description: Any) -> type[Record]:
     keys = tuple(column.name for column in description)
-    return cached_record_class(info, keys, lambda: keys)
+    return cached_record_class(info, keys, tuple)
 
 
 def _translate(exc: BaseException, conn: psycopg.Connection[Any], info: SqlInfo | None,

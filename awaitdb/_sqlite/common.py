@@ -154,8 +154,12 @@ def _cls(description: Any) -> type[Record]:
     return cls
 
 
+def _names(description: Any) -> tuple[str, ...]:
+    return tuple(column[0] for column in description)
+
+
 def _record_cls(info: SqlInfo, description: Any) -> type[Record]:
-    return cached_record_class(info, description, lambda: tuple(d[0] for d in description))
+    return cached_record_class(info, description, _names)
 
 
 def run_op(conn: sqlite3.Connection, kind: int, info: SqlInfo, params: Any, arg: Any) -> Any:
