@@ -100,8 +100,9 @@ async def test_dead_idle_connections_are_replaced_silently(pg_url: str) -> None:
     async with awaitdb.connect(url, min_size=3, max_size=3) as db:
         await asyncio.gather(*(db.fetch_val("SELECT pg_sleep(0.05)") for _ in range(3)))
         assert _terminate_all(url, "awaitdb-test-idle") == 3
-        await asyncio.sleep(0.2)  # the loop sees the sockets close
-        for _ in range(10):  # no caller sees an error
+        # No caller sees an error, whether or not the loop has noticed the sockets close yet:
+        # dead connections are replaced on checkout, and a read that hits one moves on.
+        for _ in range(10):
             assert await db.fetch_val("SELECT 1") == 1
         assert db.stats().connections_replaced >= 1
 
@@ -226,16 +227,14 @@ async def test_session_state_is_reset_only_when_changed(pg_url: str) -> None:
     async with awaitdb.connect(pg_url, min_size=1, max_size=1) as db:
         pid = await db.fetch_val("SELECT pg_backend_pid()")
         await db.execute("SET statement_timeout = '1234ms'")
-        await asyncio.sleep(0.05)  # the reset runs in the background
+        # the reset runs in the background; the next caller waits for the connection (size 1)
         assert await db.fetch_val("SHOW statement_timeout") == "0"
         assert await db.fetch_val("SELECT pg_backend_pid()") == pid  # same connection, reset
         await db.execute("CREATE TEMP TABLE scratch (x INTEGER)")
-        await asyncio.sleep(0.05)
         with pytest.raises(awaitdb.ProgrammingError):
             await db.fetch_val("SELECT count(*) FROM scratch")
         async with db.connection() as conn:
             await conn.execute("SELECT pg_advisory_lock(42)")
-        await asyncio.sleep(0.05)
         assert await db.fetch_val("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'") == 0
 
 

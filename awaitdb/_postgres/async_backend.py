@@ -9,7 +9,7 @@
   PgBouncer in transaction mode); ``:name`` to ``$n`` translation is cached per SQL text.
 - New connections are retried with jittered backoff until ``acquire_timeout``, then
   ``CannotConnect``. A connection found dead on checkout is replaced without the caller seeing
-  it, and a read that fails because its connection died is retried once on a fresh one.
+  it, and a read that fails because its connection died moves on to another connection.
 - Timeouts and cancellations cancel the statement on the server (asyncpg sends a
   CancelRequest); the connection's next statement waits for that to finish.
 """
@@ -207,13 +207,15 @@ class PostgresBackend:
             )
         if config.get("ssl", None) is not None:
             self._connect_kwargs["ssl"] = config.options["ssl"]
+        options = pool_options(config)
+        self._max_size = int(options["max_size"])
         self._pool: Pool[asyncpg.Connection] = Pool(
             "postgresql",
             stats=self.stats,
             opener=self._open,
             closer=self._terminate,
             checker=_alive,
-            **pool_options(config),
+            **options,
         )
         self._all: set[asyncpg.Connection] = set()
         self._resets: set[asyncio.Task[None]] = set()
@@ -333,17 +335,20 @@ class PostgresBackend:
                 "connection: use `async with db.transaction()` or `async with db.connection()`"
             )
         pool = self._pool
-        for attempt in (0, 1):
+        # A read, or a statement the driver never sent, moves on to another connection when
+        # the one it got had died (several may have, after a server restart): at most once
+        # per pooled connection, then once more on a fresh one.
+        for attempt in range(self._max_size + 1):
             conn = pool.try_acquire() or await pool.acquire()
             try:
                 result = await execute(conn, kind, info, params, arg, timeout)
             except BaseException as exc:
                 if conn.is_closed() or is_connection_error(exc):
                     pool.release(conn, discard=True)
-                    if attempt == 0 and (
+                    if attempt < self._max_size and (
                         never_sent(exc) or (not info.is_write and isinstance(exc, ConnectionLost))
                     ):
-                        continue  # the connection had died: a read, or nothing sent; once more
+                        continue
                 else:
                     self._give_back(conn, dirty=info.changes_session, unsure=_interrupted(exc))
                 raise

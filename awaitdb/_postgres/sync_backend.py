@@ -194,13 +194,15 @@ class SyncPostgresBackend:
         self._min_size = int(config.get("min_size", 1))
         cache = config.options.get("statement_cache_size")
         self._prepare_threshold = None if cache == 0 else PREPARE_THRESHOLD
+        options = pool_options(config)
+        self._max_size = int(options["max_size"])
         self._pool: SyncPool[psycopg.Connection[Any]] = SyncPool(
             "postgresql",
             stats=self.stats,
             opener=self._open,
             closer=self._close_conn,
             checker=_alive,
-            **pool_options(config),
+            **options,
         )
         self._all: set[psycopg.Connection[Any]] = set()
         self._guard = threading.Lock()
@@ -293,15 +295,16 @@ class SyncPostgresBackend:
                 "connection: use `with db.transaction()` or `with db.connection()`"
             )
         pool = self._pool
-        for attempt in (0, 1):
+        # A read whose connection had died moves on to another (see the async backend).
+        for attempt in range(self._max_size + 1):
             conn = pool.try_acquire() or pool.acquire()
             try:
                 result = execute(conn, kind, info, params, arg, timeout)
             except BaseException as exc:
                 if not _alive(conn) or isinstance(exc, ConnectionLost):
                     pool.release(conn, discard=True)
-                    if attempt == 0 and not info.is_write:
-                        continue  # a read on a connection that had died: once more, fresh
+                    if attempt < self._max_size and not info.is_write:
+                        continue
                 else:
                     self._give_back(conn, dirty=info.changes_session)
                 raise
