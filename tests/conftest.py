@@ -192,6 +192,41 @@ def write(folder: Path, name: str, text: str) -> Path:
     return path
 
 
+async def cancellation_storm(
+    op: Callable[[int], Any],
+    kinds: int,
+    *,
+    seed: int,
+    total: int = 2000,
+    batch: int = 24,
+    max_delay: float = 0.003,
+) -> int:
+    """Start ``batch`` random ``op(kind)`` tasks, cancel about 60 % of them at a random moment,
+    and repeat until ``total`` were cancelled. Anything but a cancellation or a QueryTimeout
+    escaping an operation fails the test. Returns how many were cancelled."""
+    import asyncio
+    import random
+
+    import awaitdb
+
+    rng = random.Random(seed)
+    cancelled = 0
+    while cancelled < total:
+        tasks = [asyncio.create_task(op(rng.randrange(kinds))) for _ in range(batch)]
+        await asyncio.sleep(rng.random() * max_delay)
+        for task in tasks:
+            if rng.random() < 0.6:
+                task.cancel()
+        results = await asyncio.gather(*tasks, return_exceptions=True)
+        cancelled += sum(1 for t in tasks if t.cancelled())
+        for result in results:
+            if isinstance(result, BaseException) and not isinstance(
+                result, asyncio.CancelledError | awaitdb.QueryTimeout
+            ):
+                raise result
+    return cancelled
+
+
 def pytest_report_header(config: pytest.Config) -> str:
     if PG_URL:
         return f"awaitdb: PostgreSQL tests run against {PG_URL}"

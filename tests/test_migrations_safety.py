@@ -32,51 +32,40 @@ from awaitdb.migrations import (
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def family(folder: Path) -> None:
+def family(folder: Path, dialect: str = "sqlite") -> None:
     """A parent whose children cascade on delete: the table a naive rebuild would empty."""
-    write(folder, "0001_family.sql", """
-        -- up
-        CREATE TABLE parent (id INTEGER PRIMARY KEY, name TEXT);
-        CREATE TABLE child (
-            id INTEGER PRIMARY KEY,
-            parent_id INTEGER NOT NULL REFERENCES parent (id) ON DELETE CASCADE,
-            label TEXT);
-        CREATE INDEX child_parent ON child (parent_id);
-        CREATE VIEW parent_names AS SELECT name FROM parent;
-    """)  # fmt: skip
-    write(folder, "0002_rows.sql", """
-        -- up
-        INSERT INTO parent (id, name) VALUES (1, 'a'), (2, 'b'), (3, 'c');
-        INSERT INTO child (id, parent_id, label)
-            SELECT g.v, 1 + g.v % 3, 'c' || g.v FROM generate_series(1, 60) AS g(v);
-    """)  # fmt: skip
-
-
-def sqlite_family(folder: Path) -> None:
-    write(folder, "0001_family.sql", """
-        -- up
-        CREATE TABLE parent (id INTEGER PRIMARY KEY, name TEXT);
-        CREATE TABLE child (
-            id INTEGER PRIMARY KEY,
-            parent_id INTEGER NOT NULL REFERENCES parent (id) ON DELETE CASCADE,
-            label TEXT);
-        CREATE INDEX child_parent ON child (parent_id);
-        CREATE VIEW parent_names AS SELECT name FROM parent;
+    trigger = """
         CREATE TRIGGER parent_touch AFTER UPDATE ON parent BEGIN
             UPDATE child SET label = label || '!' WHERE parent_id = new.id;
         END;
+    """
+    write(folder, "0001_family.sql", f"""
+        -- up
+        CREATE TABLE parent (id INTEGER PRIMARY KEY, name TEXT);
+        CREATE TABLE child (
+            id INTEGER PRIMARY KEY,
+            parent_id INTEGER NOT NULL REFERENCES parent (id) ON DELETE CASCADE,
+            label TEXT);
+        CREATE INDEX child_parent ON child (parent_id);
+        CREATE VIEW parent_names AS SELECT name FROM parent;
+        {trigger if dialect == "sqlite" else ""}
     """)  # fmt: skip
-    write(folder, "0002_rows.sql", """
+    numbers = (
+        "WITH RECURSIVE n(v) AS (SELECT 1 UNION ALL SELECT v + 1 FROM n WHERE v < 60) "
+        if dialect == "sqlite"
+        else "WITH n(v) AS (SELECT generate_series(1, 60)) "
+    )
+    write(folder, "0002_rows.sql", f"""
         -- up
         INSERT INTO parent (id, name) VALUES (1, 'a'), (2, 'b'), (3, 'c');
-        WITH RECURSIVE n(v) AS (SELECT 1 UNION ALL SELECT v + 1 FROM n WHERE v < 60)
+        {numbers}
         INSERT INTO child (id, parent_id, label) SELECT v, 1 + v % 3, 'c' || v FROM n;
     """)  # fmt: skip
 
 
 async def test_cascade_rebuild_keeps_every_child(sqlite_url: str, tmp_path: Path) -> None:
     folder = tmp_path / "migrations"
-    sqlite_family(folder)
+    family(folder)
     write(folder, "0003_rebuild_parent.py", """
         from awaitdb.migrations import rebuild_table
 
@@ -101,7 +90,7 @@ async def test_cascade_rebuild_keeps_every_child(sqlite_url: str, tmp_path: Path
 
 async def test_naive_rebuild_is_caught_by_the_guard(sqlite_url: str, tmp_path: Path) -> None:
     folder = tmp_path / "migrations"
-    sqlite_family(folder)
+    family(folder)
     write(folder, "0003_naive.sql", """
         -- up
         DROP VIEW parent_names;
@@ -118,7 +107,7 @@ async def test_naive_rebuild_is_caught_by_the_guard(sqlite_url: str, tmp_path: P
 
 async def test_rebuild_requires_foreign_keys_off(sqlite_url: str, tmp_path: Path) -> None:
     folder = tmp_path / "migrations"
-    sqlite_family(folder)
+    family(folder)
     write(folder, "0003_rebuild.py", """
         from awaitdb.migrations import rebuild_table
 
@@ -132,7 +121,7 @@ async def test_rebuild_requires_foreign_keys_off(sqlite_url: str, tmp_path: Path
 
 async def test_verified_backup_before_migrating(sqlite_url: str, tmp_path: Path) -> None:
     folder = tmp_path / "migrations"
-    sqlite_family(folder)
+    family(folder)
     path = Path(sqlite_url.removeprefix("sqlite:///"))
     async with awaitdb.connect(sqlite_url) as db:
         await Migrator(db, folder).migrate(to=2)
@@ -160,7 +149,7 @@ async def test_restore_refuses_corruption_and_a_database_in_use(
     sqlite_url: str, tmp_path: Path
 ) -> None:
     folder = tmp_path / "migrations"
-    sqlite_family(folder)
+    family(folder)
     path = Path(sqlite_url.removeprefix("sqlite:///"))
     async with awaitdb.connect(sqlite_url) as db:
         await migrate(db, folder)
@@ -205,7 +194,7 @@ def test_a_migrator_killed_midway_leaves_the_last_good_version(
     sqlite_url: str, tmp_path: Path
 ) -> None:
     folder = tmp_path / "migrations"
-    sqlite_family(folder)
+    family(folder)
     marker = tmp_path / "started"
     write(folder, "0003_slow.py", f"""
         import asyncio, pathlib
@@ -332,7 +321,7 @@ def test_multi_statement_no_transaction_is_refused(tmp_path: Path) -> None:
 
 async def test_check_finds_orphans(sqlite_url: str, tmp_path: Path) -> None:
     folder = tmp_path / "migrations"
-    sqlite_family(folder)
+    family(folder)
     async with awaitdb.connect(sqlite_url) as db:
         await migrate(db, folder)
         assert all(f.ok for f in await check(db, full=True))
@@ -350,7 +339,7 @@ async def test_check_finds_orphans(sqlite_url: str, tmp_path: Path) -> None:
 
 async def test_check_on_postgres(pg_url: str, tmp_path: Path) -> None:
     folder = tmp_path / "migrations"
-    family(folder)
+    family(folder, "postgresql")
     async with awaitdb.connect(pg_url) as db:
         await migrate(db, folder)
         findings = await check(db)
@@ -364,7 +353,7 @@ def invoke(*args: str) -> Any:
 
 def test_cli_end_to_end(sqlite_url: str, tmp_path: Path) -> None:
     folder = tmp_path / "migrations"
-    sqlite_family(folder)
+    family(folder)
     common = ["--url", sqlite_url, "--dir", str(folder)]
     dry = invoke("migrate", "--dry-run", *common)
     assert dry.exit_code == 0 and "BEGIN IMMEDIATE;" in dry.output

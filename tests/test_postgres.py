@@ -6,12 +6,12 @@ Runs against the real server in AWAITDB_TEST_PG_URL (skipped loudly without it, 
 from __future__ import annotations
 
 import asyncio
-import random
 import threading
 from typing import Any
 
 import psycopg
 import pytest
+from conftest import cancellation_storm
 
 import awaitdb
 
@@ -125,7 +125,6 @@ async def test_a_thousand_tasks_on_a_pool_of_ten(pg_url: str) -> None:
 @pytest.mark.slow
 async def test_random_cancellations_leave_nothing_open(pg_url: str) -> None:
     url = _app_url(pg_url, "awaitdb-test-cancel")
-    rng = random.Random(1122)
     async with awaitdb.connect(url, max_size=10) as db:
         await db.execute("CREATE TABLE t (id BIGINT PRIMARY KEY, v TEXT)")
         counter = iter(range(10**9))
@@ -148,20 +147,7 @@ async def test_random_cancellations_leave_nothing_open(pg_url: str) -> None:
             else:
                 await db.fetch_val("SELECT pg_sleep(0.01)", timeout=0.003)
 
-        cancelled = 0
-        while cancelled < 2000:
-            tasks = [asyncio.create_task(op(rng.randrange(5))) for _ in range(30)]
-            await asyncio.sleep(rng.random() * 0.004)
-            for task in tasks:
-                if rng.random() < 0.6:
-                    task.cancel()
-            results = await asyncio.gather(*tasks, return_exceptions=True)
-            cancelled += sum(1 for t in tasks if t.cancelled())
-            for result in results:
-                if isinstance(result, BaseException) and not isinstance(
-                    result, asyncio.CancelledError | awaitdb.QueryTimeout
-                ):
-                    raise result
+        assert await cancellation_storm(op, 5, seed=1122, batch=30, max_delay=0.004) >= 2000
         for _ in range(200):  # background resets finish
             if db.stats().pool_in_use == 0:
                 break

@@ -15,7 +15,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from conftest import SQLITE
+from conftest import SQLITE, cancellation_storm
 
 import awaitdb
 from awaitdb._sql import analyze
@@ -274,20 +274,7 @@ async def test_random_cancellations_leak_nothing(sqlite_url: str) -> None:
             else:
                 await db.fetch_val("SELECT sum(x) FROM big", timeout=0.0005)
 
-        cancelled = 0
-        while cancelled < 2000:
-            tasks = [asyncio.create_task(op(rng.randrange(6))) for _ in range(24)]
-            await asyncio.sleep(rng.random() * 0.003)
-            for task in tasks:
-                if rng.random() < 0.6:
-                    task.cancel()
-            results = await asyncio.gather(*tasks, return_exceptions=True)
-            cancelled += sum(1 for t in tasks if t.cancelled())
-            for result in results:
-                if isinstance(result, BaseException) and not isinstance(
-                    result, asyncio.CancelledError | awaitdb.QueryTimeout
-                ):
-                    raise result
+        assert await cancellation_storm(op, 6, seed=20261122) >= 2000
         await asyncio.sleep(0.05)
         stats = db.stats()
         assert stats.pool_in_use == 0 and stats.pool_waiting == 0

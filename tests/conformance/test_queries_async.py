@@ -199,7 +199,7 @@ async def test_slow_query_is_logged(aconnect: Any, dialect: Any, caplog: Any) ->
     assert db.stats().slow_queries >= 1
 
 
-async def test_repr_hides_nothing_sensitive(adb: Any) -> None:
+async def test_repr_and_backend_name(adb: Any) -> None:
     assert "Database" in repr(adb)
     assert adb.backend in {"sqlite", "postgresql"}
 

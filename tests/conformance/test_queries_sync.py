@@ -199,7 +199,7 @@ def test_slow_query_is_logged(sconnect: Any, dialect: Any, caplog: Any) -> None:
     assert db.stats().slow_queries >= 1
 
 
-def test_repr_hides_nothing_sensitive(sdb: Any) -> None:
+def test_repr_and_backend_name(sdb: Any) -> None:
     assert "SyncDatabase" in repr(sdb)
     assert sdb.backend in {"sqlite", "postgresql"}
 
