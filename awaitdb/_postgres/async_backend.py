@@ -30,7 +30,6 @@ from .._async.pool import Pool
 from .._config import Config
 from .._errors import (
     CannotConnect,
-    ConnectionLost,
     InterfaceError,
     QueryTimeout,
     TransactionAborted,
@@ -39,8 +38,8 @@ from .._ops import EXECUTE, EXECUTE_MANY, FETCH_ALL, FETCH_ONE
 from .._record import Record, cached_record_class, column_index
 from .._sql import TXCONTROL, SqlInfo
 from .._stats import Stats
-from .common import RESET_QUERY, backoff, begin_sql, is_permanent, pool_options
-from .errors import command_count, is_connection_error, never_sent, translate
+from .common import RESET_QUERY, backoff, begin_sql, is_permanent, may_move_on, pool_options
+from .errors import command_count, is_connection_error, translate
 
 __all__ = ["PostgresBackend"]
 
@@ -335,9 +334,6 @@ class PostgresBackend:
                 "connection: use `async with db.transaction()` or `async with db.connection()`"
             )
         pool = self._pool
-        # A read, or a statement the driver never sent, moves on to another connection when
-        # the one it got had died (several may have, after a server restart): at most once
-        # per pooled connection, then once more on a fresh one.
         for attempt in range(self._max_size + 1):
             conn = pool.try_acquire() or await pool.acquire()
             try:
@@ -345,9 +341,7 @@ class PostgresBackend:
             except BaseException as exc:
                 if conn.is_closed() or is_connection_error(exc):
                     pool.release(conn, discard=True)
-                    if attempt < self._max_size and (
-                        never_sent(exc) or (not info.is_write and isinstance(exc, ConnectionLost))
-                    ):
+                    if may_move_on(info, exc, attempt, self._max_size):
                         continue
                 else:
                     self._give_back(conn, dirty=info.changes_session, unsure=_interrupted(exc))

@@ -6,8 +6,18 @@ import random
 from typing import Any
 
 from .._config import Config
+from .._errors import ConnectionLost
+from .._sql import SqlInfo
+from .errors import never_sent
 
-__all__ = ["RESET_QUERY", "backoff", "begin_sql", "is_permanent", "pool_options"]
+__all__ = [
+    "RESET_QUERY",
+    "backoff",
+    "begin_sql",
+    "is_permanent",
+    "may_move_on",
+    "pool_options",
+]
 
 # Run before a connection whose session state changed rejoins the pool.
 RESET_QUERY = "CLOSE ALL; UNLISTEN *; RESET ALL; SELECT pg_advisory_unlock_all(); DISCARD TEMP"
@@ -45,3 +55,16 @@ def pool_options(config: Config) -> dict[str, Any]:
         "max_idle": config.get("max_idle", None),
         "max_lifetime": config.get("max_lifetime", None),
     }
+
+
+def may_move_on(info: SqlInfo, exc: BaseException, attempt: int, max_size: int) -> bool:
+    """Whether a statement whose connection died may try another one.
+
+    Reads may (they change nothing), and so may statements the driver never sent; a write that
+    was in flight may not: its outcome is unknown, and the caller gets ``ConnectionLost``.
+    After a server restart several pooled connections can be dead before anyone notices, so
+    up to one attempt per pooled connection.
+    """
+    if attempt >= max_size:
+        return False
+    return never_sent(exc) or (not info.is_write and isinstance(exc, ConnectionLost))

@@ -28,7 +28,7 @@ from .._record import Record, cached_record_class, column_index
 from .._sql import TXCONTROL, SqlInfo
 from .._stats import Stats
 from .._sync.pool import SyncPool
-from .common import RESET_QUERY, backoff, begin_sql, is_permanent, pool_options
+from .common import RESET_QUERY, backoff, begin_sql, is_permanent, may_move_on, pool_options
 from .errors import translate
 
 __all__ = ["SyncPostgresBackend"]
@@ -295,7 +295,6 @@ class SyncPostgresBackend:
                 "connection: use `with db.transaction()` or `with db.connection()`"
             )
         pool = self._pool
-        # A read whose connection had died moves on to another (see the async backend).
         for attempt in range(self._max_size + 1):
             conn = pool.try_acquire() or pool.acquire()
             try:
@@ -303,7 +302,7 @@ class SyncPostgresBackend:
             except BaseException as exc:
                 if not _alive(conn) or isinstance(exc, ConnectionLost):
                     pool.release(conn, discard=True)
-                    if attempt < self._max_size and not info.is_write:
+                    if may_move_on(info, exc, attempt, self._max_size):
                         continue
                 else:
                     self._give_back(conn, dirty=info.changes_session)
