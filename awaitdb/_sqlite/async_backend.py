@@ -213,7 +213,16 @@ class SQLiteBackend:
                     info.is_write = True  # a WITH ... INSERT: the writer takes it from now on
         elif info.kind == TXCONTROL:
             raise InterfaceError(_TXCONTROL_MESSAGE)
-        return await self._writer.call(Job(kind, info, params, arg), timeout)
+        writer = self._writer
+        job = Job(kind, info, params, arg)
+        if timeout is not None:
+            return await writer.call(job, timeout)
+        future = writer.submit(job)  # Worker.call without its frame: writes are the hot path
+        try:
+            return await future
+        except asyncio.CancelledError:
+            writer.cancel(job)
+            raise
 
     def _pick_reader(self) -> Worker | None:
         readers = self._shared_readers
