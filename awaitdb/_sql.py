@@ -127,27 +127,12 @@ def _scan(sql: str) -> SqlInfo:
     i, n, last = 0, len(sql), 0
     while i < n:
         ch = sql[i]
-        if ch == "'":
-            escaped = i > 0 and sql[i - 1] in "eE" and (i < 2 or not sql[i - 2].isalnum())
-            i = _skip_quoted(sql, i, "'", backslash=escaped)
-        elif ch in {'"', "`"}:
-            i = _skip_quoted(sql, i, ch, backslash=False)
+        skipped = _skip_opaque(sql, i)
+        if skipped:
+            i = skipped
         elif ch == "[" and first_word is not None and _bracket_is_identifier(sql, i):
             end = sql.find("]", i + 1)
             i = n if end < 0 else end + 1
-        elif ch == "-" and sql.startswith("--", i):
-            end = sql.find("\n", i)
-            i = n if end < 0 else end + 1
-        elif ch == "/" and sql.startswith("/*", i):
-            end = sql.find("*/", i + 2)
-            i = n if end < 0 else end + 2
-        elif ch == "$":
-            match = _DOLLAR_TAG.match(sql, i)
-            if match and not (i > 0 and (sql[i - 1].isalnum() or sql[i - 1] == "_")):
-                end = sql.find(match.group(0), match.end())
-                i = n if end < 0 else end + len(match.group(0))
-            else:
-                i += 1
         elif ch == ":":
             if i + 1 < n and sql[i + 1] == ":":
                 i += 2  # a ``::`` cast
@@ -174,6 +159,31 @@ def _scan(sql: str) -> SqlInfo:
     kind = _KINDS.get(first_word or "", OTHER)
     changes_session = first_word in _SESSION_WORDS or bool(_SESSION_TEXT.search(sql))
     return SqlInfo(sql, tuple(order), kind, "".join(out), changes_session)
+
+
+def _skip_opaque(sql: str, i: int) -> int:
+    """If a string literal, quoted identifier, comment or dollar quote starts at ``i``, the
+    index just past it; else 0. The one definition of "text where SQL syntax does not count",
+    shared by the parameter scanner and the statement splitter."""
+    ch = sql[i]
+    if ch == "'":
+        escaped = i > 0 and sql[i - 1] in "eE" and (i < 2 or not sql[i - 2].isalnum())
+        return _skip_quoted(sql, i, "'", backslash=escaped)
+    if ch in {'"', "`"}:
+        return _skip_quoted(sql, i, ch, backslash=False)
+    n = len(sql)
+    if ch == "-" and sql.startswith("--", i):
+        end = sql.find("\n", i)
+        return n if end < 0 else end + 1
+    if ch == "/" and sql.startswith("/*", i):
+        end = sql.find("*/", i + 2)
+        return n if end < 0 else end + 2
+    if ch == "$" and not (i > 0 and (sql[i - 1].isalnum() or sql[i - 1] == "_")):
+        match = _DOLLAR_TAG.match(sql, i)
+        if match:
+            end = sql.find(match.group(0), match.end())
+            return n if end < 0 else end + len(match.group(0))
+    return 0
 
 
 def _skip_quoted(sql: str, i: int, quote: str, *, backslash: bool) -> int:
@@ -242,25 +252,10 @@ def split_statements(script: str) -> list[tuple[int, str]]:
     pieces: list[tuple[int, str]] = []
     i, n, start = 0, len(script), 0
     while i < n:
-        ch = script[i]
-        if ch == "'":
-            i = _skip_quoted(script, i, "'", backslash=False)
-        elif ch in {'"', "`"}:
-            i = _skip_quoted(script, i, ch, backslash=False)
-        elif ch == "-" and script.startswith("--", i):
-            end = script.find("\n", i)
-            i = n if end < 0 else end + 1
-        elif ch == "/" and script.startswith("/*", i):
-            end = script.find("*/", i + 2)
-            i = n if end < 0 else end + 2
-        elif ch == "$":
-            match = _DOLLAR_TAG.match(script, i)
-            if match and not (i > 0 and (script[i - 1].isalnum() or script[i - 1] == "_")):
-                end = script.find(match.group(0), match.end())
-                i = n if end < 0 else end + len(match.group(0))
-            else:
-                i += 1
-        elif ch == ";":
+        skipped = _skip_opaque(script, i)
+        if skipped:
+            i = skipped
+        elif script[i] == ";":
             pieces.append((start, script[start : i + 1]))
             start = i = i + 1
         else:

@@ -40,6 +40,17 @@ def test_scanner_finds_only_real_placeholders(
         assert info.numbered == numbered
 
 
+def test_splitter_and_scanner_agree_on_escaped_strings() -> None:
+    from awaitdb._sql import split_statements
+
+    script = "SELECT E'it\\'s; fine' AS a, :p; SELECT 2;"
+    assert [sql for _line, sql in split_statements(script)] == [
+        "SELECT E'it\\'s; fine' AS a, :p;",
+        "SELECT 2;",
+    ]
+    assert analyze("SELECT E'it\\'s :no', :yes").order == ("yes",)
+
+
 @pytest.mark.parametrize(
     ("sql", "kind"),
     [
