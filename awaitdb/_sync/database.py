@@ -21,7 +21,7 @@ from .._compat import sleep
 from .._config import Config
 from .._errors import InterfaceError, TransientError
 from .._ops import EXECUTE_MANY
-from .._sql import _cache, analyze, check_params
+from .._sql import _cache, analyze, bind_lists, check_params
 from .._stats import StatsSnapshot
 from .backend import NOT_NOW, SyncBackend
 from .queries import Queries
@@ -85,6 +85,8 @@ class SyncDatabase(Queries):
                 check_params(info, one)
         elif params is None or type(params) is not dict or params.keys() != info.names:
             check_params(info, params)
+        if info.lists is not None:
+            info, params = bind_lists(info, params, self._backend.name, many=kind == EXECUTE_MANY)
         if timeout is None:
             timeout = self._statement_timeout
         stats = self._stats
