@@ -24,6 +24,7 @@ from psycopg.types.array import ListDumper
 
 from .._config import Config
 from .._errors import CannotConnect, ConnectionLost, Error, InterfaceError, TransactionAborted
+from .._hooks import run_hook_sync
 from .._ops import EXECUTE, EXECUTE_MANY, FETCH_ALL, FETCH_ONE
 from .._record import Record, cached_record_class, column_index
 from .._sql import TXCONTROL, SqlArray, SqlInfo
@@ -258,6 +259,7 @@ class SyncPostgresBackend:
             conn.adapters.register_dumper(dict, _JsonDumper)
             conn.adapters.register_dumper(list, _JsonDumper)
             conn.adapters.register_dumper(SqlArray, ListDumper)  # ``IN :ids`` -> ``= ANY($n)``
+            run_hook_sync(config.get("on_connect", None), conn)
             with self._guard:
                 self._all.add(conn)
             return conn
