@@ -16,10 +16,10 @@ from typing import Any, TypeVar
 
 from .._compat import ASYNC, asleep
 from .._config import Config
-from .._errors import InterfaceError, TransientError
+from .._errors import InterfaceError, PoolOverloaded, PoolTimeout, TransientError
 from .._ops import EXECUTE_MANY
 from .._sql import _cache, analyze, bind_lists, check_params
-from .._stats import StatsSnapshot
+from .._stats import Stats, StatsSnapshot, acquire_waited
 from .backend import NOT_NOW, Backend
 from .queries import Queries
 from .rows import Rows
@@ -90,6 +90,7 @@ class Database(Queries):
         if timeout is None:
             timeout = self._statement_timeout
         stats = self._stats
+        waited = acquire_waited()
         start = time.perf_counter()
         try:
             if scope is None:
@@ -99,14 +100,17 @@ class Database(Queries):
                     result = await backend.run(kind, info, params, arg, timeout)
             else:
                 result = await scope._execute(kind, info, params, arg, timeout)
-        except Exception:
-            stats.query_done(sql, time.perf_counter() - start, True)
+        except Exception as exc:
+            _failed(stats, sql, time.perf_counter() - start, acquire_waited() - waited, exc)
             raise
         elapsed = time.perf_counter() - start
+        waited = acquire_waited() - waited
+        if waited:  # execution time only: the wait for a connection is reported apart
+            elapsed -= waited
         stats.queries += 1
         stats.query_times.append(elapsed)
         if stats.slow_query_s is not None and elapsed >= stats.slow_query_s:
-            stats.query_done(sql, elapsed, False, counted=True)
+            stats.query_done(sql, elapsed, False, counted=True, waited=waited)
         return result
 
     def iterate(
@@ -164,6 +168,7 @@ class Database(Queries):
                 if attempt >= retries or self._scope.get() is not None:
                     raise
                 attempt += 1
+                self._stats.retries += 1
                 await asleep(random.uniform(0.0, min(1.0, backoff * 2**attempt)))
 
     # -- state -----------------------------------------------------------------------------------
@@ -184,6 +189,13 @@ class Database(Queries):
 
     async def __aexit__(self, *exc_info: object) -> None:
         await self.close()
+
+
+def _failed(stats: Stats, sql: str, elapsed: float, waited: float, exc: Exception) -> None:
+    """Count a failed statement; one that never got a connection was never run, so not timed."""
+    if isinstance(exc, PoolTimeout | PoolOverloaded):
+        return  # counted by the pool (acquire_timeouts / acquire_overloads)
+    stats.query_done(sql, elapsed - waited, True, waited=waited)
 
 
 async def open_database(config: Config) -> Database:
