@@ -7,13 +7,16 @@
 
 Every command takes ``--url`` (default ``$AWAITDB_URL``, then ``sqlite:///awaitdb.sqlite3``),
 ``--dir`` (default ``migrations``) and ``--json``. Exit codes: 0 done, 1 failed or problems
-found, 2 bad usage.
+found, 2 bad usage. Only ``migrate`` and ``baseline`` may create a SQLite file that does not
+exist yet (and say so); every other command refuses a missing file with exit code 2, so a
+mistyped ``--url`` never leaves an empty database behind.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import os
 import sys
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import asdict
@@ -76,6 +79,31 @@ async def _with_db(url: str | None, work: Callable[[Database], Awaitable[T]]) ->
         return await work(db)
 
 
+def _require_file(url: str | None, *, may_create: bool = False, quiet: bool = False) -> None:
+    """Refuse (exit 2) a SQLite URL whose file does not exist, unless ``may_create``.
+
+    Commands that only read or back up must never create an empty database for a mistyped
+    path; ``migrate`` and ``baseline`` may, and say so.
+    """
+    try:
+        config = parse_config(url)
+    except Error:
+        return  # reported by the command itself, as before
+    if config.scheme != "sqlite" or config.is_memory or os.path.exists(config.path):
+        return
+    path = os.path.abspath(config.path)
+    if may_create:
+        if not quiet:
+            err.print(f"[yellow]creating a new SQLite database at {path}[/]", highlight=False)
+        return
+    err.print(
+        f"[bold red]error:[/] no SQLite database at {path} (check --url or $AWAITDB_URL; "
+        "only 'awaitdb migrate' and 'awaitdb baseline' create a new database)",
+        highlight=False,
+    )
+    raise SystemExit(2)
+
+
 def _emit(as_json: bool, data: Any, render: Callable[[], None]) -> None:
     if as_json:
         out.print_json(json.dumps(data, default=str))
@@ -119,6 +147,7 @@ def migrate(
         )
         return await migrator.migrate(to, dry_run=dry_run)
 
+    _require_file(url, may_create=True)
     result = _run(_with_db(url, work))
     if dry_run:
         _emit(as_json, {"plan": result.plan_text}, lambda: out.print(result.plan_text, end=""))
@@ -151,6 +180,7 @@ def rollback(url: str | None, directory: str, as_json: bool, to: int, no_backup:
         migrator = Migrator(db, directory, backup=not no_backup, progress=_progress(as_json))
         return await migrator.rollback(to)
 
+    _require_file(url)
     result = _run(_with_db(url, work))
     data = {
         "rolled_back": result.applied,
@@ -170,6 +200,7 @@ def rollback(url: str | None, directory: str, as_json: bool, to: int, no_backup:
 @_common
 def status(url: str | None, directory: str, as_json: bool) -> None:
     """List migrations and their state: applied, pending, changed, dirty, missing-file."""
+    _require_file(url)
     rows = _run(_with_db(url, lambda db: Migrator(db, directory).status()))
 
     def render() -> None:
@@ -192,6 +223,7 @@ def status(url: str | None, directory: str, as_json: bool) -> None:
 @click.argument("version", type=int)
 def baseline(url: str | None, directory: str, as_json: bool, version: int) -> None:
     """Mark an existing database as already at VERSION, without running anything."""
+    _require_file(url, may_create=True)
     marked = _run(_with_db(url, lambda db: Migrator(db, directory).baseline(version)))
     message = f"marked as applied: {', '.join(marked) or 'nothing'}"
     _emit(as_json, {"marked": marked}, lambda: out.print(message))
@@ -212,6 +244,7 @@ def _config(url: str | None) -> Config:
 def backup(url: str | None, directory: str, as_json: bool, path: str | None, keep: int) -> None:
     """Take a verified backup (SQLite: backup API + quick_check; PostgreSQL: pg_dump)."""
     config = _config(url)
+    _require_file(url)
     try:
         if config.scheme == "sqlite":
             if config.is_memory:
@@ -259,6 +292,7 @@ def restore(url: str | None, directory: str, as_json: bool, path: str) -> None:
 @click.option("--full", is_flag=True, help="integrity_check instead of quick_check (SQLite).")
 def check_command(url: str | None, directory: str, as_json: bool, full: bool) -> None:
     """Check integrity, foreign keys and orphans; exit 1 if anything is wrong."""
+    _require_file(url)
     findings = _run(_with_db(url, lambda db: run_checks(db, full=full)))
 
     def render() -> None:
