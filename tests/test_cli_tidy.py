@@ -48,3 +48,50 @@ def test_cli_migrate_and_baseline_may_create_and_say_so(tmp_path: Path) -> None:
     again = invoke("status", "--url", f"sqlite:///{fresh}", "--dir", str(folder), "--json")
     assert again.exit_code == 0 and "creating" not in again.output
     assert [row["state"] for row in json.loads(again.stdout)] == ["applied", "applied"]
+
+
+def _backup_files(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir())
+
+
+def test_backups_leave_no_partial_files_and_keep_prunes_everything(tmp_path: Path) -> None:
+    db_path = tmp_path / "app.db"
+    url = f"sqlite:///{db_path}"
+    folder = _migrations(tmp_path / "migrations")
+    assert invoke("migrate", "--url", url, "--dir", str(folder), "--no-backup").exit_code == 0
+    backups = tmp_path / "backups"
+    backups.mkdir()
+    # leftovers of an old backup taken by an earlier release
+    for suffix in ("", ".json", ".partial-wal", ".partial-shm"):
+        (backups / f"app-20000101T000000000000Z.sqlite3{suffix}").write_text("old")
+    for _ in range(3):
+        result = invoke("backup", "--url", url, "--dir", str(folder), "--keep", "2", "--json")
+        assert result.exit_code == 0, result.output
+    names = _backup_files(backups)
+    assert len(names) == 4, names  # two backups, each with its manifest, nothing else
+    assert all(n.endswith((".sqlite3", ".sqlite3.json")) for n in names), names
+    assert not any("2000" in n for n in names)
+    restored = invoke("restore", str(backups / names[0]), "--url", url, "--dir", str(folder))
+    assert restored.exit_code == 0, restored.output
+    assert _backup_files(backups) == names  # verifying and restoring wrote nothing beside them
+
+
+def test_first_start_takes_no_backup_of_an_empty_database(tmp_path: Path) -> None:
+    db_path = tmp_path / "app.db"
+    url = f"sqlite:///{db_path}"
+    folder = _migrations(tmp_path / "migrations")
+    result = invoke("migrate", "--url", url, "--dir", str(folder))
+    assert result.exit_code == 0, result.output
+    assert "no backup needed" in result.output
+    assert not (tmp_path / "backups").exists()
+    write(
+        folder,
+        "0003_more.sql",
+        "-- up\nCREATE TABLE more (x INTEGER);\n-- down\nDROP TABLE more;\n",
+    )
+    result = invoke("migrate", "--url", url, "--dir", str(folder))
+    assert result.exit_code == 0 and "before migrating" in result.output
+    assert len(list((tmp_path / "backups").glob("*.sqlite3"))) == 1
+    result = invoke("rollback", "--to", "2", "--url", url, "--dir", str(folder))
+    assert result.exit_code == 0, result.output
+    assert "before rolling back" in result.output and "before migrating" not in result.output

@@ -240,7 +240,10 @@ class Migrator:
                 self._say(f"accepted the changed checksum of {migration.path.name}")
             manifest = None
             if pending and self.backup and self.sqlite and not self.db._config.is_memory:
-                manifest = await self._backup()
+                if await self._tables(conn):
+                    manifest = await self._backup("migrating")
+                else:  # a brand-new database: nothing to lose, so no backups/ folder yet
+                    self._say("no backup needed: the database has no tables yet")
             done = []
             for migration in pending:
                 if await self._apply(conn, migration):
@@ -263,7 +266,7 @@ class Migrator:
                     raise MigrationError(f"{migration.path}: changed after it was applied")
             manifest = None
             if undo and self.backup and self.sqlite and not self.db._config.is_memory:
-                manifest = await self._backup()
+                manifest = await self._backup("rolling back")
             done = []
             for version in undo:
                 await self._apply(conn, migrations[version], down=True)
@@ -427,9 +430,9 @@ class Migrator:
                 f"(first: table {first[0]!r} rowid {first[1]} -> {first[2]!r}); rolled back"
             )
 
-    async def _backup(self) -> BackupManifest:
+    async def _backup(self, doing: str) -> BackupManifest:
         source = self.db._config.path
-        self._say("taking a verified backup before migrating")
+        self._say(f"taking a verified backup before {doing}")
         return await asyncio.to_thread(
             backup_sqlite,
             source,
