@@ -25,6 +25,7 @@ from typing import Any, TypeVar
 try:
     import click
     from rich.console import Console
+    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
     from rich.table import Table
 except ImportError as exc:  # pragma: no cover - the cli extra is not installed
     raise SystemExit("the awaitdb command needs its extra: pip install 'awaitdb[cli]'") from exc
@@ -72,6 +73,55 @@ def _progress(as_json: bool) -> Callable[[str], None]:
             err.print(f"[dim]…[/] {message}", highlight=False)
 
     return say
+
+
+class _Steps:
+    """Show each migration as it runs: a live line with its elapsed time on a terminal, plain
+    start/done lines otherwise, nothing with ``--json`` (the JSON result carries the times)."""
+
+    def __init__(self, as_json: bool, verb: str = "applying", done: str = "applied") -> None:
+        self.as_json = as_json
+        self.verb, self.done = verb, done
+        self.progress: Progress | None = None
+        if not as_json and err.is_terminal:
+            self.progress = Progress(
+                SpinnerColumn(),
+                TextColumn("{task.description}"),
+                TimeElapsedColumn(),
+                console=err,
+            )
+        self._tasks: dict[str, Any] = {}
+
+    def __enter__(self) -> _Steps:
+        if self.progress is not None:
+            self.progress.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        if self.progress is not None:
+            self.progress.stop()
+
+    def __call__(self, event: str, label: str, seconds: float | None) -> None:
+        if self.as_json:
+            return
+        took = "" if seconds is None else _duration(seconds)
+        if self.progress is not None:
+            if event == "start":
+                self._tasks[label] = self.progress.add_task(f"{self.verb} {label}", total=1)
+            else:
+                text = f"[green]{self.done}[/] {label}" if event == "done" else f"{label}: skipped"
+                self.progress.update(self._tasks[label], completed=1, description=text)
+            return
+        if event == "start":
+            err.print(f"{self.verb} {label} …", highlight=False)
+        elif event == "done":
+            err.print(f"{self.done} {label} in {took}", highlight=False)
+        else:
+            err.print(f"{label}: already done by another migrator ({took})", highlight=False)
+
+
+def _duration(seconds: float) -> str:
+    return f"{seconds * 1000:.0f} ms" if seconds < 10 else f"{seconds:.1f} s"
 
 
 async def _with_db(url: str | None, work: Callable[[Database], Awaitable[T]]) -> T:
@@ -136,6 +186,8 @@ def migrate(
 ) -> None:
     """Apply pending migrations, each in its own transaction, after a verified backup."""
 
+    steps = _Steps(as_json)
+
     async def work(db: Database) -> Any:
         migrator = Migrator(
             db,
@@ -144,8 +196,10 @@ def migrate(
             allow_out_of_order=allow_out_of_order,
             accept_changed=accept_changed,
             progress=_progress(as_json),
+            on_step=steps,
         )
-        return await migrator.migrate(to, dry_run=dry_run)
+        with steps:
+            return await migrator.migrate(to, dry_run=dry_run)
 
     _require_file(url, may_create=True)
     result = _run(_with_db(url, work))
@@ -154,6 +208,7 @@ def migrate(
         return
     data = {
         "applied": result.applied,
+        "seconds": result.seconds,
         "backup": result.backup.backup if result.backup else None,
     }
 
@@ -162,7 +217,8 @@ def migrate(
             out.print(f"backup: {result.backup.backup} (sha256 {result.backup.sha256[:16]}…)")
         if result.applied:
             for label in result.applied:
-                out.print(f"[green]applied[/] {label}")
+                took = _duration(result.seconds.get(label, 0.0))
+                out.print(f"[green]applied[/] {label} ({took})")
         else:
             out.print("nothing to apply")
 
@@ -176,14 +232,20 @@ def migrate(
 def rollback(url: str | None, directory: str, as_json: bool, to: int, no_backup: bool) -> None:
     """Undo applied migrations above --to, newest first, using their down sections."""
 
+    steps = _Steps(as_json, "rolling back", "rolled back")
+
     async def work(db: Database) -> Any:
-        migrator = Migrator(db, directory, backup=not no_backup, progress=_progress(as_json))
-        return await migrator.rollback(to)
+        migrator = Migrator(
+            db, directory, backup=not no_backup, progress=_progress(as_json), on_step=steps
+        )
+        with steps:
+            return await migrator.rollback(to)
 
     _require_file(url)
     result = _run(_with_db(url, work))
     data = {
         "rolled_back": result.applied,
+        "seconds": result.seconds,
         "backup": result.backup.backup if result.backup else None,
     }
 

@@ -3,14 +3,23 @@ visible (issue 13)."""
 
 from __future__ import annotations
 
+import io
 import json
+import logging
+import re
 from pathlib import Path
 from typing import Any
 
+import pytest
 from click.testing import CliRunner
 from conftest import write
+from rich.console import Console
 
+import awaitdb
+import awaitdb.cli as cli_module
 from awaitdb.cli import main as cli
+
+MORE = "-- up\nCREATE TABLE more (x INTEGER);\n-- down\nDROP TABLE more;\n"
 
 
 def invoke(*args: str) -> Any:
@@ -95,3 +104,48 @@ def test_first_start_takes_no_backup_of_an_empty_database(tmp_path: Path) -> Non
     result = invoke("rollback", "--to", "2", "--url", url, "--dir", str(folder))
     assert result.exit_code == 0, result.output
     assert "before rolling back" in result.output and "before migrating" not in result.output
+
+
+def test_cli_migrate_shows_each_step_with_its_time(tmp_path: Path, monkeypatch: Any) -> None:
+    url = f"sqlite:///{tmp_path / 'app.db'}"
+    folder = _migrations(tmp_path / "migrations")
+    result = invoke("migrate", "--url", url, "--dir", str(folder))  # not a terminal: plain lines
+    assert result.exit_code == 0, result.output
+    assert "applying 0001_users …" in result.stderr
+    assert re.search(r"applied 0001_users in \d+ ms", result.stderr)
+    assert re.search(r"applied 0002_rows \(\d+ ms\)", result.stdout)
+    write(
+        folder,
+        "0003_more.sql",
+        "-- up\nCREATE TABLE more (x INTEGER);\n-- down\nDROP TABLE more;\n",
+    )
+    as_json = invoke("migrate", "--url", url, "--dir", str(folder), "--json")
+    data = json.loads(as_json.stdout)
+    assert data["applied"] == ["0003_more"] and data["seconds"]["0003_more"] >= 0
+    assert "applying" not in as_json.stderr
+    # on a terminal: a live rich line per step, with its elapsed time
+    terminal = io.StringIO()
+    monkeypatch.setattr(cli_module, "err", Console(file=terminal, force_terminal=True, width=100))
+    result = invoke("rollback", "--to", "2", "--url", url, "--dir", str(folder))
+    assert result.exit_code == 0, result.output
+    shown = terminal.getvalue()
+    assert "rolled back" in shown and "0003_more" in shown and re.search(r"0:00:\d\d", shown)
+
+
+async def test_connect_migrations_are_logged_and_reported(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="awaitdb")
+    folder = _migrations(tmp_path / "migrations")
+    url = f"sqlite:///{tmp_path / 'app.db'}"
+    async with awaitdb.connect(url, migrations=str(folder)) as db:
+        assert db.migrations_applied == ("0001_users", "0002_rows")
+    lines = [r.getMessage() for r in caplog.records if r.name == "awaitdb"]
+    assert any(re.fullmatch(r"applied migration 0001_users in [\d.]+ ms", m) for m in lines)
+    assert any(re.fullmatch(r"applied migration 0002_rows in [\d.]+ ms", m) for m in lines)
+    async with awaitdb.connect(url, migrations=str(folder)) as db:
+        assert db.migrations_applied == ()
+    write(folder, "0003_more.sql", "-- up\nCREATE TABLE more (x INTEGER);\n")
+    with awaitdb.connect_sync(url, migrations=str(folder)) as sdb:
+        assert sdb.migrations_applied == ("0003_more",)
+    assert any(m.startswith("applied migration 0003_more in") for m in caplog.messages)

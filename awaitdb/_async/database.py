@@ -40,6 +40,7 @@ class Database(Queries):
         self._statement_timeout = config.statement_timeout
         self._scope: ContextVar[Scope | None] = ContextVar(f"awaitdb-{id(self)}", default=None)
         self._closed = False
+        self._migrations_applied: tuple[str, ...] = ()
 
     @property
     def url(self) -> str:
@@ -54,6 +55,11 @@ class Database(Queries):
     @property
     def closed(self) -> bool:
         return self._closed
+
+    @property
+    def migrations_applied(self) -> tuple[str, ...]:
+        """Migrations ``connect(migrations=...)`` applied when this database opened, in order."""
+        return self._migrations_applied
 
     def __repr__(self) -> str:
         state = " closed" if self._closed else ""
@@ -214,11 +220,12 @@ async def open_database(config: Config) -> Database:
             if ASYNC:
                 from .._migrate.runner import migrate
 
-                await migrate(db, directory)
+                applied = (await migrate(db, directory)).applied
             else:
                 from .._migrate.sync import migrate_in_thread
 
-                migrate_in_thread(config)
+                applied = migrate_in_thread(config).applied
+            db._migrations_applied = tuple(applied)
         except BaseException:
             await db.close()
             raise

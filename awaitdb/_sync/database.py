@@ -42,6 +42,7 @@ class SyncDatabase(Queries):
         self._statement_timeout = config.statement_timeout
         self._scope: ContextVar[SyncScope | None] = ContextVar(f"awaitdb-{id(self)}", default=None)
         self._closed = False
+        self._migrations_applied: tuple[str, ...] = ()
 
     @property
     def url(self) -> str:
@@ -56,6 +57,11 @@ class SyncDatabase(Queries):
     @property
     def closed(self) -> bool:
         return self._closed
+
+    @property
+    def migrations_applied(self) -> tuple[str, ...]:
+        """Migrations ``connect(migrations=...)`` applied when this database opened, in order."""
+        return self._migrations_applied
 
     def __repr__(self) -> str:
         state = " closed" if self._closed else ""
@@ -200,7 +206,8 @@ def open_database_sync(config: Config) -> SyncDatabase:
         try:
             from .._migrate.sync import migrate_in_thread
 
-            migrate_in_thread(config)
+            applied = migrate_in_thread(config).applied
+            db._migrations_applied = tuple(applied)
         except BaseException:
             db.close()
             raise
