@@ -129,7 +129,7 @@ def test_public_exports_are_pinned() -> None:
             "OperationalError", "PinnedConnection", "PoolOverloaded", "PoolTimeout",
             "ProgrammingError", "QueryTimeout", "Record", "Rows", "SerializationFailure",
             "StatsSnapshot", "SyncDatabase", "SyncPinnedConnection", "SyncRows",
-            "SyncTransaction", "Transaction", "TransactionAborted", "TransactionState",
+            "SyncTransaction", "SyncView", "Transaction", "TransactionAborted", "TransactionState",
             "TransientError", "UniqueViolation", "__version__", "connect", "connect_sync",
         ]
     )  # fmt: skip
