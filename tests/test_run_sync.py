@@ -106,7 +106,10 @@ async def test_view_transactions_are_real_transactions(aconnect: Any) -> None:
         seen = await db.run_sync(lambda v: v.fetch_val("SELECT count(*) FROM t WHERE x = 20"))
         assert seen == 1
         await db.run_sync(lambda v: v.execute("INSERT INTO t (x) VALUES (21)"))
+        with pytest.raises(ValueError):
+            await db.run_sync(fails)  # its block is a savepoint of this transaction
     assert await db.fetch_val("SELECT count(*) FROM t WHERE x >= 20") == 2
+    assert await db.fetch_val("SELECT count(*) FROM t WHERE x < 10") == 0
 
 
 async def test_sync_view_from_a_plain_thread_and_misuse(aconnect: Any) -> None:
