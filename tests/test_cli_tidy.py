@@ -140,6 +140,7 @@ async def test_connect_migrations_are_logged_and_reported(
     url = f"sqlite:///{tmp_path / 'app.db'}"
     async with awaitdb.connect(url, migrations=str(folder)) as db:
         assert db.migrations_applied == ("0001_users", "0002_rows")
+    assert not (tmp_path / "backups").exists()  # a brand-new database: nothing to back up
     lines = [r.getMessage() for r in caplog.records if r.name == "awaitdb"]
     assert any(re.fullmatch(r"applied migration 0001_users in [\d.]+ ms", m) for m in lines)
     assert any(re.fullmatch(r"applied migration 0002_rows in [\d.]+ ms", m) for m in lines)

@@ -12,7 +12,7 @@ import random
 import time
 from collections.abc import Awaitable, Callable
 from contextvars import ContextVar
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, TypeVar
 
 from .._compat import ASYNC, asleep
 from .._config import Config
@@ -25,7 +25,9 @@ from .queries import Queries
 from .rows import Rows
 from .transaction import PinnedConnection, Scope, Transaction
 
-if TYPE_CHECKING:
+if ASYNC:  # the sync face has no loop to bridge to
+    import asyncio
+
     from .._bridge import SyncView
 
 __all__ = ["Database", "open_database"]
@@ -187,18 +189,12 @@ class Database(Queries):
         async def run_sync(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
             """Run ``fn(view, *args, **kwargs)`` in a worker thread, ``view`` being a
             ``SyncView`` whose sync query and transaction methods use this database."""
-            import asyncio
-
             self._check_open()
             view = self.sync_view()
             return await asyncio.to_thread(fn, view, *args, **kwargs)
 
         def sync_view(self) -> SyncView:
             """A ``SyncView`` of this database for other threads; call it on the loop."""
-            import asyncio
-
-            from .._bridge import SyncView
-
             return SyncView(self, asyncio.get_running_loop())
 
     # -- state -----------------------------------------------------------------------------------

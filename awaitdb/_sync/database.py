@@ -15,7 +15,7 @@ import random
 import time
 from collections.abc import Callable
 from contextvars import ContextVar
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, TypeVar
 
 from .._compat import sleep
 from .._config import Config
@@ -28,8 +28,6 @@ from .queries import Queries
 from .rows import SyncRows
 from .transaction import SyncPinnedConnection, SyncScope, SyncTransaction
 
-if TYPE_CHECKING:
-    pass
 __all__ = ["SyncDatabase", "open_database_sync"]
 T = TypeVar("T")
 
