@@ -9,6 +9,7 @@ from __future__ import annotations
 from ._async.database import Database
 from ._async.rows import Rows
 from ._async.transaction import PinnedConnection, Transaction
+from ._bridge import SyncView
 from ._connect import Connecting, connect, connect_sync
 from ._errors import (
     CannotConnect,
@@ -73,6 +74,7 @@ __all__ = [
     "SyncPinnedConnection",
     "SyncRows",
     "SyncTransaction",
+    "SyncView",
     "Transaction",
     "TransactionAborted",
     "TransactionState",

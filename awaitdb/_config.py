@@ -16,6 +16,7 @@ from typing import Any
 from urllib.parse import parse_qsl, quote, unquote, urlsplit
 
 from ._errors import InterfaceError
+from ._hooks import parse_hook
 
 __all__ = ["Config", "parse_config", "redact_url"]
 
@@ -96,6 +97,7 @@ _COMMON: dict[str, Callable[[object], Any]] = {
     "statement_timeout": _parse_optional_float,
     "slow_query_ms": _parse_optional_float,
     "migrations": _parse_str_or_none,
+    "on_connect": parse_hook,
 }
 
 _SQLITE: dict[str, Callable[[object], Any]] = {

@@ -18,8 +18,10 @@ __all__ = [
     "OTHER",
     "READ",
     "TXCONTROL",
+    "SqlArray",
     "SqlInfo",
     "analyze",
+    "bind_lists",
     "check_params",
     "split_statements",
 ]
@@ -69,6 +71,7 @@ class SqlInfo:
         "inline_ok",
         "is_write",
         "kind",
+        "lists",
         "names",
         "numbered",
         "order",
@@ -93,6 +96,7 @@ class SqlInfo:
         self.inline_ok = True  # cleared when a read proved too slow to run on the event loop
         self.shape: Any = None  # (cursor description, Record class) of the last result
         self.changes_session = changes_session  # SET, LISTEN, advisory locks, temp tables...
+        self.lists: ListParams | None = None  # ``IN :ids`` list parameters, see bind_lists
 
     def positional(self, params: Mapping[str, Any] | None) -> tuple[Any, ...]:
         """Values in ``$n`` order, for drivers that take positional parameters."""
@@ -112,7 +116,7 @@ def analyze(sql: str) -> SqlInfo:
     if info is None:
         if not isinstance(sql, str):
             raise InterfaceError(f"SQL must be a string, got {type(sql).__name__}")
-        info = _scan(sql)
+        info = _mark_lists(_scan(sql))
         if len(_cache) >= _CACHE_LIMIT:
             _cache.clear()
         _cache[sql] = info
@@ -300,3 +304,162 @@ def _strip_leading_comments(text: str) -> str:
 
 def _only_comments(text: str) -> bool:
     return not _strip_leading_comments(text).rstrip(";").strip()
+
+
+# -- list parameters: ``x IN :ids`` ------------------------------------------------------------
+#
+# One spelling for both backends: SQLite gets ``x IN (:ids__in0, :ids__in1, ...)``, padded to a
+# power-of-two length by repeating the last value (harmless for IN), so a statement has at most
+# a couple of dozen expanded forms in any statement cache; PostgreSQL gets ``x = ANY($n)`` (and
+# ``NOT IN`` becomes ``<> ALL($n)``) with the list bound as one array. An empty list matches
+# nothing (``NOT IN`` then matches everything) on both.
+
+_LIST_HINT = re.compile(r"\bin\s*\(?\s*:[A-Za-z_]", re.IGNORECASE)
+_LIST_AT = re.compile(
+    r"(?:\b(not)\s+)?\b(in)\s*(?:(\()\s*)?:([A-Za-z_][A-Za-z0-9_]*)(?(3)\s*\))", re.IGNORECASE
+)
+# How each backend binds a list parameter (one lookup by backend name).
+_LIST_STYLE: Final = {"sqlite": "expand", "postgresql": "array"}
+_LIST_TYPES = (list, tuple)
+
+
+class SqlArray(list[Any]):
+    """A list parameter bound as one SQL array (PostgreSQL ``= ANY($n)``), never as JSON."""
+
+    __slots__ = ()
+
+
+class ListParams:
+    """Where a statement takes list parameters: ``IN :name`` spans and ``IN (:name)`` names."""
+
+    __slots__ = ("ambiguous", "expanded", "names", "spans")
+
+    def __init__(self, spans: list[tuple[int, int, str, bool]], ambiguous: list[str]) -> None:
+        self.spans = tuple(spans)  # (start, end, name, negated) in the original SQL
+        self.names = tuple(dict.fromkeys(name for _s, _e, name, _n in spans))
+        self.ambiguous = tuple(dict.fromkeys(ambiguous))
+        self.expanded: dict[tuple[int, ...], SqlInfo] = {}  # SQLite forms by padded lengths
+
+
+def _opaque_ranges(sql: str) -> list[tuple[int, int]]:
+    ranges = []
+    i, n = 0, len(sql)
+    while i < n:
+        end = _skip_opaque(sql, i)
+        if end:
+            ranges.append((i, end))
+            i = end
+        else:
+            i += 1
+    return ranges
+
+
+def _mark_lists(info: SqlInfo) -> SqlInfo:
+    """Find ``IN :name`` / ``NOT IN :name`` / ``IN (:name)`` outside literals and comments."""
+    sql = info.sql
+    if not _LIST_HINT.search(sql):
+        return info
+    opaque = _opaque_ranges(sql)
+    spans: list[tuple[int, int, str, bool]] = []
+    ambiguous: list[str] = []
+    for match in _LIST_AT.finditer(sql):
+        start = match.start()
+        if any(a <= start < b for a, b in opaque):
+            continue
+        name = match.group(4)
+        if match.group(3):
+            ambiguous.append(name)
+        else:
+            begin = match.start(1) if match.group(1) else match.start(2)
+            spans.append((begin, match.end(), name, bool(match.group(1))))
+    if not spans and not ambiguous:
+        return info
+    info.lists = ListParams(spans, ambiguous)
+    if spans:  # the PostgreSQL form: ``= ANY($n)`` / ``<> ALL($n)``
+        info.numbered = _scan(_rewrite(sql, spans, _any_form)).numbered
+    return info
+
+
+def _rewrite(sql: str, spans: tuple[tuple[int, int, str, bool], ...] | list[Any], form: Any) -> str:
+    out, last = [], 0
+    for index, (start, end, name, negated) in enumerate(spans):
+        out.append(sql[last:start])
+        out.append(form(index, name, negated))
+        last = end
+    out.append(sql[last:])
+    return "".join(out)
+
+
+def _any_form(_index: int, name: str, negated: bool) -> str:
+    return f"<> ALL(:{name})" if negated else f"= ANY(:{name})"
+
+
+def _bucket(length: int) -> int:
+    """The padded length of an expanded list: 0, 1, 2, 4, 8... (few distinct statements)."""
+    return 0 if length == 0 else 1 << (length - 1).bit_length()
+
+
+def _expanded(info: SqlInfo, lists: ListParams, sizes: tuple[int, ...]) -> SqlInfo:
+    expanded = lists.expanded.get(sizes)
+    if expanded is None:
+        size_of = dict(zip(lists.names, sizes, strict=True))
+
+        def form(_index: int, name: str, negated: bool) -> str:
+            marks = ", ".join(f":{name}__in{j}" for j in range(size_of[name]))
+            return f"{'NOT IN' if negated else 'IN'} ({marks})"
+
+        expanded = _scan(_rewrite(info.sql, lists.spans, form))
+        expanded.is_write = info.is_write
+        if len(lists.expanded) >= 64:
+            lists.expanded.clear()
+        lists.expanded[sizes] = expanded
+    return expanded
+
+
+def bind_lists(
+    info: SqlInfo, params: Any, backend: str, *, many: bool = False
+) -> tuple[SqlInfo, Any]:
+    """The statement and parameters to run for a statement with list parameters on ``backend``.
+
+    Refuses ``IN (:name)`` given a list (it would silently compare with one JSON value), a
+    non-list after a bare ``IN :name``, and list parameters in ``execute_many``.
+    """
+    lists = info.lists
+    assert lists is not None
+    for row in params if many else (params,):
+        for name in lists.ambiguous:
+            value = row.get(name)
+            if isinstance(value, _LIST_TYPES):
+                raise InterfaceError(
+                    f"'IN (:{name})' given a {type(value).__name__} is ambiguous: to match any "
+                    f"of its values write 'IN :{name}' (no parentheses) in "
+                    f"{short_sql(info.sql)!r}"
+                )
+    if not lists.spans:
+        return info, params
+    if many:
+        raise InterfaceError(
+            f"list parameters ('IN :{lists.names[0]}') are not supported by execute_many; "
+            "call execute once per list"
+        )
+    values = {}
+    for name in lists.names:
+        value = params[name]
+        if not isinstance(value, _LIST_TYPES):
+            raise InterfaceError(
+                f"parameter :{name} (after IN) must be a list or tuple of values, got "
+                f"{type(value).__name__}; for a single value write '= :{name}'"
+            )
+        values[name] = value
+    if _LIST_STYLE.get(backend, "array") == "array":
+        bound = dict(params)
+        for name, value in values.items():
+            bound[name] = SqlArray(value)
+        return info, bound
+    sizes = tuple(_bucket(len(values[name])) for name in lists.names)
+    expanded = _expanded(info, lists, sizes)
+    bound = {key: value for key, value in params.items() if key not in values}
+    for (name, value), size in zip(values.items(), sizes, strict=True):
+        for j in range(size):
+            bound[f"{name}__in{j}"] = value[min(j, len(value) - 1)]
+    return expanded, bound

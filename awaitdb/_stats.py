@@ -2,22 +2,39 @@
 
 Recording is a few attribute updates and one bounded ``deque.append`` per event, cheap enough
 for every query; percentiles are computed only when ``stats()`` is called.
+
+Query times measure execution only: the time a call spent waiting for a connection (or opening
+one) is noted by the pool in a context variable of the calling task or thread
+(``note_acquire_wait``) and subtracted, and it is reported apart, in ``acquire_wait_*`` and in
+the slow-query log line. A call that never ran (``PoolTimeout``, ``PoolOverloaded``) is neither
+timed nor logged as slow.
 """
 
 from __future__ import annotations
 
 import logging
 from collections import deque
+from contextvars import ContextVar
 from dataclasses import asdict, dataclass
 from typing import Any
 
 from ._sql import short_sql
 
-__all__ = ["Stats", "StatsSnapshot", "logger"]
+__all__ = ["Stats", "StatsSnapshot", "acquire_waited", "logger", "note_acquire_wait"]
 
 logger = logging.getLogger("awaitdb")
 
 _RESERVOIR = 2048
+
+# Seconds the current task (or thread) has spent waiting for connections, ever: a statement
+# subtracts the growth during its own call from its execution time.
+_WAITED: ContextVar[float] = ContextVar("awaitdb_acquire_waited", default=0.0)
+acquire_waited = _WAITED.get
+
+
+def note_acquire_wait(seconds: float) -> None:
+    """Add ``seconds`` spent waiting for (or opening) a connection to this task's total."""
+    _WAITED.set(_WAITED.get() + seconds)
 
 
 def _percentile(samples: deque[float], q: float) -> float:
@@ -53,6 +70,7 @@ class StatsSnapshot:
     group_commits: int
     grouped_writes: int
     inline_reads: int
+    retries: int = 0  # transactions re-run by run_in_transaction after a TransientError
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -74,6 +92,7 @@ class Stats:
         "queries",
         "query_errors",
         "query_times",
+        "retries",
         "slow_queries",
         "slow_query_s",
     )
@@ -92,10 +111,22 @@ class Stats:
         self.group_commits = 0
         self.grouped_writes = 0
         self.inline_reads = 0
+        self.retries = 0
         self.slow_query_s = None if slow_query_ms is None else slow_query_ms / 1000.0
 
-    def query_done(self, sql: str, seconds: float, failed: bool, *, counted: bool = False) -> None:
-        """Count one finished statement (unless ``counted``) and log it when it was slow."""
+    def query_done(
+        self,
+        sql: str,
+        seconds: float,
+        failed: bool,
+        *,
+        counted: bool = False,
+        waited: float = 0.0,
+    ) -> None:
+        """Count one finished statement (unless ``counted``) and log it when it was slow.
+
+        ``seconds`` is execution time only; ``waited`` the connection wait, shown apart.
+        """
         if not counted:
             self.queries += 1
             self.query_times.append(seconds)
@@ -104,7 +135,15 @@ class Stats:
         limit = self.slow_query_s
         if limit is not None and seconds >= limit:
             self.slow_queries += 1
-            logger.warning("slow query (%.1f ms): %s", seconds * 1000.0, short_sql(sql, 200))
+            if waited:
+                logger.warning(
+                    "slow query (%.1f ms, after waiting %.1f ms for a connection): %s",
+                    seconds * 1000.0,
+                    waited * 1000.0,
+                    short_sql(sql, 200),
+                )
+            else:
+                logger.warning("slow query (%.1f ms): %s", seconds * 1000.0, short_sql(sql, 200))
 
     def snapshot(self, backend: str, pool: dict[str, int]) -> StatsSnapshot:
         """Freeze the counters, adding the pool's gauges (size, idle, in use, waiting)."""
@@ -130,4 +169,5 @@ class Stats:
             group_commits=self.group_commits,
             grouped_writes=self.grouped_writes,
             inline_reads=self.inline_reads,
+            retries=self.retries,
         )

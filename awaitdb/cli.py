@@ -7,13 +7,16 @@
 
 Every command takes ``--url`` (default ``$AWAITDB_URL``, then ``sqlite:///awaitdb.sqlite3``),
 ``--dir`` (default ``migrations``) and ``--json``. Exit codes: 0 done, 1 failed or problems
-found, 2 bad usage.
+found, 2 bad usage. Only ``migrate`` and ``baseline`` may create a SQLite file that does not
+exist yet (and say so); every other command refuses a missing file with exit code 2, so a
+mistyped ``--url`` never leaves an empty database behind.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import os
 import sys
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import asdict
@@ -22,6 +25,7 @@ from typing import Any, TypeVar
 try:
     import click
     from rich.console import Console
+    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
     from rich.table import Table
 except ImportError as exc:  # pragma: no cover - the cli extra is not installed
     raise SystemExit("the awaitdb command needs its extra: pip install 'awaitdb[cli]'") from exc
@@ -71,9 +75,83 @@ def _progress(as_json: bool) -> Callable[[str], None]:
     return say
 
 
+class _Steps:
+    """Show each migration as it runs: a live line with its elapsed time on a terminal, plain
+    start/done lines otherwise, nothing with ``--json`` (the JSON result carries the times)."""
+
+    def __init__(self, as_json: bool, verb: str = "applying", done: str = "applied") -> None:
+        self.as_json = as_json
+        self.verb, self.done = verb, done
+        self.progress: Progress | None = None
+        if not as_json and err.is_terminal:
+            self.progress = Progress(
+                SpinnerColumn(),
+                TextColumn("{task.description}"),
+                TimeElapsedColumn(),
+                console=err,
+            )
+        self._tasks: dict[str, Any] = {}
+
+    def __enter__(self) -> _Steps:
+        if self.progress is not None:
+            self.progress.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        if self.progress is not None:
+            self.progress.stop()
+
+    def __call__(self, event: str, label: str, seconds: float | None) -> None:
+        if self.as_json:
+            return
+        took = "" if seconds is None else _duration(seconds)
+        if self.progress is not None:
+            if event == "start":
+                self._tasks[label] = self.progress.add_task(f"{self.verb} {label}", total=1)
+            else:
+                text = f"[green]{self.done}[/] {label}" if event == "done" else f"{label}: skipped"
+                self.progress.update(self._tasks[label], completed=1, description=text)
+            return
+        if event == "start":
+            err.print(f"{self.verb} {label} …", highlight=False)
+        elif event == "done":
+            err.print(f"{self.done} {label} in {took}", highlight=False)
+        else:
+            err.print(f"{label}: already done by another migrator ({took})", highlight=False)
+
+
+def _duration(seconds: float) -> str:
+    return f"{seconds * 1000:.0f} ms" if seconds < 10 else f"{seconds:.1f} s"
+
+
 async def _with_db(url: str | None, work: Callable[[Database], Awaitable[T]]) -> T:
     async with connect(url) as db:
         return await work(db)
+
+
+def _require_file(url: str | None, *, may_create: bool = False, quiet: bool = False) -> None:
+    """Refuse (exit 2) a SQLite URL whose file does not exist, unless ``may_create``.
+
+    Commands that only read or back up must never create an empty database for a mistyped
+    path; ``migrate`` and ``baseline`` may, and say so.
+    """
+    try:
+        config = parse_config(url)
+    except Error:
+        return  # reported by the command itself, as before
+    if config.scheme != "sqlite" or config.is_memory or os.path.exists(config.path):
+        return
+    path = os.path.abspath(config.path)
+    if may_create:
+        if not quiet:
+            err.print(f"[yellow]creating a new SQLite database at {path}[/]", highlight=False)
+        return
+    err.print(
+        f"[bold red]error:[/] no SQLite database at {path} (check --url or $AWAITDB_URL; "
+        "only 'awaitdb migrate' and 'awaitdb baseline' create a new database)",
+        highlight=False,
+    )
+    raise SystemExit(2)
 
 
 def _emit(as_json: bool, data: Any, render: Callable[[], None]) -> None:
@@ -108,6 +186,8 @@ def migrate(
 ) -> None:
     """Apply pending migrations, each in its own transaction, after a verified backup."""
 
+    steps = _Steps(as_json)
+
     async def work(db: Database) -> Any:
         migrator = Migrator(
             db,
@@ -116,15 +196,19 @@ def migrate(
             allow_out_of_order=allow_out_of_order,
             accept_changed=accept_changed,
             progress=_progress(as_json),
+            on_step=steps,
         )
-        return await migrator.migrate(to, dry_run=dry_run)
+        with steps:
+            return await migrator.migrate(to, dry_run=dry_run)
 
+    _require_file(url, may_create=True)
     result = _run(_with_db(url, work))
     if dry_run:
         _emit(as_json, {"plan": result.plan_text}, lambda: out.print(result.plan_text, end=""))
         return
     data = {
         "applied": result.applied,
+        "seconds": result.seconds,
         "backup": result.backup.backup if result.backup else None,
     }
 
@@ -133,7 +217,8 @@ def migrate(
             out.print(f"backup: {result.backup.backup} (sha256 {result.backup.sha256[:16]}…)")
         if result.applied:
             for label in result.applied:
-                out.print(f"[green]applied[/] {label}")
+                took = _duration(result.seconds.get(label, 0.0))
+                out.print(f"[green]applied[/] {label} ({took})")
         else:
             out.print("nothing to apply")
 
@@ -147,13 +232,20 @@ def migrate(
 def rollback(url: str | None, directory: str, as_json: bool, to: int, no_backup: bool) -> None:
     """Undo applied migrations above --to, newest first, using their down sections."""
 
-    async def work(db: Database) -> Any:
-        migrator = Migrator(db, directory, backup=not no_backup, progress=_progress(as_json))
-        return await migrator.rollback(to)
+    steps = _Steps(as_json, "rolling back", "rolled back")
 
+    async def work(db: Database) -> Any:
+        migrator = Migrator(
+            db, directory, backup=not no_backup, progress=_progress(as_json), on_step=steps
+        )
+        with steps:
+            return await migrator.rollback(to)
+
+    _require_file(url)
     result = _run(_with_db(url, work))
     data = {
         "rolled_back": result.applied,
+        "seconds": result.seconds,
         "backup": result.backup.backup if result.backup else None,
     }
 
@@ -170,6 +262,7 @@ def rollback(url: str | None, directory: str, as_json: bool, to: int, no_backup:
 @_common
 def status(url: str | None, directory: str, as_json: bool) -> None:
     """List migrations and their state: applied, pending, changed, dirty, missing-file."""
+    _require_file(url)
     rows = _run(_with_db(url, lambda db: Migrator(db, directory).status()))
 
     def render() -> None:
@@ -192,6 +285,7 @@ def status(url: str | None, directory: str, as_json: bool) -> None:
 @click.argument("version", type=int)
 def baseline(url: str | None, directory: str, as_json: bool, version: int) -> None:
     """Mark an existing database as already at VERSION, without running anything."""
+    _require_file(url, may_create=True)
     marked = _run(_with_db(url, lambda db: Migrator(db, directory).baseline(version)))
     message = f"marked as applied: {', '.join(marked) or 'nothing'}"
     _emit(as_json, {"marked": marked}, lambda: out.print(message))
@@ -212,6 +306,7 @@ def _config(url: str | None) -> Config:
 def backup(url: str | None, directory: str, as_json: bool, path: str | None, keep: int) -> None:
     """Take a verified backup (SQLite: backup API + quick_check; PostgreSQL: pg_dump)."""
     config = _config(url)
+    _require_file(url)
     try:
         if config.scheme == "sqlite":
             if config.is_memory:
@@ -259,6 +354,7 @@ def restore(url: str | None, directory: str, as_json: bool, path: str) -> None:
 @click.option("--full", is_flag=True, help="integrity_check instead of quick_check (SQLite).")
 def check_command(url: str | None, directory: str, as_json: bool, full: bool) -> None:
     """Check integrity, foreign keys and orphans; exit 1 if anything is wrong."""
+    _require_file(url)
     findings = _run(_with_db(url, lambda db: run_checks(db, full=full)))
 
     def render() -> None:

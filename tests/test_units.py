@@ -129,7 +129,7 @@ def test_public_exports_are_pinned() -> None:
             "OperationalError", "PinnedConnection", "PoolOverloaded", "PoolTimeout",
             "ProgrammingError", "QueryTimeout", "Record", "Rows", "SerializationFailure",
             "StatsSnapshot", "SyncDatabase", "SyncPinnedConnection", "SyncRows",
-            "SyncTransaction", "Transaction", "TransactionAborted", "TransactionState",
+            "SyncTransaction", "SyncView", "Transaction", "TransactionAborted", "TransactionState",
             "TransientError", "UniqueViolation", "__version__", "connect", "connect_sync",
         ]
     )  # fmt: skip
@@ -148,3 +148,28 @@ def test_generated_sync_face_is_fresh() -> None:
     assert result.returncode == 0, result.stdout + result.stderr
     for path in (ROOT / "awaitdb" / "_sync").glob("*.py"):
         assert "DO NOT EDIT" in path.read_text().splitlines()[0]
+
+
+def test_list_parameters_are_found_only_where_sql_counts() -> None:
+    from awaitdb._sql import bind_lists
+
+    info = analyze("SELECT * FROM t WHERE a IN :ids AND b NOT IN :bs AND c = :c")
+    assert info.lists is not None and info.lists.names == ("ids", "bs")
+    assert info.numbered == "SELECT * FROM t WHERE a = ANY($1) AND b <> ALL($2) AND c = $3"
+    params = {"ids": (1, 2, 3), "bs": [], "c": 7}
+    expanded, bound = bind_lists(info, params, "sqlite")
+    assert expanded.sql == (
+        "SELECT * FROM t WHERE a IN (:ids__in0, :ids__in1, :ids__in2, :ids__in3) "
+        "AND b NOT IN () AND c = :c"
+    )
+    assert bound == {"c": 7, "ids__in0": 1, "ids__in1": 2, "ids__in2": 3, "ids__in3": 3}
+    same, arrays = bind_lists(info, params, "postgresql")
+    assert same is info and arrays["ids"] == [1, 2, 3] and arrays["bs"] == []
+    for text in (
+        "SELECT 'x IN :a' AS t",
+        "SELECT 1 -- IN :a\n",
+        'SELECT 1 AS "IN :a"',
+        "SELECT * FROM t JOIN :a",
+        "SELECT * FROM t WHERE x IN (:a, :b)",
+    ):
+        assert analyze(text).lists is None, text

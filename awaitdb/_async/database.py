@@ -16,14 +16,19 @@ from typing import Any, TypeVar
 
 from .._compat import ASYNC, asleep
 from .._config import Config
-from .._errors import InterfaceError, TransientError
+from .._errors import InterfaceError, PoolOverloaded, PoolTimeout, TransientError
 from .._ops import EXECUTE_MANY
-from .._sql import _cache, analyze, check_params
-from .._stats import StatsSnapshot
+from .._sql import _cache, analyze, bind_lists, check_params
+from .._stats import Stats, StatsSnapshot, acquire_waited
 from .backend import NOT_NOW, Backend
 from .queries import Queries
 from .rows import Rows
 from .transaction import PinnedConnection, Scope, Transaction
+
+if ASYNC:  # the sync face has no loop to bridge to
+    import asyncio
+
+    from .._bridge import SyncView
 
 __all__ = ["Database", "open_database"]
 
@@ -40,6 +45,7 @@ class Database(Queries):
         self._statement_timeout = config.statement_timeout
         self._scope: ContextVar[Scope | None] = ContextVar(f"awaitdb-{id(self)}", default=None)
         self._closed = False
+        self._migrations_applied: tuple[str, ...] = ()
 
     @property
     def url(self) -> str:
@@ -54,6 +60,11 @@ class Database(Queries):
     @property
     def closed(self) -> bool:
         return self._closed
+
+    @property
+    def migrations_applied(self) -> tuple[str, ...]:
+        """Migrations ``connect(migrations=...)`` applied when this database opened, in order."""
+        return self._migrations_applied
 
     def __repr__(self) -> str:
         state = " closed" if self._closed else ""
@@ -85,9 +96,12 @@ class Database(Queries):
                 check_params(info, one)
         elif params is None or type(params) is not dict or params.keys() != info.names:
             check_params(info, params)
+        if info.lists is not None:  # ``IN :ids``: expanded (SQLite) or one array (PostgreSQL)
+            info, params = bind_lists(info, params, self._backend.name, many=kind == EXECUTE_MANY)
         if timeout is None:
             timeout = self._statement_timeout
         stats = self._stats
+        waited = acquire_waited()
         start = time.perf_counter()
         try:
             if scope is None:
@@ -97,14 +111,17 @@ class Database(Queries):
                     result = await backend.run(kind, info, params, arg, timeout)
             else:
                 result = await scope._execute(kind, info, params, arg, timeout)
-        except Exception:
-            stats.query_done(sql, time.perf_counter() - start, True)
+        except Exception as exc:
+            _failed(stats, sql, time.perf_counter() - start, acquire_waited() - waited, exc)
             raise
         elapsed = time.perf_counter() - start
+        waited = acquire_waited() - waited
+        if waited:  # execution time only: the wait for a connection is reported apart
+            elapsed -= waited
         stats.queries += 1
         stats.query_times.append(elapsed)
         if stats.slow_query_s is not None and elapsed >= stats.slow_query_s:
-            stats.query_done(sql, elapsed, False, counted=True)
+            stats.query_done(sql, elapsed, False, counted=True, waited=waited)
         return result
 
     def iterate(
@@ -162,7 +179,23 @@ class Database(Queries):
                 if attempt >= retries or self._scope.get() is not None:
                     raise
                 attempt += 1
+                self._stats.retries += 1
                 await asleep(random.uniform(0.0, min(1.0, backoff * 2**attempt)))
+
+    if ASYNC:
+        # The bridge for sync code beside an async application (see awaitdb/_bridge.py); the
+        # sync face has no loop to bridge to, so the generator drops this block.
+
+        async def run_sync(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
+            """Run ``fn(view, *args, **kwargs)`` in a worker thread, ``view`` being a
+            ``SyncView`` whose sync query and transaction methods use this database."""
+            self._check_open()
+            view = self.sync_view()
+            return await asyncio.to_thread(fn, view, *args, **kwargs)
+
+        def sync_view(self) -> SyncView:
+            """A ``SyncView`` of this database for other threads; call it on the loop."""
+            return SyncView(self, asyncio.get_running_loop())
 
     # -- state -----------------------------------------------------------------------------------
 
@@ -184,6 +217,13 @@ class Database(Queries):
         await self.close()
 
 
+def _failed(stats: Stats, sql: str, elapsed: float, waited: float, exc: Exception) -> None:
+    """Count a failed statement; one that never got a connection was never run, so not timed."""
+    if isinstance(exc, PoolTimeout | PoolOverloaded):
+        return  # counted by the pool (acquire_timeouts / acquire_overloads)
+    stats.query_done(sql, elapsed - waited, True, waited=waited)
+
+
 async def open_database(config: Config) -> Database:
     """Open the backend's connections for a validated ``config`` and return the database.
 
@@ -200,11 +240,12 @@ async def open_database(config: Config) -> Database:
             if ASYNC:
                 from .._migrate.runner import migrate
 
-                await migrate(db, directory)
+                applied = (await migrate(db, directory)).applied
             else:
                 from .._migrate.sync import migrate_in_thread
 
-                migrate_in_thread(config)
+                applied = migrate_in_thread(config).applied
+            db._migrations_applied = tuple(applied)
         except BaseException:
             await db.close()
             raise

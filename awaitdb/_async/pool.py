@@ -16,7 +16,7 @@ from typing import Any, Generic, TypeVar
 
 from .._compat import ANoLock, AWaiter
 from .._errors import InterfaceError, PoolOverloaded, PoolTimeout
-from .._stats import Stats
+from .._stats import Stats, note_acquire_wait
 
 __all__ = ["Pool"]
 
@@ -95,6 +95,13 @@ class Pool(Generic[T]):
         item = self.try_acquire()
         if item is not None:
             return item
+        start = time.perf_counter()
+        try:
+            return await self._acquire_slow(timeout)
+        finally:
+            note_acquire_wait(time.perf_counter() - start)  # not counted as query time
+
+    async def _acquire_slow(self, timeout: float | None) -> T:
         self._stats.acquisitions += 1
         grow = False
         with self._lock:

@@ -197,10 +197,13 @@ def backup_sqlite(
         dst = sqlite3.connect(partial)
         try:
             src.backup(dst)  # pages=-1: the whole database in one step, one consistent snapshot
+            # A copy of a WAL database is a WAL database: every later open (verification,
+            # restore) would leave -wal/-shm files beside it. A backup is one self-contained file.
+            dst.execute("PRAGMA journal_mode=DELETE")
         finally:
             dst.close()
     except sqlite3.Error as exc:
-        partial.unlink(missing_ok=True)
+        _remove_with_sidecars(partial)
         raise MigrationError(f"backup of {str(src_path)!r} failed: {exc}") from exc
     finally:
         src.close()
@@ -208,9 +211,10 @@ def backup_sqlite(
     say("verifying the copy (quick_check, SHA-256, row counts)")
     digest, check, tables, version = _verify(partial)
     if check != "ok":
-        partial.unlink(missing_ok=True)
+        _remove_with_sidecars(partial)
         raise MigrationError(f"the backup copy failed quick_check: {check}")
     os.replace(partial, target)
+    _remove_with_sidecars(partial)  # -wal/-shm/-journal of the partial name, if any
     _fsync_dir(target.parent)
     manifest = BackupManifest(
         backup=str(target),
@@ -230,11 +234,26 @@ def backup_sqlite(
     return manifest
 
 
+_SIDECARS = ("-wal", "-shm", "-journal")
+
+
+def _remove_with_sidecars(path: Path) -> None:
+    """Remove ``path`` and the -wal/-shm/-journal files SQLite may have left beside it."""
+    for suffix in ("", *_SIDECARS):
+        Path(str(path) + suffix).unlink(missing_ok=True)
+
+
 def _prune(folder: Path, stem: str, keep: int) -> None:
+    """Keep the newest ``keep`` backups of ``stem``; remove every file the others wrote."""
     backups = sorted(folder.glob(f"{stem}-*.sqlite3"))
-    for old in backups[: max(0, len(backups) - keep)]:
-        old.unlink(missing_ok=True)
-        Path(str(old) + ".json").unlink(missing_ok=True)
+    doomed = {str(old) for old in backups[: max(0, len(backups) - keep)]}
+    kept = {str(b) for b in backups} - doomed
+    for path in folder.glob(f"{stem}-*.sqlite3*"):
+        name = str(path)
+        base = name.split(".sqlite3", 1)[0] + ".sqlite3"
+        leftover = name != base and not name.endswith(".json")  # .partial, -wal, -shm...
+        if base in doomed or (base in kept and leftover):
+            path.unlink(missing_ok=True)
 
 
 def verify_backup(backup: str | Path) -> BackupManifest:

@@ -26,13 +26,14 @@ import datetime as dt
 import hashlib
 import time
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from .._async.database import Database
 from .._async.transaction import PinnedConnection
 from .._errors import DatabaseError, Error, MigrationError
+from .._stats import logger
 from .backup import BackupManifest, backup_sqlite
 from .files import Migration, load_migrations
 
@@ -75,6 +76,7 @@ class RunResult:
     applied: list[str]
     backup: BackupManifest | None = None
     plan_text: str | None = None  # dry runs
+    seconds: dict[str, float] = field(default_factory=dict)  # label -> how long it took
 
 
 def _quote(name: str) -> str:
@@ -113,6 +115,7 @@ class Migrator:
         lock_timeout: float = 60.0,
         guard: bool = True,
         progress: Callable[[str], None] | None = None,
+        on_step: Callable[[str, str, float | None], None] | None = None,
     ) -> None:
         self.db = db
         self.directory = Path(directory)
@@ -124,6 +127,10 @@ class Migrator:
         self.lock_timeout = lock_timeout
         self.guard = guard
         self._say = progress or (lambda _message: None)
+        # on_step("start", label, None) before each migration, ("done", label, seconds) after
+        self._step = on_step or (lambda _event, _label, _seconds: None)
+        self._quiet_steps = on_step is not None  # the step callback reports each migration
+        self._seconds: dict[str, float] = {}
         self.sqlite = db.backend == "sqlite"
 
     # -- the lock -----------------------------------------------------------------------------
@@ -240,12 +247,15 @@ class Migrator:
                 self._say(f"accepted the changed checksum of {migration.path.name}")
             manifest = None
             if pending and self.backup and self.sqlite and not self.db._config.is_memory:
-                manifest = await self._backup()
+                if await self._tables(conn):
+                    manifest = await self._backup("migrating")
+                else:  # a brand-new database: nothing to lose, so no backups/ folder yet
+                    self._say("no backup needed: the database has no tables yet")
             done = []
             for migration in pending:
                 if await self._apply(conn, migration):
                     done.append(migration.label)
-            return RunResult(done, manifest)
+            return RunResult(done, manifest, seconds=self._taken(done))
 
     async def rollback(self, to: int) -> RunResult:
         """Undo applied migrations above version ``to``, newest first, each atomically."""
@@ -263,12 +273,12 @@ class Migrator:
                     raise MigrationError(f"{migration.path}: changed after it was applied")
             manifest = None
             if undo and self.backup and self.sqlite and not self.db._config.is_memory:
-                manifest = await self._backup()
+                manifest = await self._backup("rolling back")
             done = []
             for version in undo:
                 await self._apply(conn, migrations[version], down=True)
                 done.append(migrations[version].label)
-            return RunResult(done, manifest)
+            return RunResult(done, manifest, seconds=self._taken(done))
 
     async def baseline(self, version: int) -> list[str]:
         """Record migrations up to ``version`` as applied without running them."""
@@ -300,11 +310,28 @@ class Migrator:
             "dirty": dirty,
         }
 
+    def _taken(self, labels: list[str]) -> dict[str, float]:
+        return {label: self._seconds[label] for label in labels if label in self._seconds}
+
     async def _apply(
         self, conn: PinnedConnection, migration: Migration, down: bool = False
     ) -> bool:
-        verb = "rolling back" if down else "applying"
-        self._say(f"{verb} {migration.path.name}")
+        """Apply (or undo) one migration, timing it and reporting it on the awaitdb logger."""
+        label = migration.label
+        self._step("start", label, None)
+        start = time.perf_counter()
+        ran = await self._apply_one(conn, migration, down)
+        seconds = time.perf_counter() - start
+        if ran:
+            self._seconds[label] = seconds
+            verb = "rolled back" if down else "applied"
+            logger.info("%s migration %s in %.1f ms", verb, label, seconds * 1000.0)
+        self._step("done" if ran else "skipped", label, seconds)
+        return ran
+
+    async def _apply_one(self, conn: PinnedConnection, migration: Migration, down: bool) -> bool:
+        if not self._quiet_steps:
+            self._say(f"{'rolling back' if down else 'applying'} {migration.path.name}")
         if not migration.transaction and not down:
             await self._apply_outside(conn, migration)
             return True
@@ -427,9 +454,9 @@ class Migrator:
                 f"(first: table {first[0]!r} rowid {first[1]} -> {first[2]!r}); rolled back"
             )
 
-    async def _backup(self) -> BackupManifest:
+    async def _backup(self, doing: str) -> BackupManifest:
         source = self.db._config.path
-        self._say("taking a verified backup before migrating")
+        self._say(f"taking a verified backup before {doing}")
         return await asyncio.to_thread(
             backup_sqlite,
             source,

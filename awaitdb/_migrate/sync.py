@@ -5,14 +5,17 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import threading
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .._config import Config
+
+if TYPE_CHECKING:
+    from .runner import RunResult
 
 __all__ = ["migrate_in_thread"]
 
 
-def migrate_in_thread(config: Config) -> None:
+def migrate_in_thread(config: Config) -> RunResult:
     """Apply ``config``'s migrations with an async connection of their own, then close it."""
     from .._async.database import open_database
     from .runner import migrate
@@ -20,11 +23,12 @@ def migrate_in_thread(config: Config) -> None:
     options = {k: v for k, v in config.options.items() if k != "migrations"}
     plain = dataclasses.replace(config, options=options)
     errors: list[BaseException] = []
+    results: list[RunResult] = []
 
     async def run() -> None:
         db = await open_database(plain)
         try:
-            await migrate(db, config.options["migrations"])
+            results.append(await migrate(db, config.options["migrations"]))
         finally:
             await db.close()
 
@@ -39,3 +43,4 @@ def migrate_in_thread(config: Config) -> None:
     thread.join()
     if errors:
         raise errors[0]
+    return results[0]

@@ -34,6 +34,7 @@ from .._errors import (
     QueryTimeout,
     TransactionAborted,
 )
+from .._hooks import run_hook
 from .._ops import EXECUTE, EXECUTE_MANY, FETCH_ALL, FETCH_ONE
 from .._record import Record, cached_record_class, column_index
 from .._sql import TXCONTROL, SqlInfo
@@ -276,6 +277,7 @@ class PostgresBackend:
         await conn.set_type_codec(
             "uuid", encoder=str, decoder=uuid.UUID, schema="pg_catalog", format="text"
         )
+        await run_hook(self._config.get("on_connect", None), conn, close=_terminate_raw)
 
     def _terminate(self, conn: asyncpg.Connection) -> None:
         self._all.discard(conn)
@@ -397,3 +399,7 @@ class PostgresBackend:
         for conn in list(self._all):
             conn.terminate()
         self._all.clear()
+
+
+def _terminate_raw(conn: asyncpg.Connection) -> None:
+    conn.terminate()

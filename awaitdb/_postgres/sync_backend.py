@@ -20,12 +20,14 @@ from typing import Any
 import psycopg
 from psycopg.adapt import Dumper
 from psycopg.rows import tuple_row
+from psycopg.types.array import ListDumper
 
 from .._config import Config
 from .._errors import CannotConnect, ConnectionLost, Error, InterfaceError, TransactionAborted
+from .._hooks import run_hook_sync
 from .._ops import EXECUTE, EXECUTE_MANY, FETCH_ALL, FETCH_ONE
 from .._record import Record, cached_record_class, column_index
-from .._sql import TXCONTROL, SqlInfo
+from .._sql import TXCONTROL, SqlArray, SqlInfo
 from .._stats import Stats
 from .._sync.pool import SyncPool
 from .common import RESET_QUERY, backoff, begin_sql, is_permanent, may_move_on, pool_options
@@ -256,6 +258,8 @@ class SyncPostgresBackend:
                 continue
             conn.adapters.register_dumper(dict, _JsonDumper)
             conn.adapters.register_dumper(list, _JsonDumper)
+            conn.adapters.register_dumper(SqlArray, ListDumper)  # ``IN :ids`` -> ``= ANY($n)``
+            run_hook_sync(config.get("on_connect", None), conn)
             with self._guard:
                 self._all.add(conn)
             return conn

@@ -28,6 +28,7 @@ from .._async.backend import NOT_NOW
 from .._async.pool import Pool
 from .._config import Config
 from .._errors import Error, InterfaceError
+from .._hooks import run_hook
 from .._ops import FETCH_ONE
 from .._record import Record
 from .._sql import TXCONTROL, SqlInfo
@@ -136,7 +137,9 @@ class SQLiteBackend:
             await backend._writer.start()  # the writer first: it sets WAL mode
             await asyncio.gather(*(reader.start() for reader in backend._readers))
             if backend._readers and bool(config.get("inline_reads", True)):
-                backend._inline = open_connection(backend._target, readonly=True)
+                inline = open_connection(backend._target, readonly=True)
+                await run_hook(backend._target.on_connect, inline)
+                backend._inline = inline
                 backend._inline.set_progress_handler(backend._inline_expired, 1000)
         except BaseException:
             for worker in workers:

@@ -57,6 +57,7 @@ class SQLiteTarget:
         "foreign_keys",
         "journal_mode",
         "memory",
+        "on_connect",
         "readers",
         "synchronous",
         "uri",
@@ -76,6 +77,7 @@ class SQLiteTarget:
         self.foreign_keys = bool(config.get("foreign_keys", True))
         self.journal_mode = str(config.get("journal_mode", "memory" if self.memory else "wal"))
         self.readers = 0 if self.memory else int(config.get("readers", 4))
+        self.on_connect = config.get("on_connect", None)  # see _hooks.py
 
 
 def open_connection(target: SQLiteTarget, *, readonly: bool) -> sqlite3.Connection:

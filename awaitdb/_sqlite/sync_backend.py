@@ -17,6 +17,7 @@ from typing import Any
 
 from .._config import Config
 from .._errors import InterfaceError
+from .._hooks import run_hook_sync
 from .._record import Record
 from .._sql import TXCONTROL, SqlInfo
 from .._stats import Stats
@@ -164,7 +165,9 @@ class SyncSQLiteBackend:
         return cls(config)
 
     def _open(self, *, readonly: bool) -> _Conn:
-        conn = _Conn(open_connection(self._target, readonly=readonly))
+        raw = open_connection(self._target, readonly=readonly)
+        run_hook_sync(self._target.on_connect, raw)
+        conn = _Conn(raw)
         with self._guard:
             self._all.append(conn)
         return conn

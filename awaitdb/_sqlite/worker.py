@@ -29,6 +29,7 @@ from queue import SimpleQueue
 from typing import Any, Final
 
 from .._errors import Error, InterfaceError, QueryTimeout
+from .._hooks import run_hook_from_thread
 from .._ops import EXECUTE_MANY
 from .._sql import DML, READ, TXCONTROL, SqlInfo
 from .._stats import Stats
@@ -292,7 +293,9 @@ class Worker:
             assert conn is not None and job.info is not None
             return run_op(conn, kind, job.info, job.params, job.arg)
         if kind == OPEN:
-            self.conn = open_connection(self.target, readonly=not self.writer)
+            conn = open_connection(self.target, readonly=not self.writer)
+            run_hook_from_thread(self.target.on_connect, conn, self._loop)
+            self.conn = conn
             return None
         assert conn is not None
         if kind == RESET:

@@ -19,10 +19,10 @@ from typing import Any, TypeVar
 
 from .._compat import sleep
 from .._config import Config
-from .._errors import InterfaceError, TransientError
+from .._errors import InterfaceError, PoolOverloaded, PoolTimeout, TransientError
 from .._ops import EXECUTE_MANY
-from .._sql import _cache, analyze, check_params
-from .._stats import StatsSnapshot
+from .._sql import _cache, analyze, bind_lists, check_params
+from .._stats import Stats, StatsSnapshot, acquire_waited
 from .backend import NOT_NOW, SyncBackend
 from .queries import Queries
 from .rows import SyncRows
@@ -42,6 +42,7 @@ class SyncDatabase(Queries):
         self._statement_timeout = config.statement_timeout
         self._scope: ContextVar[SyncScope | None] = ContextVar(f"awaitdb-{id(self)}", default=None)
         self._closed = False
+        self._migrations_applied: tuple[str, ...] = ()
 
     @property
     def url(self) -> str:
@@ -56,6 +57,11 @@ class SyncDatabase(Queries):
     @property
     def closed(self) -> bool:
         return self._closed
+
+    @property
+    def migrations_applied(self) -> tuple[str, ...]:
+        """Migrations ``connect(migrations=...)`` applied when this database opened, in order."""
+        return self._migrations_applied
 
     def __repr__(self) -> str:
         state = " closed" if self._closed else ""
@@ -85,9 +91,12 @@ class SyncDatabase(Queries):
                 check_params(info, one)
         elif params is None or type(params) is not dict or params.keys() != info.names:
             check_params(info, params)
+        if info.lists is not None:
+            info, params = bind_lists(info, params, self._backend.name, many=kind == EXECUTE_MANY)
         if timeout is None:
             timeout = self._statement_timeout
         stats = self._stats
+        waited = acquire_waited()
         start = time.perf_counter()
         try:
             if scope is None:
@@ -97,14 +106,17 @@ class SyncDatabase(Queries):
                     result = backend.run(kind, info, params, arg, timeout)
             else:
                 result = scope._execute(kind, info, params, arg, timeout)
-        except Exception:
-            stats.query_done(sql, time.perf_counter() - start, True)
+        except Exception as exc:
+            _failed(stats, sql, time.perf_counter() - start, acquire_waited() - waited, exc)
             raise
         elapsed = time.perf_counter() - start
+        waited = acquire_waited() - waited
+        if waited:
+            elapsed -= waited
         stats.queries += 1
         stats.query_times.append(elapsed)
         if stats.slow_query_s is not None and elapsed >= stats.slow_query_s:
-            stats.query_done(sql, elapsed, False, counted=True)
+            stats.query_done(sql, elapsed, False, counted=True, waited=waited)
         return result
 
     def iterate(
@@ -151,6 +163,7 @@ class SyncDatabase(Queries):
                 if attempt >= retries or self._scope.get() is not None:
                     raise
                 attempt += 1
+                self._stats.retries += 1
                 sleep(random.uniform(0.0, min(1.0, backoff * 2**attempt)))
 
     def stats(self) -> StatsSnapshot:
@@ -171,6 +184,13 @@ class SyncDatabase(Queries):
         self.close()
 
 
+def _failed(stats: Stats, sql: str, elapsed: float, waited: float, exc: Exception) -> None:
+    """Count a failed statement; one that never got a connection was never run, so not timed."""
+    if isinstance(exc, PoolTimeout | PoolOverloaded):
+        return
+    stats.query_done(sql, elapsed - waited, True, waited=waited)
+
+
 def open_database_sync(config: Config) -> SyncDatabase:
     """Open the backend's connections for a validated ``config`` and return the database.
 
@@ -186,7 +206,8 @@ def open_database_sync(config: Config) -> SyncDatabase:
         try:
             from .._migrate.sync import migrate_in_thread
 
-            migrate_in_thread(config)
+            applied = migrate_in_thread(config).applied
+            db._migrations_applied = tuple(applied)
         except BaseException:
             db.close()
             raise

@@ -19,7 +19,7 @@ from typing import Any, Generic, TypeVar
 
 from .._compat import RLock, Waiter
 from .._errors import InterfaceError, PoolOverloaded, PoolTimeout
-from .._stats import Stats
+from .._stats import Stats, note_acquire_wait
 
 __all__ = ["SyncPool"]
 T = TypeVar("T")
@@ -95,6 +95,13 @@ class SyncPool(Generic[T]):
         item = self.try_acquire()
         if item is not None:
             return item
+        start = time.perf_counter()
+        try:
+            return self._acquire_slow(timeout)
+        finally:
+            note_acquire_wait(time.perf_counter() - start)
+
+    def _acquire_slow(self, timeout: float | None) -> T:
         self._stats.acquisitions += 1
         grow = False
         with self._lock:

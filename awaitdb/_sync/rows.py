@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from .._errors import InterfaceError
 from .._record import Record
-from .._sql import analyze, check_params
+from .._sql import analyze, bind_lists, check_params
 from .backend import SyncSession
 
 if TYPE_CHECKING:
@@ -81,6 +81,8 @@ class SyncRows:
         db._check_open()
         info = analyze(self._sql)
         check_params(info, self._params)
+        if info.lists is not None:
+            info, self._params = bind_lists(info, self._params, db._backend.name)
         scope = self._scope if self._scope is not None else db._scope.get()
         if scope is None:
             session = db._backend.acquire(write=info.is_write, timeout=None)
