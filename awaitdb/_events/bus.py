@@ -138,6 +138,7 @@ class Bus:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._after_commit: deque[Event] = deque()
         self._drainer: asyncio.Task[None] | None = None
+        self._idle: asyncio.Future[None] | None = None  # set when the last tracked task ends
         self._closed = False
         self._emitted = 0
         self._deferred = 0
@@ -295,13 +296,21 @@ class Bus:
 
     def _track(self, coro: Any, event: Event) -> asyncio.Task[Any]:
         try:
-            task = asyncio.get_running_loop().create_task(coro, name=f"awaitdb-event-{event.name}")
+            task = asyncio.get_running_loop().create_task(coro)
         except RuntimeError:
             coro.close()
             raise InterfaceError("emit_nowait() needs a running event loop") from None
         self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        task.add_done_callback(self._task_done)
         return task
+
+    def _task_done(self, task: asyncio.Task[Any]) -> None:
+        tasks = self._tasks
+        tasks.discard(task)
+        if not tasks and self._idle is not None:
+            if not self._idle.done():
+                self._idle.set_result(None)
+            self._idle = None
 
     async def deliver(self, event: Event) -> EmitReport:
         """Run the listeners of an already built ``event`` now (used by ``Stream.deliver_to``)."""
@@ -383,7 +392,9 @@ class Bus:
     async def drain(self) -> None:
         """Wait until every delivery scheduled so far has finished."""
         while self._tasks:
-            await asyncio.wait(list(self._tasks))  # wait, unlike gather, never cancels them
+            if self._idle is None:
+                self._idle = asyncio.get_running_loop().create_future()
+            await asyncio.shield(self._idle)  # shielded: a timeout never cancels deliveries
 
     async def aclose(self, timeout: float | None = 10.0) -> None:
         """Refuse new events, wait for scheduled deliveries up to ``timeout``, log any cut short."""
@@ -398,7 +409,7 @@ class Bus:
             for task in pending:
                 logger.error(
                     "bus closing: delivery %s still running after %ss; cancelled",
-                    task.get_name(),
+                    task.get_coro(),
                     timeout,
                 )
                 task.cancel()

@@ -447,8 +447,6 @@ class Consumer:
         taken: Position | None = None
         blocked = False
         async with db.transaction():
-            if sql.claim_prelude:
-                await db.execute(sql.claim_prelude)
             row = await db.fetch_one(sql.lock_group, {"grp": self.group})
             if row is None:
                 raise InterfaceError(f"group {self.group!r} was dropped while consuming")

@@ -69,13 +69,13 @@ class SQL:
     )
     notify = "SELECT pg_notify('awaitdb_events', '')"
 
-    # A consumer's bookkeeping commit need not wait for the WAL flush: a server crash can only
-    # lose the newest acknowledgements, and those events are then delivered again.
-    claim_prelude = "SET LOCAL synchronous_commit = off"
-
     # The group row, locked; the horizon; whether committed rows wait behind it; oldest lease.
+    # A consumer's bookkeeping commit need not wait for the WAL flush (set_config(...) = SET
+    # LOCAL): a server crash can only lose the newest acknowledgements, and those events are
+    # then delivered again.
     lock_group = (
         "SELECT g.pattern, g.cursor_xid, g.cursor_id, h.x - 1 AS hx,"
+        " set_config('synchronous_commit', 'off', true) AS sync,"
         f" {_MAX}::bigint AS hi,"
         " EXISTS (SELECT 1 FROM awaitdb_events e WHERE e.xid >= h.x"
         "  AND (e.xid, e.id) > (g.cursor_xid, g.cursor_id)) AS blocked,"

@@ -59,8 +59,6 @@ class SQL:
     publish_notify = publish
     notify = None  # other processes see the commit through PRAGMA data_version
 
-    claim_prelude = None
-
     # The group row (the writer lock is held: BEGIN IMMEDIATE), the horizon (the last id), no
     # rows ever wait behind it, and the oldest lease.
     lock_group = (
