@@ -242,30 +242,74 @@ class RedisBench:
         await self.r.delete(self.key)
 
 
+class FloorBench:
+    """The floor on PostgreSQL: bare asyncpg INSERTs, one commit each, same concurrency."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.pool: Any = None
+
+    async def throughput(self) -> dict[str, float]:
+        import asyncpg
+
+        if self.pool is None:
+            self.pool = await asyncpg.create_pool(self.url, min_size=20, max_size=20)
+            await self.pool.execute(
+                "CREATE TABLE IF NOT EXISTS awaitdb_bench_floor (id BIGINT GENERATED ALWAYS"
+                " AS IDENTITY PRIMARY KEY, data JSONB)"
+            )
+
+        async def insert(k: int) -> None:
+            for i in range(k, STREAM_EVENTS, PUBLISHERS):
+                await self.pool.execute(
+                    "INSERT INTO awaitdb_bench_floor (data) VALUES ($1::text::jsonb)",
+                    f'{{"i":{i}}}',
+                )
+
+        await asyncio.gather(*(insert(k) for k in range(PUBLISHERS)))
+        return {}
+
+    async def close(self) -> None:
+        if self.pool is not None:
+            await self.pool.execute("DROP TABLE IF EXISTS awaitdb_bench_floor")
+            await self.pool.close()
+
+
 def pct(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000
 
 
 async def stream_section(
-    title: str, ours: StreamBench, anchor: RedisBench, reps: int, label: str
+    title: str,
+    ours: StreamBench,
+    anchor: RedisBench,
+    reps: int,
+    label: str,
+    floor: FloorBench | None = None,
 ) -> None:
-    results = await side_by_side(
-        {label: (ours.throughput, STREAM_EVENTS), "redis": (anchor.throughput, STREAM_EVENTS)},
-        reps,
-    )
+    contenders: dict[str, tuple[Callable[[], Awaitable[Any]], int]] = {
+        label: (ours.throughput, STREAM_EVENTS),
+        "redis": (anchor.throughput, STREAM_EVENTS),
+    }
+    if floor is not None:
+        contenders["asyncpg INSERT"] = (floor.throughput, STREAM_EVENTS)
+    results = await side_by_side(contenders, reps)
     lat: dict[str, list[float]] = {label: [], "redis": []}
     for _ in range(reps):
         lat[label].extend(await ours.latency())
         lat["redis"].extend(await anchor.latency())
     print(f"\n{title}: {STREAM_EVENTS:,} events, {PUBLISHERS} publishers, one commit each")
-    print(f"{'':<12}{'events/s':>10}{'CPU us/ev':>11}{'p50 ms':>9}{'p90 ms':>9}")
+    print(f"{'':<16}{'events/s':>10}{'CPU us/ev':>11}{'p50 ms':>9}{'p90 ms':>9}")
     for name in (label, "redis"):
         r = results[name]
         print(
-            f"{name:<12}{r['ops']:>10,.0f}{r['cpu_us']:>11.0f}"
+            f"{name:<16}{r['ops']:>10,.0f}{r['cpu_us']:>11.0f}"
             f"{pct(lat[name], 0.5):>9.2f}{pct(lat[name], 0.9):>9.2f}"
         )
+    if floor is not None:
+        r = results["asyncpg INSERT"]
+        print(f"{'asyncpg INSERT':<16}{r['ops']:>10,.0f}{r['cpu_us']:>11.0f}  (floor)")
     ratio = results[label]["ops"] / results["redis"]["ops"]
     print(f"ratio {label}/redis throughput: {ratio:.2f} x")
     await ours.cleanup()
@@ -299,10 +343,14 @@ async def main() -> None:
     anchor = RedisBench(client)
     try:
         if not args.skip_pg:
-            async with awaitdb.connect(args.pg, max_size=20) as db:
-                await stream_section(
-                    "E2 PostgreSQL", StreamBench(db), anchor, args.reps, "awaitdb-pg"
-                )
+            floor = FloorBench(args.pg)
+            try:
+                async with awaitdb.connect(args.pg, max_size=20) as db:
+                    await stream_section(
+                        "E2 PostgreSQL", StreamBench(db), anchor, args.reps, "awaitdb-pg", floor
+                    )
+            finally:
+                await floor.close()
         with tempfile.TemporaryDirectory() as tmp:
             async with awaitdb.connect(f"sqlite:///{tmp}/events.db") as db:
                 await stream_section("E3 SQLite", StreamBench(db), anchor, args.reps, "awaitdb-sq")

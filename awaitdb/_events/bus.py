@@ -63,7 +63,7 @@ class ListenerFailure:
     error: BaseException
 
 
-@dataclass
+@dataclass(slots=True)
 class EmitReport:
     """What one ``emit`` did: listeners run, failures, or ``deferred`` until COMMIT."""
 
