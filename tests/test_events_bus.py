@@ -176,6 +176,28 @@ async def test_emit_nowait_is_tracked_and_aclose_waits_for_it(caplog: Any) -> No
     assert stuck.stats().pending_tasks == 0
 
 
+async def test_emit_nowait_isolates_failures_and_honours_once(caplog: Any) -> None:
+    bus = events.Bus()
+    got: list[Any] = []
+
+    async def fails(event: events.Event) -> None:
+        raise RuntimeError("nowait listener failed")
+
+    async def first_only(event: events.Event) -> None:
+        got.append(event.data)
+
+    bus.on("bad", fails)
+    bus.once("first", first_only)
+    with caplog.at_level(logging.ERROR, logger="awaitdb.events"):
+        bus.emit_nowait("bad")
+        bus.emit_nowait("first", 1)
+        bus.emit_nowait("first", 2)
+        await bus.aclose()
+    assert got == [1]
+    assert bus.stats().failures == 1 and bus.stats().listeners[0].calls == 1
+    assert any("fails" in r.getMessage() and r.exc_info for r in caplog.records)
+
+
 async def test_emit_nowait_needs_a_loop() -> None:
     bus = events.Bus()
 

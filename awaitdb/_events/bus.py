@@ -24,6 +24,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from .._errors import InterfaceError
@@ -97,7 +98,17 @@ class BusStats:
 
 
 class _Listener:
-    __slots__ = ("fn", "is_async", "name", "off_loop", "once", "pattern", "stats", "timeout")
+    __slots__ = (
+        "direct",
+        "fn",
+        "is_async",
+        "name",
+        "off_loop",
+        "once",
+        "pattern",
+        "stats",
+        "timeout",
+    )
 
     def __init__(
         self,
@@ -119,6 +130,8 @@ class _Listener:
         qual = getattr(fn, "__qualname__", None) or type(fn).__qualname__
         self.name = f"{module}.{qual}" if module else qual
         self.stats = ListenerStats(self.name, pattern)
+        # A plain async listener: emit_nowait may run its coroutine as the task itself.
+        self.direct = self.is_async and timeout is None and not off_loop
 
 
 class Bus:
@@ -218,6 +231,13 @@ class Bus:
         self._cache.clear()
         return removed
 
+    def _remove_entry(self, entry: _Listener) -> bool:
+        if entry not in self._listeners:
+            return False
+        self._listeners.remove(entry)
+        self._cache.clear()
+        return True
+
     def listeners(self, name: str) -> list[Callable[..., Any]]:
         """The listeners an event called ``name`` would reach, in the order they run."""
         return [entry.fn for entry in self._matching(check_name(name))]
@@ -256,9 +276,39 @@ class Bus:
     def emit_nowait(self, name: str, data: Any = None) -> Event:
         """Schedule delivery in a tracked task (after COMMIT inside a transaction)."""
         event = self._event(name, data)
-        if not self._defer(event):
+        if self._db is not None and self._defer(event):
+            return event
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            raise InterfaceError("emit_nowait() needs a running event loop") from None
+        entries = self._matching(name)
+        if len(entries) == 1 and entries[0].direct:
+            # One plain async listener: its coroutine is the task (no wrapper coroutine);
+            # the done callback does the accounting and the isolation.
+            entry = entries[0]
+            if entry.once:
+                self._remove_entry(entry)
+            task = self._track(entry.fn(event), event, done=False)
+            task.add_done_callback(partial(self._direct_done, entry, event, time.perf_counter()))
+        elif entries:
             self._track(self.deliver(event), event)
         return event
+
+    def _direct_done(
+        self, entry: _Listener, event: Event, start: float, task: asyncio.Task[Any]
+    ) -> None:
+        self._task_done(task)
+        stats = entry.stats
+        elapsed = time.perf_counter() - start
+        stats.calls += 1
+        stats.total_s += elapsed
+        stats.max_s = max(stats.max_s, elapsed)
+        if task.cancelled():
+            return
+        exc = task.exception()
+        if isinstance(exc, Exception):
+            self._failed(entry, event, exc, None)
 
     def _event(self, name: str, data: Any) -> Event:
         if self._closed:
@@ -294,14 +344,15 @@ class Bus:
         while queue:
             await self.deliver(queue.popleft())
 
-    def _track(self, coro: Any, event: Event) -> asyncio.Task[Any]:
+    def _track(self, coro: Any, event: Event, *, done: bool = True) -> asyncio.Task[Any]:
         try:
             task = asyncio.get_running_loop().create_task(coro)
         except RuntimeError:
             coro.close()
             raise InterfaceError("emit_nowait() needs a running event loop") from None
         self._tasks.add(task)
-        task.add_done_callback(self._task_done)
+        if done:
+            task.add_done_callback(self._task_done)
         return task
 
     def _task_done(self, task: asyncio.Task[Any]) -> None:
@@ -316,11 +367,8 @@ class Bus:
         """Run the listeners of an already built ``event`` now (used by ``Stream.deliver_to``)."""
         report = EmitReport(event)
         for entry in self._matching(event.name):
-            if entry.once:
-                if entry not in self._listeners:
-                    continue  # a concurrent delivery already used it
-                self._listeners.remove(entry)
-                self._cache.clear()
+            if entry.once and not self._remove_entry(entry):
+                continue  # a concurrent delivery already used it
             stats = entry.stats
             start = time.perf_counter()
             try:
@@ -351,7 +399,9 @@ class Bus:
         async with asyncio.timeout(timeout):
             return await awaitable
 
-    def _failed(self, entry: _Listener, event: Event, exc: Exception, report: EmitReport) -> None:
+    def _failed(
+        self, entry: _Listener, event: Event, exc: BaseException, report: EmitReport | None
+    ) -> None:
         stats = entry.stats
         stats.failures += 1
         self._failures += 1
@@ -373,7 +423,8 @@ class Bus:
                 event.id,
                 exc_info=exc,
             )
-        report.failures.append(ListenerFailure(entry.name, exc))
+        if report is not None:
+            report.failures.append(ListenerFailure(entry.name, exc))
 
     # -- state -----------------------------------------------------------------------------------
 
