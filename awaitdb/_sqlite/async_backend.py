@@ -6,8 +6,10 @@ Routing of an autocommit statement:
   connection, while the current loop iteration has run less than ``INLINE_BUDGET_S`` (wall
   time, so the caller's own work counts too); past that the caller lets the loop turn and tries
   again, and only then falls back to a reader thread. A read that runs past ``INLINE_QUERY_S``
-  is aborted by a progress handler, marked slow and sent to a thread from then on, so the loop
-  is never held for long;
+  of VM steps is aborted by a progress handler; a value, SQL text or parameter list too big for
+  the loop is refused by the inline connection's limits; work SQLite cannot interrupt is caught
+  by timing two runs in a row. Such a statement goes to the threads until its runs there are
+  cheap again (``inline.py``), so the loop is never held for long;
 - other reads go to the least busy reader thread (WAL: readers never block the writer);
 - writes go to the writer thread, which commits concurrent writes together (group commit).
 
@@ -41,6 +43,7 @@ from .common import (
     run_op,
 )
 from .common import translate as _translate
+from .inline import InlinePolicy, limit_inline, too_big_inline
 from .worker import CURSOR_CLOSE, CURSOR_FETCH, CURSOR_OPEN, RESET, STOP, Job, Worker
 
 __all__ = ["SQLiteBackend"]
@@ -72,12 +75,16 @@ class WorkerSession:
     ) -> Any:
         return await self.worker.call(Job(kind, info, params, arg, self), timeout)
 
-    async def open_cursor(self, info: SqlInfo, params: Mapping[str, Any] | None) -> Any:
-        return await self.worker.call(Job(CURSOR_OPEN, info, params, None, self), None)
+    async def open_cursor(
+        self, info: SqlInfo, params: Mapping[str, Any] | None, timeout: float | None = None
+    ) -> Any:
+        return await self.worker.call(Job(CURSOR_OPEN, info, params, None, self), timeout)
 
-    async def fetch_cursor(self, cursor: Any, size: int) -> list[Record]:
+    async def fetch_cursor(
+        self, cursor: Any, size: int, timeout: float | None = None
+    ) -> list[Record]:
         rows: list[Record] = await self.worker.call(
-            Job(CURSOR_FETCH, None, None, (cursor, size), self), None
+            Job(CURSOR_FETCH, None, None, (cursor, size), self), timeout
         )
         return rows
 
@@ -125,6 +132,7 @@ class SQLiteBackend:
         self._inline_started = 0.0
         self._inline_reset_pending = False
         self._inline_deadline = 0.0
+        self._policy = InlinePolicy()
         self._closing = False
         self._sessions = 0
 
@@ -138,6 +146,7 @@ class SQLiteBackend:
             if backend._readers and bool(config.get("inline_reads", True)):
                 backend._inline = open_connection(backend._target, readonly=True)
                 backend._inline.set_progress_handler(backend._inline_expired, 1000)
+                limit_inline(backend._inline)
         except BaseException:
             for worker in workers:
                 worker.stop()
@@ -176,8 +185,8 @@ class SQLiteBackend:
         try:
             result = run_op(conn, kind, info, params, arg)
         except sqlite3.Error as exc:
-            if is_interrupt(exc):
-                info.inline_ok = False  # too slow for the loop: threads from now on
+            if is_interrupt(exc) or too_big_inline(exc):
+                self._policy.to_threads(info)  # too slow or too big for the loop, for now
                 return NOT_NOW
             if is_readonly_refusal(exc):
                 info.is_write = True
@@ -185,6 +194,10 @@ class SQLiteBackend:
             raise _translate(exc) from exc
         except (InterfaceError, OverflowError) as exc:
             raise _translate(exc) from exc
+        if time.perf_counter() - now > INLINE_QUERY_S:
+            self._policy.slow_run(info)  # work the progress handler could not cut short
+        elif self._policy.slow:
+            self._policy.slow.pop(info, None)  # slow runs count only in a row
         self.stats.inline_reads += 1
         return result
 
@@ -205,11 +218,16 @@ class SQLiteBackend:
                 reader = self._pick_reader()
                 if reader is not None:
                     job = Job(kind, info, params, arg)
+                    job.probe = not info.inline_ok and self._inline is not None
                     try:
-                        return await reader.call(job, timeout)
+                        result = await reader.call(job, timeout)
                     except Error:
                         if not job.reroute:
                             raise
+                    else:
+                        if job.probe:  # kept off the loop: is it cheap enough to come back?
+                            self._policy.threaded_run(info, job.cpu)
+                        return result
                     info.is_write = True  # a WITH ... INSERT: the writer takes it from now on
         elif info.kind == TXCONTROL:
             raise InterfaceError(_TXCONTROL_MESSAGE)
