@@ -4,8 +4,9 @@
     .venv/bin/python bench/loop_lag_bench.py --reps 3
 
 Each case runs one call at a time, repeatedly, while a 1 ms ticker task measures how late the
-loop wakes up; the table shows the worst lag seen per case (max over repetitions) and the median
-wall time per call. The target: no single call holds the loop for more than 10 ms.
+loop wakes up; the table shows the worst lag during the first call (a statement awaitdb has not
+seen yet), the worst lag during the later calls, and the median wall time per call. The target:
+no single call holds the loop for more than 10 ms.
 """
 
 from __future__ import annotations
@@ -65,10 +66,10 @@ async def main(reps: int) -> None:
         try:
             await _setup(db)
             print(f"# loop lag per call, {reps} repetitions, Python {sys.version.split()[0]}")
-            print("| case | worst loop lag ms | median wall ms per call |")
-            print("| --- | --- | --- |")
+            print("| case | lag ms, 1st call | worst lag ms, later calls | median wall ms/call |")
+            print("| --- | --- | --- | --- |")
             for name, call in _cases(db).items():
-                worst, walls = 0.0, []
+                lags, walls = [], []
                 for _ in range(reps):
                     with Ticker() as ticker:
                         await asyncio.sleep(0.005)
@@ -76,8 +77,9 @@ async def main(reps: int) -> None:
                         await call()
                         walls.append(time.perf_counter() - start)
                         await asyncio.sleep(0.005)
-                    worst = max(worst, max(ticker.samples, default=0.0))
-                print(f"| {name} | {worst * 1000:.1f} | {statistics.median(walls) * 1000:.1f} |")
+                    lags.append(max(ticker.samples, default=0.0) * 1000)
+                wall = statistics.median(walls) * 1000
+                print(f"| {name} | {lags[0]:.1f} | {max(lags[1:], default=0):.1f} | {wall:.1f} |")
         finally:
             await db.close()
 

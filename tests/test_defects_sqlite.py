@@ -288,16 +288,6 @@ async def test_defect06_cancelled_iterate_stops_reader(sqlite_url: str) -> None:
         await db.close()
 
 
-async def test_defect06_close_deadline_interrupts_a_running_iterate(sqlite_url: str) -> None:
-    db = await awaitdb.connect(sqlite_url, readers=1, inline_reads=False)
-    rows = db.iterate(SQLITE.slow_sql)
-    task = asyncio.create_task(rows.__anext__())
-    await asyncio.sleep(0.2)
-    await asyncio.wait_for(db.close(timeout=0.3), timeout=5)
-    with pytest.raises(awaitdb.Error):
-        await task
-
-
 def _hold_write_lock(path: str) -> sqlite3.Connection:
     conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
     conn.execute("BEGIN IMMEDIATE")

@@ -130,6 +130,7 @@ class SQLiteBackend:
             )
         self._inline: sqlite3.Connection | None = None
         self._inline_started = 0.0
+        self._inline_cpu = 0.0
         self._inline_reset_pending = False
         self._inline_deadline = 0.0
         self._policy = InlinePolicy()
@@ -178,6 +179,7 @@ class SQLiteBackend:
             # First inline read of this loop iteration: open the budget, close it next turn.
             self._inline_reset_pending = True
             self._inline_started = now
+            self._inline_cpu = time.thread_time()  # once per loop iteration, not per read
             self._loop.call_soon(self._reset_inline)
         elif now - self._inline_started >= INLINE_BUDGET_S:
             return NOT_NOW  # this iteration has run long enough: the loop must turn
@@ -195,9 +197,9 @@ class SQLiteBackend:
         except (InterfaceError, OverflowError) as exc:
             raise _translate(exc) from exc
         if time.perf_counter() - now > INLINE_QUERY_S:
-            self._policy.slow_run(info)  # work the progress handler could not cut short
-        elif self._policy.slow:
-            self._policy.slow.pop(info, None)  # slow runs count only in a row
+            # Work the progress handler could not cut short, or only a preempted thread: the
+            # loop thread's CPU time this iteration tells which.
+            self._policy.slow_run(info, time.thread_time() - self._inline_cpu)
         self.stats.inline_reads += 1
         return result
 

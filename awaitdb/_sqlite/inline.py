@@ -4,8 +4,9 @@ A statement (one ``SqlInfo``) moves between the loop and the reader threads::
 
     on the loop ──(aborted: 0.5 ms of VM steps, a value over 64 KiB,  ──► on a thread
                    SQL over 16 KiB, more than 100 parameters)
-    on the loop ──(two runs in a row over 0.5 ms of wall time: work    ──► on a thread
-                   SQLite cannot interrupt, such as count(*) of a big table)
+    on the loop ──(a run over 0.5 ms of wall time that the loop thread's ──► on a thread
+                   CPU time confirms: work SQLite cannot interrupt, such
+                   as count(*) of a big table; a preempted run does not count)
     on a thread ──(8 runs in a row under 0.25 ms of the thread's CPU)  ──► on the loop
 
 The limits are set on the inline connection itself (``sqlite3_limit``), so a big value or a
@@ -25,7 +26,7 @@ __all__ = ["InlinePolicy", "limit_inline", "too_big_inline"]
 INLINE_MAX_VALUE: Final = 64 * 1024  # bytes of one string or blob read on the loop
 INLINE_MAX_SQL: Final = 16 * 1024  # characters of SQL prepared on the loop
 INLINE_MAX_PARAMS: Final = 100  # parameters bound on the loop
-SLOW_RUNS: Final = 2  # consecutive slow inline runs that send a statement to the threads
+SLOW_CPU_S: Final = 0.0005  # loop-thread CPU time in the iteration that confirms a slow run
 CHEAP_RUNS: Final = 8  # consecutive cheap threaded runs that bring it back
 CHEAP_CPU_S: Final = 0.00025  # a threaded run under this much thread CPU time is cheap
 _MEMORY: Final = 4096  # statements followed at once (the counters are forgotten beyond)
@@ -44,26 +45,22 @@ def too_big_inline(exc: BaseException) -> bool:
 
 
 class InlinePolicy:
-    """Counts slow inline runs and cheap threaded runs per statement; flips ``inline_ok``."""
+    """Moves statements off the loop and counts their cheap threaded runs; flips ``inline_ok``."""
 
-    __slots__ = ("cheap", "slow")
+    __slots__ = ("cheap",)
 
     def __init__(self) -> None:
-        self.slow: dict[SqlInfo, int] = {}
         self.cheap: dict[SqlInfo, int] = {}
 
     def to_threads(self, info: SqlInfo) -> None:
         info.inline_ok = False
-        self.slow.pop(info, None)
         self.cheap.pop(info, None)
 
-    def slow_run(self, info: SqlInfo) -> None:
-        """An inline run took longer than the loop can afford."""
-        runs = self.slow.get(info, 0) + 1
-        if runs >= SLOW_RUNS:
+    def slow_run(self, info: SqlInfo, cpu_s: float) -> None:
+        """An inline run took over 0.5 ms of wall time; ``cpu_s``: the loop thread's CPU time
+        in this iteration, which tells real work from a preempted thread."""
+        if cpu_s >= SLOW_CPU_S:
             self.to_threads(info)
-        else:
-            _count(self.slow, info, runs)
 
     def threaded_run(self, info: SqlInfo, cpu_s: float) -> None:
         """A reader thread ran a statement kept off the loop, using ``cpu_s`` of its CPU."""
