@@ -8,8 +8,8 @@ registering sqlite3 adapters so binding never depends on process-wide state.
 Values SQLite would silently change are refused with a ``DataError`` naming the parameter, never
 stored altered: a float NaN (SQLite stores NULL), ``-0.0`` (a REAL column stores ``0.0``), and a
 ``Decimal`` that a NUMERIC column cannot give back exactly (SQLite keeps 15 significant digits
-of a non-integer, and turns ``1E+999999`` into Infinity and ``1E-999999`` into 0). Integral
-decimals within 64 bits are bound as integers (exact); ``Decimal('NaN')``/``Infinity`` as text.
+of a non-integer, and turns ``1E+999999`` into Infinity and ``1E-999999`` into 0). An integral
+decimal within 64 bits that a REAL would round is bound as an int; ``NaN``/``Infinity`` as text.
 
 Reading: converters keyed by the column's declared type (BOOLEAN, TIMESTAMPTZ, TIMESTAMP,
 DATETIME, DATE, NUMERIC, DECIMAL, UUID, JSON, JSONB). sqlite3 only offers these process-wide;
@@ -68,11 +68,14 @@ def _float(name: str, value: float) -> float:
 def _decimal_param(name: str, value: decimal.Decimal) -> Any:
     if not value.is_finite():
         return str(value)  # stored and read back as the text 'NaN' / 'Infinity'
-    if value == value.to_integral_value() and _INT64[0] <= value <= _INT64[1]:
-        return int(value)  # exact as an INTEGER
+    in_int64 = _INT64[0] <= value <= _INT64[1]
+    if in_int64 and value.as_tuple().exponent == 0:
+        return str(value)  # a plain integer: NUMERIC stores it as an exact INTEGER
     as_float = float(value)
     if math.isfinite(as_float) and decimal.Decimal(format(as_float, ".15g")) == value:
         return str(value)
+    if in_int64 and value == value.to_integral_value():
+        return int(value)  # '1234567890123456789.00' would become a REAL: bind the integer
     raise DataError(
         f"cannot bind parameter :{name}: Decimal {value} does not survive SQLite's NUMERIC "
         "(15 significant digits, 64-bit integers, the float range); bind str(value) to a "
