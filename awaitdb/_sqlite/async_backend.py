@@ -8,8 +8,9 @@ Routing of an autocommit statement:
   again, and only then falls back to a reader thread. A read that runs past ``INLINE_QUERY_S``
   of VM steps is aborted by a progress handler; a value, SQL text or parameter list too big for
   the loop is refused by the inline connection's limits; work SQLite cannot interrupt is caught
-  by timing two runs in a row. Such a statement goes to the threads until its runs there are
-  cheap again (``inline.py``), so the loop is never held for long;
+  when a run's wall time past 0.5 ms is confirmed by the loop thread's CPU time. Such a
+  statement goes to the threads until its runs there are cheap again (``inline.py``), so the
+  loop is never held for long;
 - other reads go to the least busy reader thread (WAL: readers never block the writer);
 - writes go to the writer thread, which commits concurrent writes together (group commit).
 
