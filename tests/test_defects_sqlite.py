@@ -422,3 +422,28 @@ async def test_defect16_wide_statements_and_big_batches_leave_the_loop(sqlite_ur
         assert checked_in and loop_thread not in checked_in
     finally:
         await db.close()
+
+
+def test_lock_waits_in_slices_still_last_busy_timeout(both: Any, sqlite_url: str) -> None:
+    """The 0.1 s slices of defect 6's fix keep ``busy_timeout``'s meaning both ways."""
+    path = sqlite_url.removeprefix("sqlite:///")
+    db = both(busy_timeout=5)
+    db.execute("CREATE TABLE t (x INTEGER)")
+    other = _hold_write_lock(path)
+    release = threading.Timer(0.4, lambda: other.execute("ROLLBACK"))
+    release.start()
+    try:
+        assert db.execute("INSERT INTO t (x) VALUES (1)") == 1  # waited past several slices
+        other.execute("BEGIN IMMEDIATE")
+        quick = both(busy_timeout=0.3)
+        with pytest.raises(awaitdb.DatabaseBusy):
+            quick.execute("INSERT INTO t (x) VALUES (2)")
+        with pytest.raises(awaitdb.DatabaseBusy):
+            with quick.transaction() as tx:
+                tx.execute("INSERT INTO t (x) VALUES (3)")
+    finally:
+        release.join()
+        if other.in_transaction:
+            other.execute("ROLLBACK")
+        other.close()
+    assert db.fetch_val("SELECT count(*) FROM t") == 1

@@ -112,6 +112,7 @@ class Rows:
         if budget is None:
             return await step(*args, self._db._statement_timeout)
         if budget <= 0:
+            await self._close()  # nothing runs on the connection: close the cursor cleanly
             raise QueryTimeout(
                 f"the iteration ran past its timeout ({self._timeout} s of database work)",
                 sqlstate="57014",

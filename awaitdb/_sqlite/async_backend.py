@@ -38,6 +38,7 @@ from .._stats import Stats
 from .common import (
     SQLiteTarget,
     combined_gauges,
+    is_busy,
     is_interrupt,
     is_readonly_refusal,
     open_connection,
@@ -194,6 +195,8 @@ class SQLiteBackend:
             if is_readonly_refusal(exc):
                 info.is_write = True
                 return NOT_NOW
+            if is_busy(exc):
+                return NOT_NOW  # a thread waits for the lock; the loop must not
             raise _translate(exc) from exc
         except (InterfaceError, OverflowError) as exc:
             raise _translate(exc) from exc

@@ -78,7 +78,7 @@ class _Conn:
                     busy = exc
                 except BaseException as exc:
                     raise translate(exc) from exc
-                return self.wait_out(busy, (self.conn, kind, info, params, arg), timed=False)
+                return self.wait_out(busy, run_op, (self.conn, kind, info, params, arg), False)
             self.deadline = time.perf_counter() + timeout
             self.conn.set_progress_handler(self._expired, 1000)
             try:
@@ -90,12 +90,14 @@ class _Conn:
                     busy = exc
                 except BaseException as exc:
                     raise translate(exc, timed_out=True) from exc
-                return self.wait_out(busy, (self.conn, kind, info, params, arg), timed=True)
+                return self.wait_out(busy, run_op, (self.conn, kind, info, params, arg), True)
             finally:
                 self.conn.set_progress_handler(None, 0)
 
-    def wait_out(self, busy: sqlite3.Error, args: tuple[Any, ...], *, timed: bool) -> Any:
-        """``run_op(*args)`` again while another connection holds the lock (``wait_out_busy``)."""
+    def wait_out(
+        self, busy: sqlite3.Error, fn: Callable[..., Any], args: tuple[Any, ...], timed: bool
+    ) -> Any:
+        """``fn(*args)`` again while another connection holds the lock (``wait_out_busy``)."""
 
         def give_up() -> Error | None:
             if self.closing.is_set():
@@ -111,26 +113,30 @@ class _Conn:
             return None
 
         try:
-            return wait_out_busy(busy, self.conn, self.target, run_op, args, give_up)
+            return wait_out_busy(busy, self.conn, self.target, fn, args, give_up)
         except BaseException as exc:
             raise translate(exc, timed_out=timed) from exc
 
     def call(self, fn: Callable[..., Any], args: tuple[Any, ...], timeout: float | None) -> Any:
         """``fn(*args)`` on this connection under its lock, cancelled past ``timeout``."""
         with self.lock:
-            if timeout is None:
+            timed = timeout is not None
+            if timeout is not None:
+                self.deadline = time.perf_counter() + timeout
+                self.conn.set_progress_handler(self._expired, 1000)
+            try:
                 try:
                     return fn(*args)
+                except sqlite3.OperationalError as exc:
+                    if not is_busy(exc):
+                        raise translate(exc, timed_out=timed) from exc
+                    busy = exc
                 except BaseException as exc:
-                    raise translate(exc) from exc
-            self.deadline = time.perf_counter() + timeout
-            self.conn.set_progress_handler(self._expired, 1000)
-            try:
-                return fn(*args)
-            except BaseException as exc:
-                raise translate(exc, timed_out=True) from exc
+                    raise translate(exc, timed_out=timed) from exc
+                return self.wait_out(busy, fn, args, timed)
             finally:
-                self.conn.set_progress_handler(None, 0)
+                if timed:
+                    self.conn.set_progress_handler(None, 0)
 
     def _expired(self) -> bool:
         return time.perf_counter() > self.deadline
@@ -267,7 +273,7 @@ class SyncSQLiteBackend:
                         except BaseException as exc:
                             raise translate(exc) from exc
                         args = (reader.conn, kind, info, params, arg)
-                        return reader.wait_out(busy, args, timed=False)
+                        return reader.wait_out(busy, run_op, args, False)
                     return reader.run(kind, info, params, arg, timeout)
                 except InterfaceError:
                     raise

@@ -364,7 +364,14 @@ class Worker:
             return None
         if kind == CURSOR_OPEN:
             assert job.info is not None
-            cursor = open_cursor(conn, job.info, job.params)
+            try:
+                cursor = open_cursor(conn, job.info, job.params)
+            except sqlite3.OperationalError as exc:
+                if not is_busy(exc):
+                    raise
+                again = (conn, job.info, job.params)
+                give_up = lambda: self._give_up(job)  # noqa: E731
+                cursor = wait_out_busy(exc, conn, self.target, open_cursor, again, give_up)
             if job.session is not None:
                 job.session.cursors.add(cursor)
             return cursor

@@ -108,6 +108,7 @@ class SyncRows:
         if budget is None:
             return step(*args, self._db._statement_timeout)
         if budget <= 0:
+            self._close()
             raise QueryTimeout(
                 f"the iteration ran past its timeout ({self._timeout} s of database work)",
                 sqlstate="57014",
