@@ -57,12 +57,19 @@ class Session(Protocol):
         """Run one statement on this connection and shape its result by ``kind``."""
         ...
 
-    async def open_cursor(self, info: SqlInfo, params: Mapping[str, Any] | None) -> Any:
-        """Start a streaming query; returns a handle for ``fetch_cursor``."""
+    async def open_cursor(
+        self, info: SqlInfo, params: Mapping[str, Any] | None, timeout: float | None = None
+    ) -> Any:
+        """Start a streaming query; returns a handle for ``fetch_cursor``.
+
+        ``timeout`` bounds this step as for ``run`` (cancelled on the database, ``QueryTimeout``).
+        """
         ...
 
-    async def fetch_cursor(self, cursor: Any, size: int) -> list[Record]:
-        """Up to ``size`` more rows; fewer means the cursor is exhausted."""
+    async def fetch_cursor(
+        self, cursor: Any, size: int, timeout: float | None = None
+    ) -> list[Record]:
+        """Up to ``size`` more rows; fewer means the cursor is exhausted (``timeout`` as above)."""
         ...
 
     async def close_cursor(self, cursor: Any) -> None:

@@ -8,6 +8,7 @@ transaction.
 
 from __future__ import annotations
 
+import asyncio
 import random
 import time
 from collections.abc import Awaitable, Callable
@@ -18,7 +19,7 @@ from .._compat import ASYNC, asleep
 from .._config import Config
 from .._errors import InterfaceError, PoolOverloaded, PoolTimeout, TransientError
 from .._ops import EXECUTE_MANY
-from .._sql import _cache, analyze, bind_lists, check_params
+from .._sql import SqlInfo, _cache, analyze, bind_lists, check_params
 from .._stats import Stats, StatsSnapshot, acquire_waited
 from .backend import NOT_NOW, Backend
 from .queries import Queries
@@ -33,6 +34,13 @@ if ASYNC:  # the sync face has no loop to bridge to
 __all__ = ["Database", "open_database"]
 
 T = TypeVar("T")
+
+MANY_CHECKED_ON_LOOP = 1000  # execute_many checks more rows than this in a thread (async face)
+
+
+def _check_many(info: SqlInfo, rows: list[Any]) -> None:
+    for one in rows:
+        check_params(info, one)
 
 
 class Database(Queries):
@@ -92,8 +100,13 @@ class Database(Queries):
             raise InterfaceError("the database is closed")
         info = _cache.get(sql) or analyze(sql)
         if kind == EXECUTE_MANY:
-            for one in params:
-                check_params(info, one)
+            if ASYNC:
+                if len(params) > MANY_CHECKED_ON_LOOP:  # ~0.5 us a row: off the loop
+                    await asyncio.to_thread(_check_many, info, params)
+                else:
+                    _check_many(info, params)
+            else:
+                _check_many(info, params)
         elif params is None or type(params) is not dict or params.keys() != info.names:
             check_params(info, params)
         if info.lists is not None:  # ``IN :ids``: expanded (SQLite) or one array (PostgreSQL)

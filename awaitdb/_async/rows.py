@@ -2,16 +2,23 @@
 
 Outside a block it borrows a read connection for the stream's lifetime and gives it back as soon
 as the rows run out, the loop breaks (``async with``/``aclose``) or the object is collected.
+
+``timeout=`` bounds the whole iteration's database work: the time spent opening the cursor and
+fetching every batch adds up, each step gets what is left (the backend cancels it on the
+database past that), and ``QueryTimeout`` ends the stream. Time the caller spends between
+batches does not count. Without it each step is bounded by ``statement_timeout``, if set.
 """
 
 from __future__ import annotations
 
 import asyncio
+import time
 from collections import deque
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from .._compat import ASYNC
-from .._errors import InterfaceError
+from .._errors import InterfaceError, QueryTimeout
 from .._record import Record
 from .._sql import analyze, bind_lists, check_params
 from .backend import Session
@@ -48,6 +55,7 @@ class Rows:
         self._cursor: Any = None
         self._owns_session = False
         self._done = False
+        self._budget: float | None = timeout  # seconds of database work left, if bounded
         if ASYNC:
             self._loop: asyncio.AbstractEventLoop | None = None
 
@@ -70,7 +78,7 @@ class Rows:
         session = self._session
         assert session is not None
         try:
-            batch = await session.fetch_cursor(self._cursor, self._batch_size)
+            batch = await self._timed(session.fetch_cursor, self._cursor, self._batch_size)
         except BaseException:
             self._finish()
             raise
@@ -95,10 +103,27 @@ class Rows:
         if ASYNC:
             self._loop = asyncio.get_running_loop()
         try:
-            self._cursor = await session.open_cursor(info, self._params)
+            self._cursor = await self._timed(session.open_cursor, info, self._params)
         except BaseException:
             self._finish()
             raise
+
+    async def _timed(self, step: Callable[..., Awaitable[Any]], *args: Any) -> Any:
+        """Run one cursor step within what is left of the iteration's timeout."""
+        budget = self._budget
+        if budget is None:
+            return await step(*args, self._db._statement_timeout)
+        if budget <= 0:
+            await self._close()  # nothing runs on the connection: close the cursor cleanly
+            raise QueryTimeout(
+                f"the iteration ran past its timeout ({self._timeout} s of database work)",
+                sqlstate="57014",
+            )
+        start = time.monotonic()
+        try:
+            return await step(*args, budget)
+        finally:
+            self._budget = budget - (time.monotonic() - start)
 
     async def _close(self) -> None:
         """Close the cursor on its connection, then give a borrowed connection back."""

@@ -135,25 +135,29 @@ class PgSession:
             self.unsure = False  # a statement completed: the protocol is in step again
             return result
 
-    async def open_cursor(self, info: SqlInfo, params: Mapping[str, Any] | None) -> Any:
+    async def open_cursor(
+        self, info: SqlInfo, params: Mapping[str, Any] | None, timeout: float | None = None
+    ) -> Any:
         async with self._lock:
             try:
                 if not self.conn.is_in_transaction():  # asyncpg cursors live in a transaction
                     self.cursor_tx = True
                     await self.conn.execute(begin_sql(None, readonly=not info.is_write))
                 args = info.positional(params) if info.order else ()
-                return await self.conn.cursor(info.numbered, *args), info
+                return await self.conn.cursor(info.numbered, *args, timeout=timeout), info
             except BaseException as exc:
                 self._interrupted(exc)
                 if isinstance(exc, _DRIVER_ERRORS):
                     raise translate(exc, info) from exc
                 raise
 
-    async def fetch_cursor(self, cursor: Any, size: int) -> list[Record]:
+    async def fetch_cursor(
+        self, cursor: Any, size: int, timeout: float | None = None
+    ) -> list[Record]:
         handle, info = cursor
         async with self._lock:
             try:
-                rows = await handle.fetch(size)
+                rows = await handle.fetch(size, timeout=timeout)
             except BaseException as exc:
                 self._interrupted(exc)
                 if isinstance(exc, _DRIVER_ERRORS):

@@ -10,11 +10,12 @@ server from a timer; JSON values bind as untyped text so the server casts them t
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import psycopg
@@ -144,7 +145,9 @@ class PgSyncSession:
                 self.dirty = True
             return execute(self.conn, kind, info, params, arg, timeout)
 
-    def open_cursor(self, info: SqlInfo, params: Mapping[str, Any] | None) -> Any:
+    def open_cursor(
+        self, info: SqlInfo, params: Mapping[str, Any] | None, timeout: float | None = None
+    ) -> Any:
         with self._lock:
             conn = self.conn
             try:
@@ -153,17 +156,26 @@ class PgSyncSession:
                     self.cursor_tx = True
                 self._cursors += 1
                 cursor = psycopg.RawServerCursor(conn, f"awaitdb_cursor_{self._cursors}")
-                cursor.execute(info.numbered, info.positional(params) if info.order else None)
+                try:
+                    with _cancel_after(conn, timeout):
+                        cursor.execute(
+                            info.numbered, info.positional(params) if info.order else None
+                        )
+                except BaseException:
+                    _discard(cursor)
+                    raise
                 return cursor, info
             except (psycopg.Error, OSError) as exc:
                 raise _translate(exc, conn, info, params) from exc
 
-    def fetch_cursor(self, cursor: Any, size: int) -> list[Record]:
+    def fetch_cursor(self, cursor: Any, size: int, timeout: float | None = None) -> list[Record]:
         handle, info = cursor
         with self._lock:
             try:
-                rows = handle.fetchmany(size)
+                with _cancel_after(self.conn, timeout):
+                    rows = handle.fetchmany(size)
             except (psycopg.Error, OSError) as exc:
+                _discard(handle)  # the stream ends here: Rows does not close it after an error
                 raise _translate(exc, self.conn, info, None) from exc
             if not rows:
                 return []
@@ -179,6 +191,29 @@ class PgSyncSession:
                     self.conn.execute("COMMIT")
             except (psycopg.Error, OSError) as exc:
                 raise _translate(exc, self.conn, None, None) from exc
+
+
+@contextlib.contextmanager
+def _cancel_after(conn: psycopg.Connection[Any], timeout: float | None) -> Iterator[None]:
+    """Cancel the running statement on the server if it runs past ``timeout`` (57014)."""
+    if timeout is None:
+        yield
+        return
+    timer = threading.Timer(timeout, conn.cancel_safe)
+    timer.daemon = True
+    timer.start()
+    try:
+        yield
+    finally:
+        timer.cancel()
+
+
+def _discard(cursor: Any) -> None:
+    """Close a server cursor whose statement failed (no CLOSE reaches an aborted transaction)."""
+    try:
+        cursor.close()
+    except (psycopg.Error, OSError):
+        pass
 
 
 def _alive(conn: psycopg.Connection[Any]) -> bool:

@@ -6,8 +6,11 @@ Routing of an autocommit statement:
   connection, while the current loop iteration has run less than ``INLINE_BUDGET_S`` (wall
   time, so the caller's own work counts too); past that the caller lets the loop turn and tries
   again, and only then falls back to a reader thread. A read that runs past ``INLINE_QUERY_S``
-  is aborted by a progress handler, marked slow and sent to a thread from then on, so the loop
-  is never held for long;
+  of VM steps is aborted by a progress handler; a value, SQL text or parameter list too big for
+  the loop is refused by the inline connection's limits; work SQLite cannot interrupt is caught
+  when a run's wall time past 0.5 ms is confirmed by the loop thread's CPU time. Such a
+  statement goes to the threads until its runs there are cheap again (``inline.py``), so the
+  loop is never held for long;
 - other reads go to the least busy reader thread (WAL: readers never block the writer);
 - writes go to the writer thread, which commits concurrent writes together (group commit).
 
@@ -36,12 +39,14 @@ from .._stats import Stats
 from .common import (
     SQLiteTarget,
     combined_gauges,
+    is_busy,
     is_interrupt,
     is_readonly_refusal,
     open_connection,
     run_op,
 )
 from .common import translate as _translate
+from .inline import InlinePolicy, limit_inline, too_big_inline
 from .worker import CURSOR_CLOSE, CURSOR_FETCH, CURSOR_OPEN, RESET, STOP, Job, Worker
 
 __all__ = ["SQLiteBackend"]
@@ -73,12 +78,16 @@ class WorkerSession:
     ) -> Any:
         return await self.worker.call(Job(kind, info, params, arg, self), timeout)
 
-    async def open_cursor(self, info: SqlInfo, params: Mapping[str, Any] | None) -> Any:
-        return await self.worker.call(Job(CURSOR_OPEN, info, params, None, self), None)
+    async def open_cursor(
+        self, info: SqlInfo, params: Mapping[str, Any] | None, timeout: float | None = None
+    ) -> Any:
+        return await self.worker.call(Job(CURSOR_OPEN, info, params, None, self), timeout)
 
-    async def fetch_cursor(self, cursor: Any, size: int) -> list[Record]:
+    async def fetch_cursor(
+        self, cursor: Any, size: int, timeout: float | None = None
+    ) -> list[Record]:
         rows: list[Record] = await self.worker.call(
-            Job(CURSOR_FETCH, None, None, (cursor, size), self), None
+            Job(CURSOR_FETCH, None, None, (cursor, size), self), timeout
         )
         return rows
 
@@ -124,8 +133,10 @@ class SQLiteBackend:
             )
         self._inline: sqlite3.Connection | None = None
         self._inline_started = 0.0
+        self._inline_cpu = 0.0
         self._inline_reset_pending = False
         self._inline_deadline = 0.0
+        self._policy = InlinePolicy()
         self._closing = False
         self._sessions = 0
 
@@ -141,6 +152,7 @@ class SQLiteBackend:
                 await run_hook(backend._target.on_connect, inline)
                 backend._inline = inline
                 backend._inline.set_progress_handler(backend._inline_expired, 1000)
+                limit_inline(backend._inline)
         except BaseException:
             for worker in workers:
                 worker.stop()
@@ -172,6 +184,7 @@ class SQLiteBackend:
             # First inline read of this loop iteration: open the budget, close it next turn.
             self._inline_reset_pending = True
             self._inline_started = now
+            self._inline_cpu = time.thread_time()  # once per loop iteration, not per read
             self._loop.call_soon(self._reset_inline)
         elif now - self._inline_started >= INLINE_BUDGET_S:
             return NOT_NOW  # this iteration has run long enough: the loop must turn
@@ -179,15 +192,21 @@ class SQLiteBackend:
         try:
             result = run_op(conn, kind, info, params, arg)
         except sqlite3.Error as exc:
-            if is_interrupt(exc):
-                info.inline_ok = False  # too slow for the loop: threads from now on
+            if is_interrupt(exc) or too_big_inline(exc):
+                self._policy.to_threads(info)  # too slow or too big for the loop, for now
                 return NOT_NOW
             if is_readonly_refusal(exc):
                 info.is_write = True
                 return NOT_NOW
+            if is_busy(exc):
+                return NOT_NOW  # a thread waits for the lock; the loop must not
             raise _translate(exc) from exc
         except (InterfaceError, OverflowError) as exc:
             raise _translate(exc) from exc
+        if time.perf_counter() - now > INLINE_QUERY_S:
+            # Work the progress handler could not cut short, or only a preempted thread: the
+            # loop thread's CPU time this iteration tells which.
+            self._policy.slow_run(info, time.thread_time() - self._inline_cpu)
         self.stats.inline_reads += 1
         return result
 
@@ -208,11 +227,16 @@ class SQLiteBackend:
                 reader = self._pick_reader()
                 if reader is not None:
                     job = Job(kind, info, params, arg)
+                    job.probe = not info.inline_ok and self._inline is not None
                     try:
-                        return await reader.call(job, timeout)
+                        result = await reader.call(job, timeout)
                     except Error:
                         if not job.reroute:
                             raise
+                    else:
+                        if job.probe:  # kept off the loop: is it cheap enough to come back?
+                            self._policy.threaded_run(info, job.cpu)
+                        return result
                     info.is_write = True  # a WITH ... INSERT: the writer takes it from now on
         elif info.kind == TXCONTROL:
             raise InterfaceError(_TXCONTROL_MESSAGE)

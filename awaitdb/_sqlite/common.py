@@ -10,7 +10,8 @@ import os
 import re
 import sqlite3
 import time
-from collections.abc import Mapping, Sequence
+import traceback
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from .._config import Config
@@ -32,12 +33,18 @@ from .._errors import (
 )
 from .._ops import EXECUTE, EXECUTE_MANY, FETCH_ALL, FETCH_ONE
 from .._record import Record, cached_record_class, column_index, record_class
-from .._sql import SqlInfo
+from .._sql import TXCONTROL, SqlInfo
 from .types import adapt_params, register_converters
 
 __all__ = [
+    "FileIdentity",
     "SQLiteTarget",
+    "bind_error",
     "combined_gauges",
+    "file_identity",
+    "is_busy",
+    "is_rollback",
+    "wait_out_busy",
     "fetch_batch",
     "open_connection",
     "open_cursor",
@@ -46,6 +53,7 @@ __all__ = [
 ]
 
 DEFAULT_BUSY_TIMEOUT = 5.0
+BUSY_SLICE_S = 0.1  # SQLite's own busy wait per attempt; ``wait_out_busy`` repeats it
 
 
 class SQLiteTarget:
@@ -90,7 +98,9 @@ def open_connection(target: SQLiteTarget, *, readonly: bool) -> sqlite3.Connecti
                 raise CannotConnect(f"cannot open SQLite database: no directory {parent!r}")
         conn = sqlite3.connect(
             target.database,
-            timeout=target.busy_timeout,
+            # SQLite's busy handler cannot be interrupted: wait in slices (see wait_out_busy) so
+            # that a timeout, a cancellation or close() can stop a wait for another's lock.
+            timeout=min(target.busy_timeout, BUSY_SLICE_S),
             detect_types=sqlite3.PARSE_DECLTYPES,
             isolation_level=None,
             check_same_thread=False,
@@ -113,6 +123,87 @@ def open_connection(target: SQLiteTarget, *, readonly: bool) -> sqlite3.Connecti
         conn.close()
         raise
     return conn
+
+
+class FileIdentity:
+    """The database file's (device, inode) when it was opened, to notice it deleted or replaced.
+
+    Writes into a file that was deleted (or replaced by another) while open would be
+    acknowledged and lost: the writer checks the path still names the same file (one ``stat``
+    per batch of writes, none on reads) and fails writes with sqlstate 58P01 when it does not.
+    """
+
+    __slots__ = ("_key", "path")
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        st = os.stat(path)
+        self._key = (st.st_dev, st.st_ino)
+
+    def problem(self) -> str | None:
+        """Why writes must fail now, or ``None`` while the path is still the open file."""
+        try:
+            st = os.stat(self.path)
+        except FileNotFoundError:
+            return "deleted"
+        except OSError as exc:  # pragma: no cover - unreadable folder
+            return f"unreachable ({exc.strerror})"
+        return None if (st.st_dev, st.st_ino) == self._key else "replaced by another file"
+
+    def refusal(self, problem: str) -> OperationalError:
+        return OperationalError(
+            f"the SQLite database file {self.path!r} was deleted or replaced while open "
+            f"({problem}); writes are refused because they would be lost",
+            sqlstate="58P01",
+        )
+
+    def check(self, info: SqlInfo) -> None:
+        """Raise for a write (not a ROLLBACK) when the file is no longer the one opened."""
+        problem = self.problem()
+        if problem is not None and not is_rollback(info):
+            raise self.refusal(problem)
+
+
+def file_identity(target: SQLiteTarget) -> FileIdentity | None:
+    return None if target.memory else FileIdentity(target.database)
+
+
+def is_rollback(info: SqlInfo) -> bool:
+    return info.kind == TXCONTROL and info.sql.lstrip()[:8].upper() == "ROLLBACK"
+
+
+def is_busy(exc: BaseException) -> bool:
+    """SQLite gave up waiting for another connection's lock (after one busy slice)."""
+    return getattr(exc, "sqlite_errorname", "").startswith("SQLITE_BUSY")
+
+
+def wait_out_busy(
+    exc: sqlite3.Error,
+    conn: sqlite3.Connection,
+    target: SQLiteTarget,
+    call: Callable[..., Any],
+    args: tuple[Any, ...],
+    give_up: Callable[[], Error | None],
+) -> Any:
+    """Retry ``call(*args)`` (which failed with ``exc``, SQLITE_BUSY) until ``busy_timeout``.
+
+    Only for a statement that started outside a transaction and left none open: SQLite backed
+    it out whole, so running it again is safe. Between slices ``give_up`` may end the wait
+    (a timeout, a cancellation, a close that ran out of time) with the error it returns.
+    """
+    deadline = time.monotonic() + target.busy_timeout - BUSY_SLICE_S
+    while True:
+        if conn.in_transaction or time.monotonic() >= deadline:
+            raise exc
+        reason = give_up()
+        if reason is not None:
+            raise reason
+        try:
+            return call(*args)
+        except sqlite3.OperationalError as again:
+            if not is_busy(again):
+                raise
+            exc = again
 
 
 def _set_journal_mode(conn: sqlite3.Connection, target: SQLiteTarget) -> None:
@@ -165,43 +256,85 @@ def _record_cls(info: SqlInfo, description: Any) -> type[Record]:
 
 
 def run_op(conn: sqlite3.Connection, kind: int, info: SqlInfo, params: Any, arg: Any) -> Any:
-    """Run ``info.sql``, shaping the result by ``kind`` (see ``_ops``); raises sqlite3 errors."""
-    if kind == FETCH_ONE:
+    """Run ``info.sql``, shaping the result by ``kind`` (see ``_ops``); raises sqlite3 errors.
+
+    A value sqlite3 cannot bind (an int beyond 64 bits, a str with a lone surrogate) raises a
+    ``DataError`` that names the parameter.
+    """
+    try:
+        if kind == FETCH_ONE:
+            cursor = conn.execute(info.sql, adapt_params(params))
+            row = cursor.fetchone()
+            return None if row is None else _record_cls(info, cursor.description)(row)
+        if kind == FETCH_ALL:
+            cursor = conn.execute(info.sql, adapt_params(params))
+            rows = cursor.fetchall()
+            if not rows:
+                return []
+            return list(map(_record_cls(info, cursor.description), rows))
+        if kind == EXECUTE:
+            cursor = conn.execute(info.sql, adapt_params(params))
+            count = cursor.rowcount
+            return count if count > 0 else 0
+        if kind == EXECUTE_MANY:  # atomic: all rows or none, as on PostgreSQL
+            seq: Sequence[Mapping[str, Any]] = params
+            rows = [adapt_params(p) for p in seq]
+            if conn.in_transaction:
+                count = conn.executemany(info.sql, rows).rowcount
+            else:
+                conn.execute("BEGIN IMMEDIATE")
+                try:
+                    # No cursor stays alive in this frame across COMMIT: a traceback that keeps
+                    # one would keep its statement, and the file open after close().
+                    count = conn.executemany(info.sql, rows).rowcount
+                    conn.execute("COMMIT")
+                except BaseException:
+                    if conn.in_transaction:
+                        conn.execute("ROLLBACK")
+                    raise
+            return count if count > 0 else 0
+        # FETCH_VAL
         cursor = conn.execute(info.sql, adapt_params(params))
         row = cursor.fetchone()
-        return None if row is None else _record_cls(info, cursor.description)(row)
-    if kind == FETCH_ALL:
-        cursor = conn.execute(info.sql, adapt_params(params))
-        rows = cursor.fetchall()
-        if not rows:
-            return []
-        return list(map(_record_cls(info, cursor.description), rows))
-    if kind == EXECUTE:
-        cursor = conn.execute(info.sql, adapt_params(params))
-        count = cursor.rowcount
-        return count if count > 0 else 0
-    if kind == EXECUTE_MANY:  # atomic: all rows or none, as on PostgreSQL
-        seq: Sequence[Mapping[str, Any]] = params
-        rows = [adapt_params(p) for p in seq]
-        if conn.in_transaction:
-            cursor = conn.executemany(info.sql, rows)
-        else:
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                cursor = conn.executemany(info.sql, rows)
-                conn.execute("COMMIT")
-            except BaseException:
-                if conn.in_transaction:
-                    conn.execute("ROLLBACK")
-                raise
-        count = cursor.rowcount
-        return count if count > 0 else 0
-    # FETCH_VAL
-    cursor = conn.execute(info.sql, adapt_params(params))
-    row = cursor.fetchone()
-    if row is None:
-        return None
-    return row[arg] if arg == 0 else row[_column_index(cursor.description, arg)]
+        if row is None:
+            return None
+        return row[arg] if arg == 0 else row[_column_index(cursor.description, arg)]
+    except (OverflowError, UnicodeEncodeError) as exc:
+        raise bind_error(exc, params, many=kind == EXECUTE_MANY) from exc
+
+
+def bind_error(exc: BaseException, params: Any, *, many: bool = False) -> DataError:
+    """A ``DataError`` naming the parameter sqlite3 could not bind (found by looking again)."""
+    rows = params if many else [params]
+    overflow = isinstance(exc, OverflowError)
+    for index, row in enumerate(rows or ()):
+        if not isinstance(row, Mapping):
+            continue
+        for name, value in row.items():
+            where = f":{name}" + (f" (row {index})" if many else "")
+            if overflow and type(value) is int and not -(2**63) <= value < 2**63:
+                return DataError(
+                    f"cannot bind parameter {where}: {value} is outside SQLite's 64-bit "
+                    "integer range",
+                    sqlstate="22003",
+                )
+            if not overflow and isinstance(value, str) and not _encodable(value):
+                return DataError(
+                    f"cannot bind parameter {where}: the text contains a lone surrogate, "
+                    "which UTF-8 cannot encode",
+                    sqlstate="22021",
+                )
+    if overflow:
+        return DataError(f"integer out of range for SQLite (64-bit): {exc}", sqlstate="22003")
+    return DataError(f"text SQLite cannot encode: {exc}", sqlstate="22021")
+
+
+def _encodable(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _column_index(description: Any, column: int | str) -> int:
@@ -210,7 +343,10 @@ def _column_index(description: Any, column: int | str) -> int:
 
 def open_cursor(conn: sqlite3.Connection, info: SqlInfo, params: Any) -> sqlite3.Cursor:
     """Start a streaming query."""
-    return conn.execute(info.sql, adapt_params(params))
+    try:
+        return conn.execute(info.sql, adapt_params(params))
+    except (OverflowError, UnicodeEncodeError) as exc:
+        raise bind_error(exc, params) from exc
 
 
 def fetch_batch(cursor: sqlite3.Cursor, size: int) -> list[Record]:
@@ -259,7 +395,14 @@ _MESSAGES: tuple[tuple[str, type[DatabaseError], str], ...] = (
 
 
 def translate(exc: BaseException, *, timed_out: bool = False) -> Error:
-    """The ``awaitdb`` error for a sqlite3 (or binding) exception; chain it with ``from``."""
+    """The ``awaitdb`` error for a sqlite3 (or binding) exception; chain it with ``from``.
+
+    The finished frames of ``exc``'s traceback are cleared: the error is kept (and chained) by
+    callers, and their locals (cursors, hence statements) would otherwise keep the database
+    file, its -wal and -shm open after ``close()`` until a garbage-collection pass.
+    """
+    if exc.__traceback__ is not None:
+        traceback.clear_frames(exc.__traceback__)
     if isinstance(exc, Error):
         return exc
     message = str(exc)
@@ -286,6 +429,8 @@ def translate(exc: BaseException, *, timed_out: bool = False) -> Error:
         if "closed" in message.lower():
             return InterfaceError(f"the database is closed ({message})")
         return InterfaceError(message)
+    if name == "SQLITE_FULL":
+        return OperationalError(message, sqlstate="53100")  # PostgreSQL's disk_full
     if name.startswith("SQLITE_CANTOPEN"):
         return CannotConnect(message, sqlstate="08001")
     if name in {"SQLITE_MISMATCH", "SQLITE_TOOBIG"} or isinstance(exc, sqlite3.DataError):

@@ -12,25 +12,29 @@ import sqlite3
 import threading
 import time
 import weakref
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from .._config import Config
-from .._errors import InterfaceError
+from .._errors import Error, InterfaceError, QueryTimeout
 from .._hooks import run_hook_sync
 from .._record import Record
 from .._sql import TXCONTROL, SqlInfo
 from .._stats import Stats
 from .._sync.pool import SyncPool
 from .common import (
+    FileIdentity,
     SQLiteTarget,
     combined_gauges,
     fetch_batch,
+    file_identity,
+    is_busy,
     is_readonly_refusal,
     open_connection,
     open_cursor,
     run_op,
     translate,
+    wait_out_busy,
 )
 
 __all__ = ["SyncSQLiteBackend"]
@@ -46,28 +50,94 @@ _TXCONTROL_MESSAGE = (
 class _Conn:
     """A connection with the lock that serializes its use and its timeout deadline."""
 
-    __slots__ = ("__weakref__", "conn", "deadline", "lock")
+    __slots__ = ("__weakref__", "closing", "conn", "deadline", "identity", "lock", "target")
 
-    def __init__(self, conn: sqlite3.Connection) -> None:
+    def __init__(
+        self,
+        conn: sqlite3.Connection,
+        target: SQLiteTarget,
+        closing: threading.Event,
+        identity: FileIdentity | None = None,
+    ) -> None:
         self.conn = conn
+        self.target = target
+        self.closing = closing  # set by close(): a wait for another's lock stops
+        self.identity = identity  # the writer's file, to refuse writes once it is replaced
         self.lock = threading.Lock()
         self.deadline = 0.0
 
     def run(self, kind: int, info: SqlInfo, params: Any, arg: Any, timeout: float | None) -> Any:
         with self.lock:
+            if self.identity is not None and info.is_write:
+                self.identity.check(info)
             if timeout is None:
                 try:
                     return run_op(self.conn, kind, info, params, arg)
+                except sqlite3.OperationalError as exc:
+                    if not is_busy(exc):
+                        raise translate(exc) from exc
+                    busy = exc
                 except BaseException as exc:
                     raise translate(exc) from exc
+                return self.wait_out(busy, run_op, (self.conn, kind, info, params, arg), False)
             self.deadline = time.perf_counter() + timeout
             self.conn.set_progress_handler(self._expired, 1000)
             try:
-                return run_op(self.conn, kind, info, params, arg)
-            except BaseException as exc:
-                raise translate(exc, timed_out=True) from exc
+                try:
+                    return run_op(self.conn, kind, info, params, arg)
+                except sqlite3.OperationalError as exc:
+                    if not is_busy(exc):
+                        raise translate(exc, timed_out=True) from exc
+                    busy = exc
+                except BaseException as exc:
+                    raise translate(exc, timed_out=True) from exc
+                return self.wait_out(busy, run_op, (self.conn, kind, info, params, arg), True)
             finally:
                 self.conn.set_progress_handler(None, 0)
+
+    def wait_out(
+        self, busy: sqlite3.Error, fn: Callable[..., Any], args: tuple[Any, ...], timed: bool
+    ) -> Any:
+        """``fn(*args)`` again while another connection holds the lock (``wait_out_busy``)."""
+
+        def give_up() -> Error | None:
+            if self.closing.is_set():
+                return InterfaceError(
+                    "the database was closed while this statement waited for a lock"
+                )
+            if timed and time.perf_counter() > self.deadline:
+                return QueryTimeout(
+                    "the statement ran past its timeout while it waited for another "
+                    "connection's lock",
+                    sqlstate="57014",
+                )
+            return None
+
+        try:
+            return wait_out_busy(busy, self.conn, self.target, fn, args, give_up)
+        except BaseException as exc:
+            raise translate(exc, timed_out=timed) from exc
+
+    def call(self, fn: Callable[..., Any], args: tuple[Any, ...], timeout: float | None) -> Any:
+        """``fn(*args)`` on this connection under its lock, cancelled past ``timeout``."""
+        with self.lock:
+            timed = timeout is not None
+            if timeout is not None:
+                self.deadline = time.perf_counter() + timeout
+                self.conn.set_progress_handler(self._expired, 1000)
+            try:
+                try:
+                    return fn(*args)
+                except sqlite3.OperationalError as exc:
+                    if not is_busy(exc):
+                        raise translate(exc, timed_out=timed) from exc
+                    busy = exc
+                except BaseException as exc:
+                    raise translate(exc, timed_out=timed) from exc
+                return self.wait_out(busy, fn, args, timed)
+            finally:
+                if timed:
+                    self.conn.set_progress_handler(None, 0)
 
     def _expired(self) -> bool:
         return time.perf_counter() > self.deadline
@@ -95,19 +165,14 @@ class DirectSession:
     def run(self, kind: int, info: SqlInfo, params: Any, arg: Any, timeout: float | None) -> Any:
         return self._conn.run(kind, info, params, arg, timeout)
 
-    def open_cursor(self, info: SqlInfo, params: Mapping[str, Any] | None) -> Any:
-        with self._conn.lock:
-            try:
-                return open_cursor(self._conn.conn, info, params)
-            except BaseException as exc:
-                raise translate(exc) from exc
+    def open_cursor(
+        self, info: SqlInfo, params: Mapping[str, Any] | None, timeout: float | None = None
+    ) -> Any:
+        return self._conn.call(open_cursor, (self._conn.conn, info, params), timeout)
 
-    def fetch_cursor(self, cursor: Any, size: int) -> list[Record]:
-        with self._conn.lock:
-            try:
-                return fetch_batch(cursor, size)
-            except BaseException as exc:
-                raise translate(exc) from exc
+    def fetch_cursor(self, cursor: Any, size: int, timeout: float | None = None) -> list[Record]:
+        rows: list[Record] = self._conn.call(fetch_batch, (cursor, size), timeout)
+        return rows
 
     def close_cursor(self, cursor: Any) -> None:
         with self._conn.lock:
@@ -131,6 +196,7 @@ class SyncSQLiteBackend:
         self._config = config
         self._target = SQLiteTarget(config)
         self._closing = False
+        self._closed = threading.Event()  # shared with every _Conn: stops waits for locks
         self._all: list[_Conn] = []
         self._local = threading.local()
         self._sessions = 0
@@ -167,7 +233,8 @@ class SyncSQLiteBackend:
     def _open(self, *, readonly: bool) -> _Conn:
         raw = open_connection(self._target, readonly=readonly)
         run_hook_sync(self._target.on_connect, raw)
-        conn = _Conn(raw)
+        identity = None if readonly else file_identity(self._target)
+        conn = _Conn(raw, self._target, self._closed, identity)
         with self._guard:
             self._all.append(conn)
         return conn
@@ -201,8 +268,14 @@ class SyncSQLiteBackend:
                     if timeout is None:  # the thread's own connection: no lock needed
                         try:
                             return run_op(reader.conn, kind, info, params, arg)
+                        except sqlite3.OperationalError as exc:
+                            if not is_busy(exc):
+                                raise translate(exc) from exc
+                            busy = exc
                         except BaseException as exc:
                             raise translate(exc) from exc
+                        args = (reader.conn, kind, info, params, arg)
+                        return reader.wait_out(busy, run_op, args, False)
                     return reader.run(kind, info, params, arg, timeout)
                 except InterfaceError:
                     raise
@@ -267,6 +340,7 @@ class SyncSQLiteBackend:
         deadline = None if timeout is None else time.monotonic() + timeout
         while self._sessions > 0 and (deadline is None or time.monotonic() < deadline):
             time.sleep(0.002)
+        self._closed.set()  # statements waiting for another connection's lock stop waiting
         self._writer_pool.close()
         if self._reader_pool is not None:
             self._reader_pool.close()

@@ -5,6 +5,12 @@ Binding: ``int``, ``float``, ``str``, ``bytes``, ``bool`` and ``None`` go to sql
 text. Anything else raises ``InterfaceError`` naming the parameter. We adapt per call instead of
 registering sqlite3 adapters so binding never depends on process-wide state.
 
+Values SQLite would silently change are refused with a ``DataError`` naming the parameter, never
+stored altered: a float NaN (SQLite stores NULL), ``-0.0`` (a REAL column stores ``0.0``), and a
+``Decimal`` that a NUMERIC column cannot give back exactly (SQLite keeps 15 significant digits
+of a non-integer, and turns ``1E+999999`` into Infinity and ``1E-999999`` into 0). An integral
+decimal within 64 bits that a REAL would round is bound as an int; ``NaN``/``Infinity`` as text.
+
 Reading: converters keyed by the column's declared type (BOOLEAN, TIMESTAMPTZ, TIMESTAMP,
 DATETIME, DATE, NUMERIC, DECIMAL, UUID, JSON, JSONB). sqlite3 only offers these process-wide;
 registering ours also replaces sqlite3's deprecated default ``date``/``timestamp`` converters.
@@ -16,16 +22,18 @@ from __future__ import annotations
 import datetime as dt
 import decimal
 import json
+import math
 import sqlite3
 import uuid
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from .._errors import InterfaceError
+from .._errors import DataError, InterfaceError
 
 __all__ = ["adapt_params", "adapt_value", "register_converters"]
 
-_NATIVE: frozenset[type] = frozenset({int, float, str, bytes, bool, type(None)})
+_NATIVE: frozenset[type] = frozenset({int, str, bytes, bool, type(None)})  # floats: see _exact
+_INT64 = (-(2**63), 2**63 - 1)
 
 
 def _json(value: Any) -> str:
@@ -36,7 +44,6 @@ _ADAPTERS: dict[type, Callable[[Any], Any]] = {
     dt.datetime: lambda v: v.isoformat(sep=" "),
     dt.date: lambda v: v.isoformat(),
     dt.time: lambda v: v.isoformat(),
-    decimal.Decimal: str,
     uuid.UUID: str,
     dict: _json,
     list: _json,
@@ -45,11 +52,47 @@ _ADAPTERS: dict[type, Callable[[Any], Any]] = {
 }
 
 
+def _exact_float(value: float) -> bool:
+    """False for the floats SQLite cannot store as given: NaN (becomes NULL) and -0.0."""
+    return not math.isnan(value) and (value != 0.0 or math.copysign(1.0, value) > 0)
+
+
+def _float(name: str, value: float) -> float:
+    if _exact_float(value):
+        return value
+    what = "NaN (SQLite stores NULL)" if math.isnan(value) else "-0.0 (a REAL column stores 0.0)"
+    raise DataError(f"cannot bind parameter :{name}: {what}; refused, not stored altered",
+                    sqlstate="22000")  # fmt: skip
+
+
+def _decimal_param(name: str, value: decimal.Decimal) -> Any:
+    if not value.is_finite():
+        return str(value)  # stored and read back as the text 'NaN' / 'Infinity'
+    in_int64 = _INT64[0] <= value <= _INT64[1]
+    if in_int64 and value.as_tuple().exponent == 0:
+        return str(value)  # a plain integer: NUMERIC stores it as an exact INTEGER
+    as_float = float(value)
+    if math.isfinite(as_float) and decimal.Decimal(format(as_float, ".15g")) == value:
+        return str(value)
+    if in_int64 and value == value.to_integral_value():
+        return int(value)  # '1234567890123456789.00' would become a REAL: bind the integer
+    raise DataError(
+        f"cannot bind parameter :{name}: Decimal {value} does not survive SQLite's NUMERIC "
+        "(15 significant digits, 64-bit integers, the float range); bind str(value) to a "
+        "TEXT column to keep it exactly",
+        sqlstate="22003",
+    )
+
+
 def adapt_value(name: str, value: Any) -> Any:
     """One value in a form sqlite3 binds; ``InterfaceError`` naming ``name`` if there is none."""
     kind = type(value)
     if kind in _NATIVE:
         return value
+    if isinstance(value, float):
+        return _float(name, value)
+    if isinstance(value, decimal.Decimal):
+        return _decimal_param(name, value)
     adapter = _ADAPTERS.get(kind)
     if adapter is None:
         for base, candidate in _ADAPTERS.items():
@@ -57,7 +100,7 @@ def adapt_value(name: str, value: Any) -> Any:
                 adapter = candidate
                 break
         else:
-            if isinstance(value, int | float | str | bytes):
+            if isinstance(value, int | str | bytes):
                 return value
             raise InterfaceError(
                 f"cannot bind parameter :{name}: values of type {kind.__name__} are not supported"
@@ -73,7 +116,8 @@ def adapt_params(params: Mapping[str, Any] | None) -> Mapping[str, Any] | tuple[
     if params is None:
         return ()
     for value in params.values():
-        if type(value) not in _NATIVE:
+        kind = type(value)
+        if kind not in _NATIVE and not (kind is float and _exact_float(value)):
             return {name: adapt_value(name, v) for name, v in params.items()}
     return params
 

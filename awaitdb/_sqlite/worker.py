@@ -15,6 +15,11 @@ A job's life::
       │           │
       └─cancel──► skipped (delivered without running)
                   └─cancel──► interrupted (sqlite3_interrupt; QueryTimeout or cancelled)
+
+Streaming-cursor jobs (open, fetch) are interrupted like statements; only opening, stopping,
+resets and cursor closes run to the end. A statement waiting for another connection's lock
+waits in slices (``wait_out_busy``), so a timeout, a cancellation or a close that ran out of
+time ends the wait too. The writer refuses writes once its file was deleted or replaced.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ import os
 import sqlite3
 import sys
 import threading
+import time
 from collections import deque
 from queue import SimpleQueue
 from typing import Any, Final
@@ -34,13 +40,18 @@ from .._ops import EXECUTE_MANY
 from .._sql import DML, READ, TXCONTROL, SqlInfo
 from .._stats import Stats
 from .common import (
+    FileIdentity,
     SQLiteTarget,
     fetch_batch,
+    file_identity,
+    is_busy,
     is_readonly_refusal,
+    is_rollback,
     open_connection,
     open_cursor,
     run_op,
     translate,
+    wait_out_busy,
 )
 
 __all__ = ["Job", "Worker", "OPEN", "STOP", "RESET", "CURSOR_OPEN", "CURSOR_FETCH", "CURSOR_CLOSE"]
@@ -65,11 +76,13 @@ class Job:
     __slots__ = (
         "arg",
         "cancelled",
+        "cpu",
         "error",
         "future",
         "info",
         "kind",
         "params",
+        "probe",
         "reroute",
         "result",
         "session",
@@ -92,6 +105,8 @@ class Job:
         self.timed_out = False
         self.started = False
         self.reroute = False  # a reader refused a write: the backend sends it to the writer
+        self.probe = False  # measure the thread CPU time the job takes (into ``cpu``)
+        self.cpu = 0.0
 
 
 def _clone(error: Error) -> Error:
@@ -127,6 +142,8 @@ class Worker:
         self._current: Job | None = None
         self._deferred: list[Job] = []
         self._stopped = False
+        self._abandon = False  # close() ran out of time: fail what has not started
+        self.identity: FileIdentity | None = None  # the writer's file, to notice it replaced
         self._thread = threading.Thread(target=self._main, name=name, daemon=True)
 
     # -- loop side ----------------------------------------------------------------------------
@@ -229,6 +246,10 @@ class Worker:
                 self._outbox.clear()
 
     def _process(self, batch: list[Job]) -> bool:
+        if self.identity is not None:
+            problem = self.identity.problem()  # one stat per batch, on the writer only
+            if problem is not None:
+                batch = self._refuse_writes(batch, problem)
         group: list[Job] = []
         for index, job in enumerate(batch):
             kind = job.kind
@@ -259,6 +280,30 @@ class Worker:
             self._process(deferred)
         return False
 
+    def _refuse_writes(self, batch: list[Job], problem: str) -> list[Job]:
+        assert self.identity is not None
+        rest = []
+        for job in batch:
+            info = job.info
+            if job.kind >= 0 and info is not None and info.is_write and not is_rollback(info):
+                job.error = self.identity.refusal(problem)
+                self._outbox.append(job)
+            else:
+                rest.append(job)
+        return rest
+
+    def _give_up(self, job: Job) -> Error | None:
+        """Why a statement waiting for another connection's lock stops waiting, if it must."""
+        if self._abandon:
+            return InterfaceError("the database was closed while this statement waited for a lock")
+        if job.cancelled:
+            text = "ran past its timeout" if job.timed_out else "was cancelled"
+            return QueryTimeout(
+                f"the statement {text} while it waited for another connection's lock",
+                sqlstate="57014",
+            )
+        return None
+
     def _in_transaction(self) -> bool:
         conn = self.conn
         return conn is not None and conn.in_transaction
@@ -268,10 +313,17 @@ class Worker:
             if job.cancelled:
                 self._outbox.append(job)
                 return
+            if self._abandon and not _is_control(job):
+                job.error = InterfaceError("the database was closed before this statement ran")
+                self._outbox.append(job)
+                return
             self._current = job
             job.started = True
+        start = time.thread_time() if job.probe else 0.0
         try:
             job.result = self._do(job)
+            if job.probe:
+                job.cpu = time.thread_time() - start
         except BaseException as exc:  # noqa: BLE001 - every failure goes back to the caller
             if not self.writer and job.session is None and is_readonly_refusal(exc):
                 job.reroute = True
@@ -291,11 +343,23 @@ class Worker:
         conn = self.conn
         if kind >= 0:
             assert conn is not None and job.info is not None
-            return run_op(conn, kind, job.info, job.params, job.arg)
+            if conn.in_transaction:
+                return run_op(conn, kind, job.info, job.params, job.arg)
+            try:
+                return run_op(conn, kind, job.info, job.params, job.arg)
+            except sqlite3.OperationalError as exc:
+                if not is_busy(exc):
+                    raise
+                args = (conn, kind, job.info, job.params, job.arg)
+                return wait_out_busy(
+                    exc, conn, self.target, run_op, args, lambda: self._give_up(job)
+                )
         if kind == OPEN:
             conn = open_connection(self.target, readonly=not self.writer)
             run_hook_from_thread(self.target.on_connect, conn, self._loop)
             self.conn = conn
+            if self.writer:
+                self.identity = file_identity(self.target)
             return None
         assert conn is not None
         if kind == RESET:
@@ -303,7 +367,14 @@ class Worker:
             return None
         if kind == CURSOR_OPEN:
             assert job.info is not None
-            cursor = open_cursor(conn, job.info, job.params)
+            try:
+                cursor = open_cursor(conn, job.info, job.params)
+            except sqlite3.OperationalError as exc:
+                if not is_busy(exc):
+                    raise
+                again = (conn, job.info, job.params)
+                give_up = lambda: self._give_up(job)  # noqa: E731
+                cursor = wait_out_busy(exc, conn, self.target, open_cursor, again, give_up)
             if job.session is not None:
                 job.session.cursors.add(cursor)
             return cursor
@@ -344,7 +415,7 @@ class Worker:
 
     def _commit_group(self, group: list[Job]) -> None:
         live = [job for job in group if not job.cancelled]
-        if len(live) <= 1:
+        if len(live) <= 1 or self._abandon:
             for job in group:
                 self._run_one(job)
             return
@@ -362,8 +433,16 @@ class Worker:
     def _try_group(self, conn: sqlite3.Connection, jobs: list[Job]) -> list[Job]:
         """Run ``jobs`` in one transaction; returns the jobs to run again if it was lost."""
         try:
-            conn.execute("BEGIN IMMEDIATE")
-        except sqlite3.Error as exc:
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+            except sqlite3.OperationalError as exc:
+                if not is_busy(exc):
+                    raise
+                wait_out_busy(
+                    exc, conn, self.target, conn.execute, ("BEGIN IMMEDIATE",),
+                    lambda: self._group_give_up(jobs),
+                )  # fmt: skip
+        except (sqlite3.Error, Error) as exc:
             self._fail_all(jobs, exc)
             return []
         ran: list[Job] = []
@@ -419,6 +498,11 @@ class Worker:
                 pass
         self._fail_all(jobs, exc)
 
+    def _group_give_up(self, jobs: list[Job]) -> Error | None:
+        if self._abandon or all(job.cancelled for job in jobs):
+            return self._give_up(jobs[0])
+        return None
+
     def _fail_all(self, jobs: list[Job], exc: BaseException) -> None:
         error = translate(exc)
         if error is not exc:
@@ -448,8 +532,9 @@ class Worker:
             self.post(Job(STOP, None, None, None))
 
     def interrupt(self) -> None:
-        """Interrupt whatever is running now (used by a close that ran out of time)."""
+        """Interrupt what runs now and fail what has not started (a close that ran out of time)."""
         with self._lock:
+            self._abandon = True
             if self.conn is not None and self._current is not None:
                 self.conn.interrupt()
 
@@ -478,5 +563,9 @@ def _lower_priority() -> None:
             pass
 
 
+_UNINTERRUPTIBLE = frozenset({OPEN, STOP, RESET, CURSOR_CLOSE})
+
+
 def _is_control(job: Job) -> bool:
-    return job.kind < 0 or (job.info is not None and job.info.kind == TXCONTROL)
+    """Jobs that run to the end: cancelling them would leave the connection's state unknown."""
+    return job.kind in _UNINTERRUPTIBLE or (job.info is not None and job.info.kind == TXCONTROL)

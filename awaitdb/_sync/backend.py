@@ -53,12 +53,17 @@ class SyncSession(Protocol):
         """Run one statement on this connection and shape its result by ``kind``."""
         ...
 
-    def open_cursor(self, info: SqlInfo, params: Mapping[str, Any] | None) -> Any:
-        """Start a streaming query; returns a handle for ``fetch_cursor``."""
+    def open_cursor(
+        self, info: SqlInfo, params: Mapping[str, Any] | None, timeout: float | None = None
+    ) -> Any:
+        """Start a streaming query; returns a handle for ``fetch_cursor``.
+
+        ``timeout`` bounds this step as for ``run`` (cancelled on the database, ``QueryTimeout``).
+        """
         ...
 
-    def fetch_cursor(self, cursor: Any, size: int) -> list[Record]:
-        """Up to ``size`` more rows; fewer means the cursor is exhausted."""
+    def fetch_cursor(self, cursor: Any, size: int, timeout: float | None = None) -> list[Record]:
+        """Up to ``size`` more rows; fewer means the cursor is exhausted (``timeout`` as above)."""
         ...
 
     def close_cursor(self, cursor: Any) -> None:

@@ -21,7 +21,7 @@ from .._compat import sleep
 from .._config import Config
 from .._errors import InterfaceError, PoolOverloaded, PoolTimeout, TransientError
 from .._ops import EXECUTE_MANY
-from .._sql import _cache, analyze, bind_lists, check_params
+from .._sql import SqlInfo, _cache, analyze, bind_lists, check_params
 from .._stats import Stats, StatsSnapshot, acquire_waited
 from .backend import NOT_NOW, SyncBackend
 from .queries import Queries
@@ -30,6 +30,12 @@ from .transaction import SyncPinnedConnection, SyncScope, SyncTransaction, inner
 
 __all__ = ["SyncDatabase", "open_database_sync"]
 T = TypeVar("T")
+MANY_CHECKED_ON_LOOP = 1000
+
+
+def _check_many(info: SqlInfo, rows: list[Any]) -> None:
+    for one in rows:
+        check_params(info, one)
 
 
 class SyncDatabase(Queries):
@@ -87,8 +93,7 @@ class SyncDatabase(Queries):
             raise InterfaceError("the database is closed")
         info = _cache.get(sql) or analyze(sql)
         if kind == EXECUTE_MANY:
-            for one in params:
-                check_params(info, one)
+            _check_many(info, params)
         elif params is None or type(params) is not dict or params.keys() != info.names:
             check_params(info, params)
         if info.lists is not None:

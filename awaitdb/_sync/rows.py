@@ -5,14 +5,21 @@
 
 Outside a block it borrows a read connection for the stream's lifetime and gives it back as soon
 as the rows run out, the loop breaks (``async with``/``aclose``) or the object is collected.
+
+``timeout=`` bounds the whole iteration's database work: the time spent opening the cursor and
+fetching every batch adds up, each step gets what is left (the backend cancels it on the
+database past that), and ``QueryTimeout`` ends the stream. Time the caller spends between
+batches does not count. Without it each step is bounded by ``statement_timeout``, if set.
 """
 
 from __future__ import annotations
 
+import time
 from collections import deque
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from .._errors import InterfaceError
+from .._errors import InterfaceError, QueryTimeout
 from .._record import Record
 from .._sql import analyze, bind_lists, check_params
 from .backend import SyncSession
@@ -48,6 +55,7 @@ class SyncRows:
         self._cursor: Any = None
         self._owns_session = False
         self._done = False
+        self._budget: float | None = timeout
 
     def __iter__(self) -> SyncRows:
         return self
@@ -68,7 +76,7 @@ class SyncRows:
         session = self._session
         assert session is not None
         try:
-            batch = session.fetch_cursor(self._cursor, self._batch_size)
+            batch = self._timed(session.fetch_cursor, self._cursor, self._batch_size)
         except BaseException:
             self._finish()
             raise
@@ -91,10 +99,27 @@ class SyncRows:
             session = scope._session_for(info, self._timeout)
         self._session = session
         try:
-            self._cursor = session.open_cursor(info, self._params)
+            self._cursor = self._timed(session.open_cursor, info, self._params)
         except BaseException:
             self._finish()
             raise
+
+    def _timed(self, step: Callable[..., Any], *args: Any) -> Any:
+        """Run one cursor step within what is left of the iteration's timeout."""
+        budget = self._budget
+        if budget is None:
+            return step(*args, self._db._statement_timeout)
+        if budget <= 0:
+            self._close()
+            raise QueryTimeout(
+                f"the iteration ran past its timeout ({self._timeout} s of database work)",
+                sqlstate="57014",
+            )
+        start = time.monotonic()
+        try:
+            return step(*args, budget)
+        finally:
+            self._budget = budget - (time.monotonic() - start)
 
     def _close(self) -> None:
         """Close the cursor on its connection, then give a borrowed connection back."""

@@ -155,6 +155,31 @@ async def test_iterate_stops_early_and_returns_the_connection(adb: Any) -> None:
         adb.iterate("SELECT 1", batch_size=0)
 
 
+async def test_defect05_iterate_timeout_bounds_the_iteration(adb: Any, dialect: Any) -> None:
+    # The first batch alone runs past the timeout: cancelled on the database.
+    with pytest.raises(awaitdb.QueryTimeout):
+        async for _ in adb.iterate(dialect.slow_sql, timeout=0.3):
+            pass
+    assert await adb.fetch_val("SELECT 1") == 1
+    assert await settled_in_use(adb) == 0
+    # Every batch is quick but together they run past it: the budget covers the whole stream.
+    if dialect.name == "postgresql":
+        slow_rows, total = "SELECT pg_sleep(0.05) FROM generate_series(1, 200)", 200
+    else:
+        slow_rows, total = (
+            "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 500000000) "
+            "SELECT x FROM c WHERE x % 20000 = 0",
+            25000,
+        )
+    seen = 0
+    with pytest.raises(awaitdb.QueryTimeout):
+        async for _ in adb.iterate(slow_rows, batch_size=1, timeout=0.5):
+            seen += 1
+    assert 0 < seen < total
+    assert await adb.fetch_val("SELECT 1") == 1
+    assert await settled_in_use(adb) == 0
+
+
 async def test_timeout_cancels_the_query(adb: Any, dialect: Any) -> None:
     with pytest.raises(awaitdb.QueryTimeout):
         await adb.fetch_val(dialect.slow_sql, timeout=0.2)

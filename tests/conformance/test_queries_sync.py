@@ -155,6 +155,28 @@ def test_iterate_stops_early_and_returns_the_connection(sdb: Any) -> None:
         sdb.iterate("SELECT 1", batch_size=0)
 
 
+def test_defect05_iterate_timeout_bounds_the_iteration(sdb: Any, dialect: Any) -> None:
+    with pytest.raises(awaitdb.QueryTimeout):
+        for _ in sdb.iterate(dialect.slow_sql, timeout=0.3):
+            pass
+    assert sdb.fetch_val("SELECT 1") == 1
+    assert settled_in_use(sdb) == 0
+    if dialect.name == "postgresql":
+        slow_rows, total = ("SELECT pg_sleep(0.05) FROM generate_series(1, 200)", 200)
+    else:
+        slow_rows, total = (
+            "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 500000000) SELECT x FROM c WHERE x % 20000 = 0",
+            25000,
+        )
+    seen = 0
+    with pytest.raises(awaitdb.QueryTimeout):
+        for _ in sdb.iterate(slow_rows, batch_size=1, timeout=0.5):
+            seen += 1
+    assert 0 < seen < total
+    assert sdb.fetch_val("SELECT 1") == 1
+    assert settled_in_use(sdb) == 0
+
+
 def test_timeout_cancels_the_query(sdb: Any, dialect: Any) -> None:
     with pytest.raises(awaitdb.QueryTimeout):
         sdb.fetch_val(dialect.slow_sql, timeout=0.2)
