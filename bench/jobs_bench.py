@@ -284,6 +284,7 @@ def percentiles(samples: list[float]) -> str:
 async def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--reps", type=int, default=3)
+    parser.add_argument("--only", default="J1,J2,J3,J4", help="comma-separated targets")
     parser.add_argument("--jobs", type=int, default=10000)
     parser.add_argument("--slow-jobs", type=int, default=1000, help="for procrastinate")
     parser.add_argument("--each", type=int, default=2000, help="J2 one-commit enqueues")
@@ -301,6 +302,20 @@ async def main() -> None:
     await proc.open()
     try:
         print(f"jobs_bench: {n:,} no-op jobs, {args.reps} interleaved reps, medians")
+        only = set(args.only.upper().split(","))
+        await run_all(args, only, n, a_pg, a_lite, pgq, proc)
+    finally:
+        await pgq.close()
+        await proc.close()
+        await pg.close()
+        await lite.close()
+        tmp.cleanup()
+
+
+async def run_all(
+    args: Any, only: set[str], n: int, a_pg: Any, a_lite: Any, pgq: Any, proc: Any
+) -> None:
+    if "J1" in only:
         j1 = await interleaved(
             {
                 "awaitdb (1 worker, concurrency 100)": (a_pg, lambda o: o.drain(n), n, True),
@@ -313,6 +328,7 @@ async def main() -> None:
         )  # fmt: skip
         table("J1 no-op jobs drained, PostgreSQL", j1, "pgqueuer (5 consumers x batch 10)")
 
+    if "J2" in only:
         each, batched = args.each, args.batched
         j2 = await interleaved(
             {
@@ -335,24 +351,20 @@ async def main() -> None:
         )  # fmt: skip
         table("J2 enqueue, PostgreSQL", j2, "pgqueuer enqueue, 1 commit each")
 
+    if "J3" in only:
         j3 = await interleaved(
             {"awaitdb SQLite (1 worker, concurrency 100)": (a_lite, lambda o: o.drain(n), n, 1)},
             args.reps,
         )
         table("J3 no-op jobs drained, SQLite", j3, None)
 
+    if "J4" in only:
         print("\nJ4 enqueue-to-start latency, idle worker in the same process")
         for label, obj in (("PostgreSQL", a_pg), ("SQLite", a_lite)):
             await obj.clear()
             from_call, from_commit = await obj.latency(200)
             print(f"  awaitdb {label:<11} from the enqueue call:   {percentiles(from_call)}")
             print(f"  awaitdb {label:<11} from its commit/return:  {percentiles(from_commit)}")
-    finally:
-        await pgq.close()
-        await proc.close()
-        await pg.close()
-        await lite.close()
-        tmp.cleanup()
 
 
 if __name__ == "__main__":

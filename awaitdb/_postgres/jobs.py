@@ -12,6 +12,10 @@ from .._jobs.dialect import JOBS, JobsDialect
 __all__ = ["PostgresJobs"]
 
 _LIVE = "status IN ('queued', 'running')"
+# Claims, lease renewals and "done" marks of ordinary jobs commit without waiting for the WAL
+# flush: a server crash can forget the last moments of them, and the jobs concerned simply run
+# again (at-least-once). Enqueues, failures and transactional tasks' commits stay synchronous.
+_NO_WAIT = "(SELECT set_config('synchronous_commit', 'off', true)) AS no_wait"
 _RUN_AT = (
     "COALESCE(CAST(:run_at AS double precision), "
     "extract(epoch from now())::float8 + CAST(:delay AS double precision))"
@@ -91,15 +95,19 @@ class PostgresJobs(JobsDialect):
             "started_at = extract(epoch from now())::float8 "
             f"FROM (SELECT id FROM {JOBS} WHERE queue = :queue AND status = 'queued' "
             "AND run_at <= extract(epoch from now())::float8 "
-            "ORDER BY priority DESC, run_at, id LIMIT :n FOR UPDATE SKIP LOCKED) AS c "
-            "WHERE j.id = c.id "
+            "ORDER BY priority DESC, run_at, id LIMIT :n FOR UPDATE SKIP LOCKED) AS c, "
+            f"{_NO_WAIT} WHERE j.id = c.id "
             "RETURNING j.id, j.task, j.args, j.attempts, j.max_attempts, j.priority, j.run_at"
         )
         sql["done_many"] = (
             f"UPDATE {JOBS} AS j SET status = 'done', "
             "finished_at = extract(epoch from now())::float8, lease_until = NULL, "
             "result = d.result FROM (SELECT (e->>0)::bigint AS id, (e->>1)::integer AS attempts, "
-            "e->>2 AS result FROM json_array_elements(CAST(:done AS text)::json) AS e) AS d "
-            "WHERE j.id = d.id AND j.attempts = d.attempts AND j.status = 'running'"
+            "e->>2 AS result FROM json_array_elements(CAST(:done AS text)::json) AS e) AS d, "
+            f"{_NO_WAIT} WHERE j.id = d.id AND j.attempts = d.attempts AND j.status = 'running'"
+        )
+        sql["renew"] = (
+            f"UPDATE {JOBS} SET lease_until = extract(epoch from now())::float8 + :lease "
+            f"FROM {_NO_WAIT} WHERE worker = :worker AND status = 'running' RETURNING id"
         )
         return sql
