@@ -95,19 +95,22 @@ def test_sigkill_workers_at_random_instants(db_url: str) -> None:
             plain, effect, flaky, next_n = plain + p, effect + e, flaky + f, next_n + size
 
         wave(2000)
-        procs = [Proc(db_url) for _ in range(3)]
+        procs = [Proc(db_url) for _ in range(4)]
         kills = 0
+        procs[0].ready.wait(20)
         deadline = time.monotonic() + 40
-        while kills < 25 and time.monotonic() < deadline:
-            victim = rng.randrange(len(procs))
-            if not procs[victim].ready.wait(10):
+        while kills < 22 and time.monotonic() < deadline:
+            serving = [i for i, proc in enumerate(procs) if proc.ready.is_set()]
+            if not serving:
+                time.sleep(0.05)
                 continue
+            victim = rng.choice(serving)
             time.sleep(rng.uniform(0.05, 0.3))  # a random instant of its work
             procs[victim].kill()
             procs[victim] = Proc(db_url)
             kills += 1
-            if counts(db).get("queued", 0) < 500:  # keep them busy until the last kill
-                wave(500)
+            if counts(db).get("queued", 0) < 300:  # keep them busy until the last kill
+                wave(400)
         total = plain + effect + flaky
         while counts(db).get("done", 0) < total and time.monotonic() < deadline + 20:
             time.sleep(0.1)
