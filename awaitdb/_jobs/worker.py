@@ -380,13 +380,13 @@ class Worker:
             batch, self._done = self._done, []
             sql, params = self.queues[0].dialect.stmt("done_many", done=json.dumps(batch))
             try:
-                await self.db.execute(sql, params)
+                marked = await self.db.execute(sql, params)
             except Exception:
                 logger.warning("recording %d done jobs failed; retrying", len(batch), exc_info=True)
                 self._done[:0] = batch
                 await asyncio.sleep(0.5)
                 continue
-            self.counts["done"] += len(batch)
+            self.counts["done"] += marked  # not those cancelled meanwhile
 
     async def _heartbeat(self) -> None:
         assert self._renew_now is not None
