@@ -8,6 +8,7 @@ are stored as JSON; one that cannot be stored raises ``DataError`` naming it, at
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import inspect
 import json
@@ -443,18 +444,21 @@ class Queue:
             return []
         await self.ready()
         db, dialect = self.db, self.dialect
+        payloads = []
+        for start in range(0, len(items), _BATCH):
+            chunk = items[start : start + _BATCH]
+            try:
+                payloads.append(
+                    json.dumps(chunk, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+                )
+            except (TypeError, ValueError):
+                for kwargs in chunk:
+                    encode_args(task.name, kwargs)  # raises DataError naming the argument
+                raise
         ids: list[int] = []
-        async with db.transaction():
-            for start in range(0, len(items), _BATCH):
-                chunk = items[start : start + _BATCH]
-                try:
-                    payload = json.dumps(
-                        chunk, separators=(",", ":"), ensure_ascii=False, allow_nan=False
-                    )
-                except (TypeError, ValueError):
-                    for kwargs in chunk:
-                        encode_args(task.name, kwargs)  # raises DataError naming the argument
-                    raise
+        # One statement is atomic on its own; several share one transaction (or the caller's).
+        async with db.transaction() if len(payloads) > 1 else contextlib.nullcontext():
+            for payload in payloads:
                 sql, params = dialect.stmt(
                     "enqueue_many",
                     queue=self.name,
