@@ -508,3 +508,62 @@ def test_sync_queue_enqueue_status_and_control(sdb: awaitdb.SyncDatabase) -> Non
     with pytest.raises(DataError, match="'to'"):
         queue.enqueue("send", to=b"bytes")
     assert [j.id for j in queue.list(limit=1)] == [max(j.id for j in queue.list(limit=100))]
+
+
+class EveryQuarterSecond:
+    """A schedule with a slot every 0.25 s (cron's finest grain is a minute)."""
+
+    def next_slot(self, after: float) -> float:
+        return (int(after * 4) + 1) / 4
+
+
+async def test_periodic_loop_of_several_workers_enqueues_each_slot_once(
+    adb: awaitdb.Database, aconnect: Callable[..., Any]
+) -> None:
+    dbs = [adb] + [await aconnect() for _ in range(2)]
+    queues = [jobs.Queue(db) for db in dbs]
+    for q in queues:
+
+        @q.periodic("* * * * *", name="tick")
+        async def tick() -> None:
+            pass
+
+        q.periodic_tasks[0].schedule = EveryQuarterSecond()  # type: ignore[assignment]
+    await queues[0].ready()
+    workers = [jobs.Worker(q) for q in queues]
+    start = time.time()
+    for worker in workers:
+        await worker.__aenter__()
+    try:
+        await asyncio.sleep(1.6)
+    finally:
+        stop = time.time()
+        for worker in workers:
+            await worker.__aexit__(None, None, None)
+    slots = int(stop * 4) - int(start * 4)
+    count = await adb.fetch_val("SELECT count(*) FROM awaitdb_jobs WHERE task = 'tick'")
+    assert slots - 1 <= count <= slots + 1  # three workers, yet one job per slot
+
+
+async def test_one_worker_serves_several_queues(adb: awaitdb.Database) -> None:
+    mail, billing = jobs.Queue(adb, "mail"), jobs.Queue(adb, "billing")
+    seen: list[str] = []
+
+    @mail.task(name="send")
+    async def send(n: int) -> None:
+        seen.append(f"mail{n}")
+
+    @billing.task(name="charge")
+    async def charge(n: int) -> None:
+        seen.append(f"billing{n}")
+
+    for i in range(3):
+        await send.enqueue(n=i)
+        await charge.enqueue(n=i)
+    with pytest.raises(InterfaceError, match="same queue twice"):
+        jobs.Worker([mail, mail])
+    async with jobs.Worker([mail, billing], concurrency=2):
+        await until(lambda: _true(len(seen) == 6))
+    assert sorted(seen) == sorted(
+        [f"mail{i}" for i in range(3)] + [f"billing{i}" for i in range(3)]
+    )
