@@ -17,10 +17,8 @@ from awaitdb import jobs
 POLICY: dict[str, Any] = {"retries": 1000, "backoff": 0.01, "max_backoff": 0.05}
 
 
-def define(db: Any) -> Any:
-    queue = jobs.Queue(db, "crash") if isinstance(db, awaitdb.Database) else None
-    if queue is None:
-        return None
+def define(db: awaitdb.Database) -> jobs.Queue:
+    queue = jobs.Queue(db, "crash")
 
     @queue.task(name="plain", **POLICY)
     async def plain(n: int) -> None:

@@ -150,14 +150,14 @@ class Worker:
         self._wake, self._slot = asyncio.Event(), asyncio.Event()
         self._flush_now, self._renew_now = asyncio.Event(), asyncio.Event()
         self._flush_lock = asyncio.Lock()
-        for queue in self.queues:
-            await queue.ready()
         waker = waker_for(self.db)
         subs: list[Subscription] = []
         helpers: list[asyncio.Task[None]] = []
         cancelled = False
         loop = asyncio.get_running_loop()
         try:
+            for queue in self.queues:
+                await queue.ready()
             for queue in self.queues:
                 subs.append(await waker.subscribe(queue.channel))
                 helpers.append(loop.create_task(self._forward(subs[-1], self._wake)))
