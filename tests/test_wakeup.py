@@ -12,8 +12,6 @@ import awaitdb
 from awaitdb._errors import InterfaceError
 from awaitdb._wakeup import waker_for
 
-pytestmark = pytest.mark.asyncio
-
 
 async def settled(sub: Any) -> None:
     """Let the listener come up, and drop its 'you may have missed news' wake-up."""

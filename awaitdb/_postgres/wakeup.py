@@ -69,7 +69,11 @@ class PostgresWaker(Waker):
     async def _connect(self) -> Any:
         import asyncpg
 
-        conn = await asyncpg.connect(self._db._config.url, timeout=10)
+        config = self._db._config
+        options: dict[str, Any] = {}
+        if config.get("ssl", None) is not None:
+            options["ssl"] = config.options["ssl"]
+        conn = await asyncpg.connect(config.url, timeout=10, **options)
         conn.add_termination_listener(self._on_terminate)
         return conn
 
