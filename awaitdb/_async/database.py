@@ -8,6 +8,7 @@ transaction.
 
 from __future__ import annotations
 
+import asyncio
 import random
 import time
 from collections.abc import Awaitable, Callable
@@ -15,10 +16,10 @@ from contextvars import ContextVar
 from typing import Any, TypeVar
 
 from .._compat import ASYNC, asleep
-from .._config import Config
+from .._config import Config, check_timeout
 from .._errors import InterfaceError, TransientError
 from .._ops import EXECUTE_MANY
-from .._sql import _cache, analyze, check_params
+from .._sql import BIG_SQL, SqlInfo, _cache, analyze, check_params
 from .._stats import StatsSnapshot
 from .backend import NOT_NOW, Backend
 from .queries import Queries
@@ -40,6 +41,8 @@ class Database(Queries):
         self._statement_timeout = config.statement_timeout
         self._scope: ContextVar[Scope | None] = ContextVar(f"awaitdb-{id(self)}", default=None)
         self._closed = False
+        if ASYNC:
+            self._loop = asyncio.get_running_loop()  # its connections belong to this loop
 
     @property
     def url(self) -> str:
@@ -62,6 +65,29 @@ class Database(Queries):
     def _check_open(self) -> None:
         if self._closed:
             raise InterfaceError("the database is closed")
+        if ASYNC:
+            self._check_loop()
+
+    if ASYNC:
+
+        def _check_loop(self) -> None:
+            try:
+                loop = asyncio.get_running_loop()
+            except RuntimeError:
+                loop = None
+            if loop is not self._loop:
+                raise InterfaceError(
+                    "this Database was opened on another event loop; its connections belong "
+                    "to that loop: open one Database per event loop (or use connect_sync "
+                    "in threads)"
+                )
+
+    async def _analyze(self, sql: Any) -> SqlInfo:
+        """``analyze(sql)``; a long text is scanned in a worker thread, off the event loop."""
+        if ASYNC:  # noqa: SIM102 - the generator drops ``if ASYNC:`` blocks from the sync face
+            if isinstance(sql, str) and len(sql) > BIG_SQL:
+                return await asyncio.to_thread(analyze, sql)
+        return analyze(sql)
 
     # -- queries ---------------------------------------------------------------------------------
 
@@ -79,14 +105,19 @@ class Database(Queries):
             scope = self._scope.get()
         if self._closed:
             raise InterfaceError("the database is closed")
-        info = _cache.get(sql) or analyze(sql)
+        if ASYNC:  # noqa: SIM102 - the generator drops ``if ASYNC:`` blocks from the sync face
+            if asyncio.get_running_loop() is not self._loop:
+                self._check_loop()
+        try:
+            info = _cache[sql]
+        except (KeyError, TypeError):
+            info = await self._analyze(sql)
         if kind == EXECUTE_MANY:
             for one in params:
                 check_params(info, one)
         elif params is None or type(params) is not dict or params.keys() != info.names:
             check_params(info, params)
-        if timeout is None:
-            timeout = self._statement_timeout
+        timeout = self._statement_timeout if timeout is None else check_timeout(timeout)
         stats = self._stats
         start = time.perf_counter()
         try:
@@ -116,7 +147,7 @@ class Database(Queries):
         timeout: float | None = None,
     ) -> Rows:
         """Stream rows in batches; use ``async for`` (and ``async with`` to stop early)."""
-        return Rows(self, None, sql, params, batch_size, timeout)
+        return Rows(self, None, sql, params, batch_size, check_timeout(timeout))
 
     # -- blocks ----------------------------------------------------------------------------------
 
@@ -128,6 +159,7 @@ class Database(Queries):
         timeout: float | None = None,
     ) -> Transaction:
         """A transaction block; nested blocks are savepoints."""
+        check_timeout(timeout)
         return Transaction(self, isolation=isolation, readonly=readonly, timeout=timeout)
 
     def connection(self) -> PinnedConnection:
@@ -174,6 +206,7 @@ class Database(Queries):
         """Refuse new work, let running work finish up to ``timeout`` seconds, then close."""
         if self._closed:
             return
+        timeout = check_timeout(timeout, "close timeout")
         self._closed = True
         await self._backend.close(timeout)
 

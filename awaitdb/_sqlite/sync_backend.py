@@ -57,13 +57,13 @@ class _Conn:
             if timeout is None:
                 try:
                     return run_op(self.conn, kind, info, params, arg)
-                except BaseException as exc:
+                except Exception as exc:  # KeyboardInterrupt, SystemExit: untouched
                     raise translate(exc) from exc
             self.deadline = time.perf_counter() + timeout
             self.conn.set_progress_handler(self._expired, 1000)
             try:
                 return run_op(self.conn, kind, info, params, arg)
-            except BaseException as exc:
+            except Exception as exc:  # KeyboardInterrupt, SystemExit: untouched
                 raise translate(exc, timed_out=True) from exc
             finally:
                 self.conn.set_progress_handler(None, 0)
@@ -98,14 +98,14 @@ class DirectSession:
         with self._conn.lock:
             try:
                 return open_cursor(self._conn.conn, info, params)
-            except BaseException as exc:
+            except Exception as exc:  # KeyboardInterrupt, SystemExit: untouched
                 raise translate(exc) from exc
 
     def fetch_cursor(self, cursor: Any, size: int) -> list[Record]:
         with self._conn.lock:
             try:
                 return fetch_batch(cursor, size)
-            except BaseException as exc:
+            except Exception as exc:  # KeyboardInterrupt, SystemExit: untouched
                 raise translate(exc) from exc
 
     def close_cursor(self, cursor: Any) -> None:
@@ -198,7 +198,7 @@ class SyncSQLiteBackend:
                     if timeout is None:  # the thread's own connection: no lock needed
                         try:
                             return run_op(reader.conn, kind, info, params, arg)
-                        except BaseException as exc:
+                        except Exception as exc:  # KeyboardInterrupt, SystemExit: untouched
                             raise translate(exc) from exc
                     return reader.run(kind, info, params, arg, timeout)
                 except InterfaceError:

@@ -18,10 +18,10 @@ from contextvars import ContextVar
 from typing import Any, TypeVar
 
 from .._compat import sleep
-from .._config import Config
+from .._config import Config, check_timeout
 from .._errors import InterfaceError, TransientError
 from .._ops import EXECUTE_MANY
-from .._sql import _cache, analyze, check_params
+from .._sql import SqlInfo, _cache, analyze, check_params
 from .._stats import StatsSnapshot
 from .backend import NOT_NOW, SyncBackend
 from .queries import Queries
@@ -65,6 +65,10 @@ class SyncDatabase(Queries):
         if self._closed:
             raise InterfaceError("the database is closed")
 
+    def _analyze(self, sql: Any) -> SqlInfo:
+        """``analyze(sql)``; a long text is scanned in a worker thread, off the event loop."""
+        return analyze(sql)
+
     def _run(
         self,
         kind: int,
@@ -79,14 +83,16 @@ class SyncDatabase(Queries):
             scope = self._scope.get()
         if self._closed:
             raise InterfaceError("the database is closed")
-        info = _cache.get(sql) or analyze(sql)
+        try:
+            info = _cache[sql]
+        except (KeyError, TypeError):
+            info = self._analyze(sql)
         if kind == EXECUTE_MANY:
             for one in params:
                 check_params(info, one)
         elif params is None or type(params) is not dict or params.keys() != info.names:
             check_params(info, params)
-        if timeout is None:
-            timeout = self._statement_timeout
+        timeout = self._statement_timeout if timeout is None else check_timeout(timeout)
         stats = self._stats
         start = time.perf_counter()
         try:
@@ -111,12 +117,13 @@ class SyncDatabase(Queries):
         self, sql: str, params: Any = None, *, batch_size: int = 500, timeout: float | None = None
     ) -> SyncRows:
         """Stream rows in batches; use ``async for`` (and ``async with`` to stop early)."""
-        return SyncRows(self, None, sql, params, batch_size, timeout)
+        return SyncRows(self, None, sql, params, batch_size, check_timeout(timeout))
 
     def transaction(
         self, *, isolation: str | None = None, readonly: bool = False, timeout: float | None = None
     ) -> SyncTransaction:
         """A transaction block; nested blocks are savepoints."""
+        check_timeout(timeout)
         return SyncTransaction(self, isolation=isolation, readonly=readonly, timeout=timeout)
 
     def connection(self) -> SyncPinnedConnection:
@@ -161,6 +168,7 @@ class SyncDatabase(Queries):
         """Refuse new work, let running work finish up to ``timeout`` seconds, then close."""
         if self._closed:
             return
+        timeout = check_timeout(timeout, "close timeout")
         self._closed = True
         self._backend.close(timeout)
 
