@@ -37,7 +37,15 @@ from .._record import Record, cached_record_class, column_index
 from .._sql import TXCONTROL, SqlInfo
 from .._stats import Stats
 from .codecs import install_codecs
-from .common import RESET_QUERY, backoff, begin_sql, is_permanent, may_move_on, pool_options
+from .common import (
+    RESET_QUERY,
+    backoff,
+    begin_sql,
+    build_records,
+    is_permanent,
+    may_move_on,
+    pool_options,
+)
 from .errors import command_count, is_connection_error, too_deep, translate
 
 __all__ = ["PostgresBackend"]
@@ -77,8 +85,7 @@ async def execute(
             rows = await conn.fetch(sql, *args, timeout=timeout)
             if not rows:
                 return []
-            cls = _record_cls(info, rows[0])
-            return list(map(cls, rows))
+            return build_records(_record_cls(info, rows[0]), rows)
         if kind == EXECUTE:
             status = await conn.execute(sql, *args, timeout=timeout)
             if info.kind == TXCONTROL and status == "ROLLBACK" and not _is_rollback(info):

@@ -35,7 +35,15 @@ from .._record import Record, cached_record_class, column_index
 from .._sql import TXCONTROL, SqlInfo
 from .._stats import Stats
 from .._sync.pool import SyncPool
-from .common import RESET_QUERY, backoff, begin_sql, is_permanent, may_move_on, pool_options
+from .common import (
+    RESET_QUERY,
+    backoff,
+    begin_sql,
+    build_records,
+    is_permanent,
+    may_move_on,
+    pool_options,
+)
 from .errors import nul_in_text, too_deep, translate, unencodable
 
 __all__ = ["SyncPostgresBackend"]
@@ -111,7 +119,7 @@ def execute(conn: psycopg.Connection[Any], kind: int, info: SqlInfo, params: Any
             rows = cursor.fetchall()
             if not rows:
                 return []
-            return list(map(_record_cls(info, cursor.description), rows))
+            return build_records(_record_cls(info, cursor.description), rows)
         if kind == EXECUTE:
             status = cursor.statusmessage
             if info.kind == TXCONTROL and status == "ROLLBACK" and not _is_rollback(info):

@@ -89,3 +89,14 @@ async def test_defect14_more_than_32767_parameters_refused_early(adb: Any) -> No
     with pytest.raises(awaitdb.InterfaceError, match="32,767"):
         await adb.fetch_val(sql, dict.fromkeys(names, 1))
     assert await adb.fetch_val("SELECT 1") == 1
+
+
+async def test_defect16_big_sql_text_gives_the_same_answer(adb: Any) -> None:
+    # Texts over BIG_SQL are scanned in a worker thread on the async face: same result.
+    literal = "it''s ; a :fake param -- not a comment /* nor this */ " * 40_000
+    sql = f"SELECT :p + 0 * length('{literal}') AS v, :q AS w; -- the end"
+    assert len(sql) > 2_000_000
+    row = await adb.fetch_one(sql, {"p": 41, "q": "x"})
+    assert row is not None and (row["v"], row["w"]) == (41, "x")
+    with pytest.raises(awaitdb.InterfaceError, match="more than one statement"):
+        await adb.execute(sql.replace("-- the end", "SELECT 2"), {"p": 1, "q": "y"})

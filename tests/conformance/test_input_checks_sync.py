@@ -90,3 +90,13 @@ def test_defect14_more_than_32767_parameters_refused_early(sdb: Any) -> None:
     with pytest.raises(awaitdb.InterfaceError, match="32,767"):
         sdb.fetch_val(sql, dict.fromkeys(names, 1))
     assert sdb.fetch_val("SELECT 1") == 1
+
+
+def test_defect16_big_sql_text_gives_the_same_answer(sdb: Any) -> None:
+    literal = "it''s ; a :fake param -- not a comment /* nor this */ " * 40000
+    sql = f"SELECT :p + 0 * length('{literal}') AS v, :q AS w; -- the end"
+    assert len(sql) > 2000000
+    row = sdb.fetch_one(sql, {"p": 41, "q": "x"})
+    assert row is not None and (row["v"], row["w"]) == (41, "x")
+    with pytest.raises(awaitdb.InterfaceError, match="more than one statement"):
+        sdb.execute(sql.replace("-- the end", "SELECT 2"), {"p": 1, "q": "y"})
