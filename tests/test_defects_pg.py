@@ -103,6 +103,23 @@ async def test_defect02_session_detection_reads_the_whole_statement(pg_url: str)
         assert await db.fetch_val("SELECT 1 FROM pg_sleep(0.2)") == 1
 
 
+# -- 3: timeouts in URLs ---------------------------------------------------------------------------
+
+
+def test_defect03_timeouts_in_the_url_refused() -> None:
+    for url in [
+        "sqlite:///x.db?statement_timeout=nan",
+        "sqlite:///x.db?busy_timeout=inf",
+        "postgresql://u@h/db?acquire_timeout=-1",
+        "postgresql://u@h/db?max_idle=NaN",
+        "postgresql://u@h/db?slow_query_ms=infinity",
+    ]:
+        name = url.rpartition("?")[2].partition("=")[0]
+        with pytest.raises(awaitdb.InterfaceError, match=name):
+            parse_config(url)
+    assert parse_config("sqlite:///x.db?statement_timeout=2.5").statement_timeout == 2.5
+
+
 # -- 4: year 1 and year 9999 ----------------------------------------------------------------------
 
 _EXTREMES = {
