@@ -3,7 +3,10 @@
 Options may come from keyword arguments or from the URL's query string; keyword arguments win.
 Every value is converted to its declared type here, so backends never see strings they must parse
 again, and a misspelt option fails at ``connect()`` with a message that names it.
-Passwords never leave this module except inside ``Config.dsn`` for the driver.
+Passwords never leave this module except inside ``Config.url`` for the driver: ``redacted_url``
+hides them (``user:password@`` up to the last ``@``, and ``?password=``), and ``Config.hide``
+scrubs them from driver messages. Timeouts are finite numbers >= 0 (``check_timeout`` applies
+the same rule to every per-call ``timeout=``).
 """
 
 from __future__ import annotations

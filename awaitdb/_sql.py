@@ -3,6 +3,11 @@
 The scanner skips string literals (``'...'``, ``E'...'``, ``$tag$...$tag$``), quoted identifiers
 (``"..."``, ```...```, ``[...]``), comments (``--`` and ``/* */``) and ``::`` casts, so only real
 placeholders are found. Results are cached per SQL text: the hot path pays a dict lookup.
+
+A text must hold exactly one statement (a trailing ``;`` and comments are fine) with at most
+``MAX_PARAMS`` distinct parameters; anything else is refused here, once, for every backend and
+face. The scanner jumps between the few characters that matter with a regular expression, so
+it stays linear and fast on multi-megabyte texts.
 """
 
 from __future__ import annotations

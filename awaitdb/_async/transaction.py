@@ -274,7 +274,9 @@ class Transaction(Scope):
                 if attempt + 1 >= attempts:
                     raise
             backend.release(binding.session, discard=True)
+            self._owns_session = False  # until the next one is ours: never released twice
             binding.session = await backend.acquire(write=not self.readonly, timeout=None)
+            self._owns_session = True
 
     async def _open_savepoint(self, parent: Scope) -> None:
         if self.isolation is not None:

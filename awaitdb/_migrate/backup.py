@@ -26,6 +26,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .._config import hide_secrets, url_secrets
 from .._errors import MigrationError
 
 __all__ = [
@@ -340,7 +341,9 @@ def backup_postgres(url: str, dest: str | Path, *, redacted: str = "") -> Path:
     result = subprocess.run(argv, capture_output=True, text=True, check=False, env=env)
     if result.returncode != 0:
         path.unlink(missing_ok=True)
-        message = result.stderr.strip().replace(url, redacted or "<url>")
+        message = hide_secrets(
+            result.stderr.strip().replace(url, redacted or "<url>"), url_secrets(url)
+        )
         raise MigrationError(f"pg_dump failed: {message}")
     _fsync_file(path)
     return path

@@ -66,7 +66,9 @@ def _decode_timestamp(data: tuple[int]) -> dt.datetime:
 def _encode_timestamptz(value: dt.datetime) -> tuple[int]:
     if type(value) is dt.date:
         value = dt.datetime(value.year, value.month, value.day)
-    return (_micros(value.astimezone(dt.UTC) - _EPOCH_UTC),)  # naive: local time, as asyncpg
+    if value.tzinfo is None:  # naive: local time, as asyncpg's own codec
+        value = value.astimezone(dt.UTC)
+    return (_micros(value - _EPOCH_UTC),)  # no conversion: year 1 at +05:00 stays exact
 
 
 def _decode_timestamptz(data: tuple[int]) -> dt.datetime:

@@ -265,7 +265,9 @@ class SyncTransaction(SyncScope):
                 if attempt + 1 >= attempts:
                     raise
             backend.release(binding.session, discard=True)
+            self._owns_session = False
             binding.session = backend.acquire(write=not self.readonly, timeout=None)
+            self._owns_session = True
 
     def _open_savepoint(self, parent: SyncScope) -> None:
         if self.isolation is not None:
