@@ -38,7 +38,7 @@ def _parse_bool(value: object) -> bool:
 
 
 def _parse_optional_float(value: object) -> float | None:
-    """A finite number of seconds (or milliseconds) >= 0, or None; text only from the URL."""
+    """A finite number of seconds (or milliseconds) >= 0, or None; URL values arrive as text."""
     if value is None or (isinstance(value, str) and value.strip().lower() in {"", "none"}):
         return None
     if isinstance(value, bool) or not isinstance(value, int | float | str):
@@ -228,8 +228,8 @@ def _url_password(url: str) -> tuple[int, int] | None:
     if at < 0:
         return None
     colon = url.find(":", start, at)
-    if colon < 0 or "/" in url[start:colon]:
-        return None
+    if colon < 0 or "/" in url[start:colon] or "@" in url[start:colon]:
+        return None  # no password; the ":" is a port's, the "@" in a path or query
     return colon + 1, at
 
 

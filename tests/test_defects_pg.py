@@ -355,6 +355,8 @@ def test_defect12_passwords_never_leak() -> None:
     assert redact_url("postgresql://alice:pw@h/app?password=x") == (
         "postgresql://alice:***@h/app?password=***"
     )
+    no_password = "postgresql://alice@h:5432/app?application_name=a@b"
+    assert redact_url(no_password) == no_password
 
 
 async def test_defect12_passwords_hidden_from_db_and_errors(pg_url: str) -> None:
