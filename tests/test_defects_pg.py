@@ -11,6 +11,7 @@ import os
 import random
 import signal
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -78,7 +79,7 @@ async def test_defect01_pool_keeps_slot_when_waiter_cancelled_after_grow(pg_url:
                     result, asyncio.CancelledError
                 ):
                     raise result
-        for _ in range(200):
+        for _ in range(1000):  # background resets of interrupted connections (loaded CI)
             if db.stats().pool_in_use == 0:
                 break
             await asyncio.sleep(0.01)
@@ -324,13 +325,20 @@ def test_defect11_ctrl_c_during_a_query_sync_pg(pg_url: str) -> None:
                 timer.cancel()
             assert db.fetch_val("SELECT 1") == 1
             assert db.stats().pool_in_use == 0
+    active = -1
     with psycopg.connect(pg_url.split("?", maxsplit=1)[0], autocommit=True) as conn:
-        row = conn.execute(
-            "SELECT count(*) FROM pg_stat_activity WHERE application_name = %s "
-            "AND state = 'active'",
-            ("awaitdb-test-ctrlc",),
-        ).fetchone()
-    assert row is not None and row[0] == 0
+        for _ in range(100):  # the server ends a closed connection's backend shortly
+            row = conn.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE application_name = %s "
+                "AND state = 'active'",
+                ("awaitdb-test-ctrlc",),
+            ).fetchone()
+            assert row is not None
+            active = row[0]
+            if active == 0:
+                break
+            time.sleep(0.02)
+    assert active == 0
 
 
 # -- 12: secrets ----------------------------------------------------------------------------------
