@@ -3,11 +3,15 @@
 Options may come from keyword arguments or from the URL's query string; keyword arguments win.
 Every value is converted to its declared type here, so backends never see strings they must parse
 again, and a misspelt option fails at ``connect()`` with a message that names it.
-Passwords never leave this module except inside ``Config.dsn`` for the driver.
+Passwords never leave this module except inside ``Config.url`` for the driver: ``redacted_url``
+hides them (``user:password@`` up to the last ``@``, and ``?password=``), and ``Config.hide``
+scrubs them from driver messages. Timeouts are finite numbers >= 0 (``check_timeout`` applies
+the same rule to every per-call ``timeout=``).
 """
 
 from __future__ import annotations
 
+import math
 import os
 import re
 from collections.abc import Callable, Mapping
@@ -18,7 +22,7 @@ from urllib.parse import parse_qsl, quote, unquote, urlsplit
 from ._errors import InterfaceError
 from ._hooks import parse_hook
 
-__all__ = ["Config", "parse_config", "redact_url"]
+__all__ = ["Config", "check_timeout", "hide_secrets", "parse_config", "redact_url", "url_secrets"]
 
 DEFAULT_URL = "sqlite:///awaitdb.sqlite3"
 
@@ -35,12 +39,37 @@ def _parse_bool(value: object) -> bool:
 
 
 def _parse_optional_float(value: object) -> float | None:
+    """A finite number of seconds (or milliseconds) >= 0, or None; URL values arrive as text."""
     if value is None or (isinstance(value, str) and value.strip().lower() in {"", "none"}):
         return None
-    result = float(value)  # type: ignore[arg-type]
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        raise ValueError(f"expected a number, got {type(value).__name__}")
+    result = float(value)
+    if not math.isfinite(result):
+        raise ValueError("must be a finite number")
     if result < 0:
         raise ValueError("must not be negative")
     return result
+
+
+def check_timeout(value: object, name: str = "timeout") -> float | None:
+    """A per-call timeout: ``None`` or a finite number of seconds >= 0, else ``InterfaceError``.
+
+    NaN or infinity handed to the event loop's timers corrupts them, and a string or a bool
+    is always a mistake, so they are refused here, once, for every backend and face.
+    """
+    if value is None:
+        return None
+    if type(value) is float or type(value) is int:
+        if 0 <= value < math.inf:  # False for NaN
+            return value
+    elif isinstance(value, int | float) and not isinstance(value, bool):
+        result = float(value)
+        if 0 <= result < math.inf:
+            return result
+    raise InterfaceError(
+        f"bad {name}={value!r}: a timeout is a finite number of seconds >= 0, or None"
+    )
 
 
 def _parse_float(value: object) -> float:
@@ -121,9 +150,21 @@ LIBPQ_PARAMS = frozenset(
     }
 )  # fmt: skip
 
+SSLMODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
+
+
+def _parse_ssl(value: object) -> str | None:
+    if value is None:
+        return None
+    text = str(value).strip().lower()
+    if text not in SSLMODES:
+        raise ValueError(f"expected one of {', '.join(SSLMODES)}")
+    return text
+
+
 _POSTGRES: dict[str, Callable[[object], Any]] = {
     "statement_cache_size": _parse_int,
-    "ssl": _parse_str_or_none,
+    "ssl": _parse_ssl,
     "replicas": _parse_list,
 }
 
@@ -137,6 +178,11 @@ class Config:
     redacted_url: str
     path: str = ""  # sqlite: file path or ":memory:"
     options: Mapping[str, Any] = field(default_factory=dict)
+    secrets: tuple[str, ...] = field(default=(), repr=False)  # passwords, to hide in messages
+
+    def hide(self, text: str) -> str:
+        """``text`` with this URL's passwords replaced by ``***`` (for error messages)."""
+        return hide_secrets(text, self.secrets)
 
     def get(self, name: str, default: Any) -> Any:
         """An option's value, or ``default`` when the user did not give it."""
@@ -167,12 +213,53 @@ class Config:
         return None if value is None else float(value)
 
 
-_PASSWORD = re.compile(r"(?P<pre>://[^:/@\s]*:)(?P<pw>[^@\s]*)(?P<post>@)")
+_QUERY_PASSWORD = re.compile(r"(?P<pre>[?&](?:ssl)?password=)(?P<pw>[^&#]*)", re.IGNORECASE)
+
+
+def _url_password(url: str) -> tuple[int, int] | None:
+    """Where the password in ``scheme://user:password@host`` starts and ends, if there is one.
+
+    A password may hold an unencoded ``@``, ``/`` or ``?``: it runs from the first ``:`` of the
+    user part to the LAST ``@``. Erring that way hides too much, never too little.
+    """
+    start = url.find("://")
+    if start < 0:
+        return None
+    start += 3
+    at = url.rfind("@", start)
+    if at < 0:
+        return None
+    colon = url.find(":", start, at)
+    if colon < 0 or "/" in url[start:colon] or "@" in url[start:colon]:
+        return None  # no password; the ":" is a port's, the "@" in a path or query
+    return colon + 1, at
 
 
 def redact_url(url: str) -> str:
-    """The URL with any password replaced by ``***``."""
-    return _PASSWORD.sub(r"\g<pre>***\g<post>", url)
+    """The URL with any password (``user:password@``, ``?password=``) replaced by ``***``."""
+    span = _url_password(url)
+    if span is not None:
+        url = url[: span[0]] + "***" + url[span[1] :]
+    return _QUERY_PASSWORD.sub(r"\g<pre>***", url)
+
+
+def url_secrets(url: str) -> tuple[str, ...]:
+    """Every password in ``url``, as written and percent-decoded, longest first."""
+    found: set[str] = set()
+    span = _url_password(url)
+    if span is not None:
+        found.add(url[span[0] : span[1]])
+    found.update(m.group("pw") for m in _QUERY_PASSWORD.finditer(url))
+    found |= {unquote(secret) for secret in found}
+    found |= {quote(secret, safe="") for secret in found}
+    return tuple(sorted((s for s in found if s), key=len, reverse=True))
+
+
+def hide_secrets(text: str, secrets: tuple[str, ...]) -> str:
+    """``text`` (a driver's error message) with every secret replaced by ``***``."""
+    for secret in secrets:
+        text = text.replace(secret, "***")
+    return text
 
 
 def parse_config(url: str | None = None, **options: Any) -> Config:
@@ -217,7 +304,8 @@ def parse_config(url: str | None = None, **options: Any) -> Config:
             parts = urlsplit(url)
             _ = parts.port  # validates the port
         except ValueError as exc:
-            raise InterfaceError(f"bad PostgreSQL URL {redacted!r}: {exc}") from None
+            hint = str(exc) if redacted == url else "percent-encode the password (@ is %40)"
+            raise InterfaceError(f"bad PostgreSQL URL {redacted!r}: {hint}") from None
         known = set(_COMMON) | set(table)
         query = []
         passthrough = []
@@ -225,6 +313,11 @@ def parse_config(url: str | None = None, **options: Any) -> Config:
             if key in known:
                 query.append((key, value))
             elif key in LIBPQ_PARAMS:  # sslmode, application_name...: for the driver
+                if key == "sslmode" and value not in SSLMODES:
+                    raise InterfaceError(
+                        f"bad sslmode {value!r} in {redacted!r}: expected one of "
+                        f"{', '.join(SSLMODES)}"
+                    )
                 passthrough.append(f"{quote(key)}={quote(value)}")
             else:
                 query.append((key, value))  # reported below as an unknown option
@@ -251,4 +344,11 @@ def parse_config(url: str | None = None, **options: Any) -> Config:
         raise InterfaceError(
             f"option 'min_size' ({min_size}) is larger than 'max_size' ({max_size})"
         )
-    return Config(scheme=scheme, url=driver_url, redacted_url=redacted, path=path, options=parsed)
+    return Config(
+        scheme=scheme,
+        url=driver_url,
+        redacted_url=redacted,
+        path=path,
+        options=parsed,
+        secrets=url_secrets(url),
+    )

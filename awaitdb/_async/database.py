@@ -16,10 +16,10 @@ from contextvars import ContextVar
 from typing import Any, TypeVar
 
 from .._compat import ASYNC, asleep
-from .._config import Config
+from .._config import Config, check_timeout
 from .._errors import InterfaceError, PoolOverloaded, PoolTimeout, TransientError
 from .._ops import EXECUTE_MANY
-from .._sql import SqlInfo, _cache, analyze, bind_lists, check_params
+from .._sql import BIG_SQL, SqlInfo, _cache, analyze, bind_lists, check_params
 from .._stats import Stats, StatsSnapshot, acquire_waited
 from .backend import NOT_NOW, Backend
 from .queries import Queries
@@ -54,6 +54,8 @@ class Database(Queries):
         self._scope: ContextVar[Scope | None] = ContextVar(f"awaitdb-{id(self)}", default=None)
         self._closed = False
         self._migrations_applied: tuple[str, ...] = ()
+        if ASYNC:
+            self._loop = asyncio.get_running_loop()  # its connections belong to this loop
 
     @property
     def url(self) -> str:
@@ -81,6 +83,29 @@ class Database(Queries):
     def _check_open(self) -> None:
         if self._closed:
             raise InterfaceError("the database is closed")
+        if ASYNC:
+            self._check_loop()
+
+    if ASYNC:
+
+        def _check_loop(self) -> None:
+            try:
+                loop = asyncio.get_running_loop()
+            except RuntimeError:
+                loop = None
+            if loop is not self._loop:
+                raise InterfaceError(
+                    "this Database was opened on another event loop; its connections belong "
+                    "to that loop: open one Database per event loop (or use connect_sync "
+                    "in threads)"
+                )
+
+    async def _analyze(self, sql: Any) -> SqlInfo:
+        """``analyze(sql)``; a long text is scanned in a worker thread, off the event loop."""
+        if ASYNC:  # noqa: SIM102 - the generator drops ``if ASYNC:`` blocks from the sync face
+            if isinstance(sql, str) and len(sql) > BIG_SQL:
+                return await asyncio.to_thread(analyze, sql)
+        return analyze(sql)
 
     # -- queries ---------------------------------------------------------------------------------
 
@@ -98,7 +123,13 @@ class Database(Queries):
             scope = self._scope.get()
         if self._closed:
             raise InterfaceError("the database is closed")
-        info = _cache.get(sql) or analyze(sql)
+        if ASYNC:  # noqa: SIM102 - the generator drops ``if ASYNC:`` blocks from the sync face
+            if asyncio.get_running_loop() is not self._loop:
+                self._check_loop()
+        try:
+            info = _cache[sql]
+        except (KeyError, TypeError):
+            info = await self._analyze(sql)
         if kind == EXECUTE_MANY:
             if ASYNC:
                 if len(params) > MANY_CHECKED_ON_LOOP:  # ~0.5 us a row: off the loop
@@ -111,8 +142,7 @@ class Database(Queries):
             check_params(info, params)
         if info.lists is not None:  # ``IN :ids``: expanded (SQLite) or one array (PostgreSQL)
             info, params = bind_lists(info, params, self._backend.name, many=kind == EXECUTE_MANY)
-        if timeout is None:
-            timeout = self._statement_timeout
+        timeout = self._statement_timeout if timeout is None else check_timeout(timeout)
         stats = self._stats
         waited = acquire_waited()
         start = time.perf_counter()
@@ -146,7 +176,7 @@ class Database(Queries):
         timeout: float | None = None,
     ) -> Rows:
         """Stream rows in batches; use ``async for`` (and ``async with`` to stop early)."""
-        return Rows(self, None, sql, params, batch_size, timeout)
+        return Rows(self, None, sql, params, batch_size, check_timeout(timeout))
 
     # -- blocks ----------------------------------------------------------------------------------
 
@@ -158,6 +188,7 @@ class Database(Queries):
         timeout: float | None = None,
     ) -> Transaction:
         """A transaction block; nested blocks are savepoints."""
+        check_timeout(timeout)
         return Transaction(self, isolation=isolation, readonly=readonly, timeout=timeout)
 
     def current_transaction(self) -> Transaction | None:
@@ -224,6 +255,7 @@ class Database(Queries):
         """Refuse new work, let running work finish up to ``timeout`` seconds, then close."""
         if self._closed:
             return
+        timeout = check_timeout(timeout, "close timeout")
         self._closed = True
         await self._backend.close(timeout)
 

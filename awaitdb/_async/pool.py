@@ -5,16 +5,22 @@ waiter instead of waking everyone to race for it. ``acquire_timeout`` bounds the
 (``PoolTimeout``, with the pool's gauges in the message) and ``max_waiting`` bounds the queue
 (``PoolOverloaded``). Items older than ``max_lifetime`` or idle longer than ``max_idle`` are
 closed when seen; a discarded item frees its slot for the next waiter to open a new one.
+
+New connections are opened by the pool in a task of its own (async face): a caller cancelled
+while a connection is being opened does not cancel the opening; the pool keeps the connection
+and hands it to the next waiter (or the idle list). A freed slot handed to a waiter that has
+just been cancelled goes back to the pool, never into the idle list.
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import Any, Generic, TypeVar
 
-from .._compat import ANoLock, AWaiter
+from .._compat import ASYNC, ANoLock, AWaiter
 from .._errors import InterfaceError, PoolOverloaded, PoolTimeout
 from .._stats import Stats, note_acquire_wait
 
@@ -64,6 +70,7 @@ class Pool(Generic[T]):
         self._size = len(self._idle)
         self._waiters: deque[AWaiter[T]] = deque()
         self._lock = ANoLock()
+        self._opening: set[Any] = set()  # async face: openings whose caller gave up
         self.closed = False
 
     # -- lending -------------------------------------------------------------------------------
@@ -131,7 +138,9 @@ class Pool(Generic[T]):
                 got, item = waiter.abandon()
                 if not got:
                     self._remove_waiter(waiter)
-            if got:
+            if got and item is _GROW:
+                self._free_slot()  # a slot was handed over just as we gave up: pass it on
+            elif got:
                 self.release(item)  # it was handed over just as we gave up: pass it on
             if isinstance(exc, TimeoutError):
                 stats.acquire_timeouts += 1
@@ -146,14 +155,53 @@ class Pool(Generic[T]):
 
     async def _open_new(self) -> T:
         assert self._opener is not None
-        try:
-            item = await self._opener()
-        except BaseException:
-            self._free_slot()
-            raise
+        if ASYNC:
+            # The pool's own task: cancelling the caller must not cancel a half-open connection.
+            task = asyncio.ensure_future(self._opener())
+            try:
+                item = await asyncio.shield(task)
+            except BaseException:
+                if not task.done():
+                    self._opening.add(task)
+                    task.add_done_callback(self._adopt)
+                elif not task.cancelled() and task.exception() is None:
+                    self._adopt(task)  # opened just as the caller gave up: keep it
+                else:
+                    self._free_slot()
+                raise
+        else:
+            try:
+                item = await self._opener()
+            except BaseException:
+                self._free_slot()
+                raise
         self._born[id(item)] = time.monotonic()
         self._stats.acquire_waits.append(0.0)
         return item
+
+    if ASYNC:
+
+        def _adopt(self, task: asyncio.Future[T]) -> None:
+            """A connection opened for a caller who gave up: give it to the next waiter."""
+            self._opening.discard(task)
+            if task.cancelled() or task.exception() is not None:  # retrieved: no log noise
+                self._free_slot()
+                return
+            item = task.result()
+            self._born[id(item)] = time.monotonic()
+            if self.closed:
+                self._drop(item)
+            else:
+                self.release(item)
+
+        async def settle(self, timeout: float) -> None:
+            """Wait up to ``timeout`` for openings nobody waits for any more, then cancel them."""
+            pending = list(self._opening)
+            if pending:
+                await asyncio.wait(pending, timeout=timeout)
+                for task in pending:
+                    task.cancel()
+                await asyncio.wait(pending, timeout=timeout)
 
     def release(self, item: T, *, discard: bool = False) -> None:
         """Give ``item`` back: to the oldest waiter, else to the idle list. Never waits."""

@@ -24,7 +24,8 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from .._compat import ASYNC, AWaiter, isawaitable
-from .._errors import InterfaceError, QueryTimeout, TransactionAborted
+from .._config import check_timeout
+from .._errors import ConnectionLost, InterfaceError, QueryTimeout, TransactionAborted
 from .._ops import EXECUTE, ISOLATION_LEVELS
 from .._sql import TXCONTROL, SqlInfo, analyze
 from .._state import TransactionState
@@ -87,7 +88,7 @@ class Scope(Queries):
         batch_size: int = 500,
         timeout: float | None = None,
     ) -> Rows:
-        return Rows(self._db, self, sql, params, batch_size, timeout)
+        return Rows(self._db, self, sql, params, batch_size, check_timeout(timeout))
 
     async def _session_for(self, info: SqlInfo | None, timeout: float | None) -> Session:
         """The session, once this block may use it; checks state, turn and deadline."""
@@ -261,7 +262,7 @@ class Transaction(Scope):
         binding.stack.append(self)  # claim the turn before awaiting: siblings queue behind us
         begin = analyze(db._backend.begin_sql(self.isolation, self.readonly))
         try:
-            await binding.session.run(EXECUTE, begin, None, None, self.timeout)
+            await self._run_begin(begin)
         except BaseException:
             self._unclaim()
             if self._owns_session:
@@ -271,6 +272,25 @@ class Transaction(Scope):
         binding.in_tx = True
         if self.timeout is not None:
             binding.deadline = time.monotonic() + self.timeout
+
+    async def _run_begin(self, begin: SqlInfo) -> None:
+        """BEGIN; a pooled connection that died while idle (a server restart) is replaced:
+        a BEGIN that meets a dead connection changed nothing, so another one may try."""
+        binding = self._binding
+        assert binding is not None
+        backend = self._db._backend
+        attempts = backend.pool_stats()["max_size"] + 1 if self._owns_session else 1
+        for attempt in range(attempts):
+            try:
+                await binding.session.run(EXECUTE, begin, None, None, self.timeout)
+                return
+            except ConnectionLost:
+                if attempt + 1 >= attempts:
+                    raise
+            backend.release(binding.session, discard=True)
+            self._owns_session = False  # until the next one is ours: never released twice
+            binding.session = await backend.acquire(write=not self.readonly, timeout=None)
+            self._owns_session = True
 
     async def _open_savepoint(self, parent: Scope) -> None:
         if self.isolation is not None:

@@ -26,6 +26,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .._config import hide_secrets, url_secrets
 from .._errors import MigrationError
 
 __all__ = [
@@ -320,6 +321,27 @@ def restore_sqlite(
     return manifest
 
 
+def pg_dump_command(pg_dump: str, url: str, path: Path) -> tuple[list[str], dict[str, str]]:
+    """``pg_dump``'s argv and environment: the password travels in ``PGPASSWORD``, never on
+    the command line (which any local user can read in ``/proc/PID/cmdline``)."""
+    from urllib.parse import parse_qsl, unquote, urlencode, urlsplit
+
+    parts = urlsplit(url)
+    env = dict(os.environ)
+    query = parse_qsl(parts.query, keep_blank_values=True)
+    password = next((v for k, v in query if k == "password"), None)
+    netloc = parts.netloc
+    if parts.password is not None:
+        password = unquote(parts.password)
+        user = netloc.rpartition("@")[0].partition(":")[0]
+        netloc = f"{user}@{netloc.rpartition('@')[2]}"
+    if password is not None:
+        env["PGPASSWORD"] = password
+    kept = urlencode([(k, v) for k, v in query if k != "password"])
+    clean = parts._replace(netloc=netloc, query=kept).geturl()
+    return [pg_dump, "--format=custom", "--file", str(path), "--dbname", clean], env
+
+
 def backup_postgres(url: str, dest: str | Path, *, redacted: str = "") -> Path:
     """``pg_dump --format=custom`` of the database at ``url`` into ``dest``."""
     pg_dump = shutil.which("pg_dump")
@@ -334,15 +356,13 @@ def backup_postgres(url: str, dest: str | Path, *, redacted: str = "") -> Path:
         stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S%fZ")
         path = path / f"pg-{stamp}.dump"
     path.parent.mkdir(parents=True, exist_ok=True)
-    result = subprocess.run(
-        [pg_dump, "--format=custom", "--file", str(path), "--dbname", url],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    argv, env = pg_dump_command(pg_dump, url, path)
+    result = subprocess.run(argv, capture_output=True, text=True, check=False, env=env)
     if result.returncode != 0:
         path.unlink(missing_ok=True)
-        message = result.stderr.strip().replace(url, redacted or "<url>")
+        message = hide_secrets(
+            result.stderr.strip().replace(url, redacted or "<url>"), url_secrets(url)
+        )
         raise MigrationError(f"pg_dump failed: {message}")
     _fsync_file(path)
     return path

@@ -17,9 +17,7 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import time
-import uuid
 from collections.abc import Mapping
 from typing import Any
 
@@ -39,8 +37,17 @@ from .._ops import EXECUTE, EXECUTE_MANY, FETCH_ALL, FETCH_ONE
 from .._record import Record, cached_record_class, column_index
 from .._sql import TXCONTROL, SqlInfo
 from .._stats import Stats
-from .common import RESET_QUERY, backoff, begin_sql, is_permanent, may_move_on, pool_options
-from .errors import command_count, is_connection_error, translate
+from .codecs import install_codecs
+from .common import (
+    RESET_QUERY,
+    backoff,
+    begin_sql,
+    build_records,
+    is_permanent,
+    may_move_on,
+    pool_options,
+)
+from .errors import command_count, is_connection_error, too_deep, translate
 
 __all__ = ["PostgresBackend"]
 
@@ -51,10 +58,6 @@ _DRIVER_ERRORS = (
     asyncpg.exceptions._base.InternalClientError,  # protocol state lost: connection unusable
     OSError,
 )
-
-
-def _json_dumps(value: Any) -> str:
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
 
 
 def _record_cls(info: SqlInfo, row: asyncpg.Record) -> type[Record]:
@@ -83,8 +86,7 @@ async def execute(
             rows = await conn.fetch(sql, *args, timeout=timeout)
             if not rows:
                 return []
-            cls = _record_cls(info, rows[0])
-            return list(map(cls, rows))
+            return build_records(_record_cls(info, rows[0]), rows)
         if kind == EXECUTE:
             status = await conn.execute(sql, *args, timeout=timeout)
             if info.kind == TXCONTROL and status == "ROLLBACK" and not _is_rollback(info):
@@ -98,6 +100,8 @@ async def execute(
         return None if row is None else _column(row, arg)
     except _DRIVER_ERRORS as exc:
         raise translate(exc, info) from exc
+    except RecursionError:  # asyncpg could not even describe the JSON value it failed to encode
+        raise too_deep(info, params, decoding=False) from None
 
 
 def _is_rollback(info: SqlInfo) -> bool:
@@ -119,7 +123,7 @@ class PgSession:
 
     @property
     def in_transaction(self) -> bool:
-        return self.unsure or bool(self.conn.is_in_transaction())
+        return self.unsure or _in_transaction(self.conn)
 
     async def run(
         self, kind: int, info: SqlInfo, params: Any, arg: Any, timeout: float | None
@@ -140,7 +144,7 @@ class PgSession:
     ) -> Any:
         async with self._lock:
             try:
-                if not self.conn.is_in_transaction():  # asyncpg cursors live in a transaction
+                if not _in_transaction(self.conn):  # asyncpg cursors live in a transaction
                     self.cursor_tx = True
                     await self.conn.execute(begin_sql(None, readonly=not info.is_write))
                 args = info.positional(params) if info.order else ()
@@ -193,6 +197,12 @@ def _interrupted(exc: BaseException) -> bool:
 
 def _alive(conn: asyncpg.Connection) -> bool:
     return not conn.is_closed()
+
+
+def _in_transaction(conn: asyncpg.Connection) -> bool:
+    """asyncpg's ``is_in_transaction``, False once the connection is closed or terminated
+    (asyncpg then has no protocol left to ask and raises ``AttributeError``)."""
+    return not conn.is_closed() and bool(conn.is_in_transaction())
 
 
 class PostgresBackend:
@@ -258,8 +268,9 @@ class PostgresBackend:
                 self.stats.connection_errors += 1
                 state = str(getattr(exc, "sqlstate", "") or "")
                 if is_permanent(exc) or time.monotonic() + delay >= deadline:
+                    detail = config.hide(f"{type(exc).__name__}: {exc}")
                     raise CannotConnect(
-                        f"cannot connect to {config.redacted_url}: {type(exc).__name__}: {exc}",
+                        f"cannot connect to {config.redacted_url}: {detail}",
                         sqlstate=state or None,
                     ) from exc
                 pause, delay = backoff(delay)
@@ -274,13 +285,7 @@ class PostgresBackend:
             return conn
 
     async def _init(self, conn: asyncpg.Connection) -> None:
-        for name in ("json", "jsonb"):
-            await conn.set_type_codec(
-                name, encoder=_json_dumps, decoder=json.loads, schema="pg_catalog"
-            )
-        await conn.set_type_codec(
-            "uuid", encoder=str, decoder=uuid.UUID, schema="pg_catalog", format="text"
-        )
+        await install_codecs(conn)
         await run_hook(self._config.get("on_connect", None), conn, close=_terminate_raw)
 
     def _terminate(self, conn: asyncpg.Connection) -> None:
@@ -298,7 +303,7 @@ class PostgresBackend:
         """Return ``conn`` to the pool, resetting it first (in the background) if needed."""
         if conn.is_closed():
             self._pool.release(conn, discard=True)
-        elif dirty or unsure or conn.is_in_transaction():
+        elif dirty or unsure or _in_transaction(conn):
             reset = self._reset(conn, dirty, commit, unsure)
             task = asyncio.get_running_loop().create_task(reset)
             self._resets.add(task)
@@ -313,7 +318,7 @@ class PostgresBackend:
             async with asyncio.timeout(10):
                 # After an interruption the local transaction state may be stale: ROLLBACK
                 # unconditionally (it also waits for the cancellation to finish).
-                if unsure or conn.is_in_transaction():
+                if unsure or _in_transaction(conn):
                     await conn.execute("COMMIT" if commit and not unsure else "ROLLBACK")
                 if dirty:
                     await conn.execute(RESET_QUERY)
@@ -395,6 +400,7 @@ class PostgresBackend:
         if self._resets:
             await asyncio.wait(list(self._resets), timeout=2)
         self._pool.close()
+        await self._pool.settle(2)
         idle = self._pool.take_idle()
         await asyncio.gather(
             *(conn.close(timeout=2) for conn in idle if not conn.is_closed()),

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import gc
 import random
+from collections.abc import Sequence
 from typing import Any
 
 from .._config import Config
@@ -14,6 +16,7 @@ __all__ = [
     "RESET_QUERY",
     "backoff",
     "begin_sql",
+    "build_records",
     "is_permanent",
     "may_move_on",
     "pool_options",
@@ -23,6 +26,25 @@ __all__ = [
 RESET_QUERY = "CLOSE ALL; UNLISTEN *; RESET ALL; SELECT pg_advisory_unlock_all(); DISCARD TEMP"
 
 _PERMANENT = ("28", "3D")  # bad credentials, no such database: retrying will not help
+
+
+_GC_PAUSE_ROWS = 1000
+
+
+def build_records(cls: type[Any], rows: Sequence[Any]) -> list[Any]:
+    """``[cls(row) for row in rows]`` in one C-level pass, with the cyclic GC paused.
+
+    Building 200k records allocates 200k containers: left on, the collector runs full passes
+    over every live object several times during the loop (most of fetch_all's overhead over
+    the bare driver). Records hold no cycles, so nothing is lost by pausing it.
+    """
+    if len(rows) < _GC_PAUSE_ROWS or not gc.isenabled():
+        return list(map(cls, rows))
+    gc.disable()
+    try:
+        return list(map(cls, rows))
+    finally:
+        gc.enable()
 
 
 def begin_sql(isolation: str | None, readonly: bool) -> str:

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import re
+from collections.abc import Callable, Mapping
+from typing import Any
 
 from .._errors import (
     ConnectionLost,
+    DataError,
     Error,
     InterfaceError,
     QueryTimeout,
@@ -14,7 +17,16 @@ from .._errors import (
 )
 from .._sql import SqlInfo
 
-__all__ = ["command_count", "is_connection_error", "never_sent", "translate"]
+__all__ = [
+    "command_count",
+    "is_connection_error",
+    "never_sent",
+    "nul_in_text",
+    "param_named",
+    "too_deep",
+    "translate",
+    "unencodable",
+]
 
 _ARG = re.compile(r"query argument \$(\d+)")
 
@@ -99,3 +111,44 @@ def command_count(status: str | None) -> int:
         return 0
     last = status.rsplit(" ", 1)[-1]
     return int(last) if last.isdigit() else 0
+
+
+def param_named(info: SqlInfo | None, params: Any, test: Callable[[Any], bool]) -> str:
+    """``:name`` of the first parameter whose value passes ``test``, for error messages."""
+    if info is not None and isinstance(params, Mapping):
+        for name in info.order:
+            try:
+                if test(params.get(name)):
+                    return f":{name}"
+            except RecursionError:
+                return f":{name}"
+    return "a parameter"
+
+
+def _has_surrogate(value: Any) -> bool:
+    return isinstance(value, str) and any("\ud800" <= ch <= "\udfff" for ch in value)
+
+
+def unencodable(info: SqlInfo | None, params: Any, exc: UnicodeEncodeError) -> InterfaceError:
+    """A string PostgreSQL cannot store as UTF-8 (a lone surrogate): name the parameter."""
+    name = param_named(info, params, _has_surrogate)
+    return InterfaceError(f"cannot bind {name}: its text cannot be encoded as UTF-8 ({exc.reason})")
+
+
+def too_deep(info: SqlInfo | None, params: Any, *, decoding: bool) -> Error:
+    """A JSON value nested past Python's recursion limit, going in or coming out."""
+    if decoding:
+        return DataError(
+            "a JSON value in the result is nested too deeply for Python to decode", sqlstate="22000"
+        )
+    name = param_named(info, params, lambda v: isinstance(v, dict | list))
+    return InterfaceError(f"cannot bind {name}: the JSON value is nested too deeply to encode")
+
+
+def nul_in_text(info: SqlInfo | None, params: Any) -> DataError:
+    """psycopg refuses text holding NUL before sending it: name the parameter."""
+    name = param_named(info, params, lambda v: isinstance(v, str) and "\0" in v)
+    return DataError(
+        f"cannot store {name}: PostgreSQL text cannot contain NUL (0x00) characters",
+        sqlstate="22021",
+    )

@@ -24,15 +24,30 @@ from psycopg.rows import tuple_row
 from psycopg.types.array import ListDumper
 
 from .._config import Config
-from .._errors import CannotConnect, ConnectionLost, Error, InterfaceError, TransactionAborted
+from .._errors import (
+    CannotConnect,
+    ConnectionLost,
+    DataError,
+    Error,
+    InterfaceError,
+    TransactionAborted,
+)
 from .._hooks import run_hook_sync
 from .._ops import EXECUTE, EXECUTE_MANY, FETCH_ALL, FETCH_ONE
 from .._record import Record, cached_record_class, column_index
 from .._sql import TXCONTROL, SqlArray, SqlInfo
 from .._stats import Stats
 from .._sync.pool import SyncPool
-from .common import RESET_QUERY, backoff, begin_sql, is_permanent, may_move_on, pool_options
-from .errors import translate
+from .common import (
+    RESET_QUERY,
+    backoff,
+    begin_sql,
+    build_records,
+    is_permanent,
+    may_move_on,
+    pool_options,
+)
+from .errors import nul_in_text, too_deep, translate, unencodable
 
 __all__ = ["SyncPostgresBackend"]
 
@@ -55,7 +70,15 @@ def _record_cls(info: SqlInfo, description: Any) -> type[Record]:
 
 
 def _translate(exc: BaseException, conn: psycopg.Connection[Any], info: SqlInfo | None,
-               params: Any) -> Error:  # fmt: skip
+               params: Any, *, sent: bool = True) -> Error:  # fmt: skip
+    if isinstance(exc, RecursionError):
+        return too_deep(info, params, decoding=sent)
+    if isinstance(exc, UnicodeEncodeError):
+        return unencodable(info, params, exc)
+    if isinstance(exc, psycopg.DataError) and not getattr(exc, "sqlstate", None):
+        if "NUL" in str(exc):  # refused by psycopg before sending
+            return nul_in_text(info, params)
+        return DataError(str(exc), sqlstate="22000")  # e.g. a date Python cannot hold
     if conn.broken or (
         isinstance(exc, psycopg.OperationalError) and not getattr(exc, "sqlstate", None)
     ):
@@ -82,6 +105,7 @@ def execute(conn: psycopg.Connection[Any], kind: int, info: SqlInfo, params: Any
         timer = threading.Timer(timeout, conn.cancel_safe)
         timer.daemon = True
         timer.start()
+    sent = False
     try:
         cursor = conn.cursor()
         sql = info.numbered
@@ -90,6 +114,7 @@ def execute(conn: psycopg.Connection[Any], kind: int, info: SqlInfo, params: Any
             return len(params)
         args = info.positional(params) if info.order else None
         cursor.execute(sql, args)
+        sent = True  # from here on, errors come from decoding the result
         if kind == FETCH_ONE:
             row = cursor.fetchone()
             return None if row is None else _record_cls(info, cursor.description)(row)
@@ -97,7 +122,7 @@ def execute(conn: psycopg.Connection[Any], kind: int, info: SqlInfo, params: Any
             rows = cursor.fetchall()
             if not rows:
                 return []
-            return list(map(_record_cls(info, cursor.description), rows))
+            return build_records(_record_cls(info, cursor.description), rows)
         if kind == EXECUTE:
             status = cursor.statusmessage
             if info.kind == TXCONTROL and status == "ROLLBACK" and not _is_rollback(info):
@@ -107,8 +132,8 @@ def execute(conn: psycopg.Connection[Any], kind: int, info: SqlInfo, params: Any
             return max(cursor.rowcount, 0)
         row = cursor.fetchone()
         return None if row is None else _column(cursor.description, row, arg)
-    except (psycopg.Error, OSError) as exc:
-        error = _translate(exc, conn, info, params)
+    except (psycopg.Error, OSError, UnicodeError, RecursionError) as exc:
+        error = _translate(exc, conn, info, params, sent=sent)
         if timer is not None and error.sqlstate == "57014":
             error = type(error)("the statement ran past its timeout and was cancelled",
                                 sqlstate="57014")  # fmt: skip
@@ -284,8 +309,9 @@ class SyncPostgresBackend:
                 self.stats.connection_errors += 1
                 state = str(getattr(exc, "sqlstate", "") or "")
                 if is_permanent(exc) or time.monotonic() + delay >= deadline:
+                    detail = config.hide(f"{type(exc).__name__}: {exc}")
                     raise CannotConnect(
-                        f"cannot connect to {config.redacted_url}: {type(exc).__name__}: {exc}",
+                        f"cannot connect to {config.redacted_url}: {detail}",
                         sqlstate=state or None,
                     ) from exc
                 pause, delay = backoff(delay)
@@ -321,6 +347,9 @@ class SyncPostgresBackend:
         except psycopg.Error:
             self._pool.release(conn, discard=True)
             return
+        except BaseException:  # interrupted while resetting: never reuse it
+            self._pool.release(conn, discard=True)
+            raise
         self._pool.release(conn)
 
     # -- autocommit ---------------------------------------------------------------------------
@@ -338,13 +367,16 @@ class SyncPostgresBackend:
             conn = pool.try_acquire() or pool.acquire()
             try:
                 result = execute(conn, kind, info, params, arg, timeout)
-            except BaseException as exc:
+            except Exception as exc:
                 if not _alive(conn) or isinstance(exc, ConnectionLost):
                     pool.release(conn, discard=True)
                     if may_move_on(info, exc, attempt, self._max_size):
                         continue
                 else:
                     self._give_back(conn, dirty=info.changes_session)
+                raise
+            except BaseException:  # Ctrl-C, SystemExit: passes through; the state is unknown
+                pool.release(conn, discard=True)
                 raise
             self._give_back(conn, dirty=info.changes_session)
             return result

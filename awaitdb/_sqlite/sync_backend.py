@@ -77,7 +77,7 @@ class _Conn:
                     if not is_busy(exc):
                         raise translate(exc) from exc
                     busy = exc
-                except BaseException as exc:
+                except Exception as exc:  # KeyboardInterrupt, SystemExit: untouched
                     raise translate(exc) from exc
                 return self.wait_out(busy, run_op, (self.conn, kind, info, params, arg), False)
             self.deadline = time.perf_counter() + timeout
@@ -89,7 +89,7 @@ class _Conn:
                     if not is_busy(exc):
                         raise translate(exc, timed_out=True) from exc
                     busy = exc
-                except BaseException as exc:
+                except Exception as exc:  # KeyboardInterrupt, SystemExit: untouched
                     raise translate(exc, timed_out=True) from exc
                 return self.wait_out(busy, run_op, (self.conn, kind, info, params, arg), True)
             finally:
@@ -115,7 +115,7 @@ class _Conn:
 
         try:
             return wait_out_busy(busy, self.conn, self.target, fn, args, give_up)
-        except BaseException as exc:
+        except Exception as exc:  # KeyboardInterrupt, SystemExit: untouched
             raise translate(exc, timed_out=timed) from exc
 
     def call(self, fn: Callable[..., Any], args: tuple[Any, ...], timeout: float | None) -> Any:
@@ -132,7 +132,7 @@ class _Conn:
                     if not is_busy(exc):
                         raise translate(exc, timed_out=timed) from exc
                     busy = exc
-                except BaseException as exc:
+                except Exception as exc:  # KeyboardInterrupt, SystemExit: untouched
                     raise translate(exc, timed_out=timed) from exc
                 return self.wait_out(busy, fn, args, timed)
             finally:
@@ -272,7 +272,7 @@ class SyncSQLiteBackend:
                             if not is_busy(exc):
                                 raise translate(exc) from exc
                             busy = exc
-                        except BaseException as exc:
+                        except Exception as exc:  # KeyboardInterrupt, SystemExit: untouched
                             raise translate(exc) from exc
                         args = (reader.conn, kind, info, params, arg)
                         return reader.wait_out(busy, run_op, args, False)

@@ -18,7 +18,7 @@ from contextvars import ContextVar
 from typing import Any, TypeVar
 
 from .._compat import sleep
-from .._config import Config
+from .._config import Config, check_timeout
 from .._errors import InterfaceError, PoolOverloaded, PoolTimeout, TransientError
 from .._ops import EXECUTE_MANY
 from .._sql import SqlInfo, _cache, analyze, bind_lists, check_params
@@ -77,6 +77,10 @@ class SyncDatabase(Queries):
         if self._closed:
             raise InterfaceError("the database is closed")
 
+    def _analyze(self, sql: Any) -> SqlInfo:
+        """``analyze(sql)``; a long text is scanned in a worker thread, off the event loop."""
+        return analyze(sql)
+
     def _run(
         self,
         kind: int,
@@ -91,15 +95,17 @@ class SyncDatabase(Queries):
             scope = self._scope.get()
         if self._closed:
             raise InterfaceError("the database is closed")
-        info = _cache.get(sql) or analyze(sql)
+        try:
+            info = _cache[sql]
+        except (KeyError, TypeError):
+            info = self._analyze(sql)
         if kind == EXECUTE_MANY:
             _check_many(info, params)
         elif params is None or type(params) is not dict or params.keys() != info.names:
             check_params(info, params)
         if info.lists is not None:
             info, params = bind_lists(info, params, self._backend.name, many=kind == EXECUTE_MANY)
-        if timeout is None:
-            timeout = self._statement_timeout
+        timeout = self._statement_timeout if timeout is None else check_timeout(timeout)
         stats = self._stats
         waited = acquire_waited()
         start = time.perf_counter()
@@ -128,12 +134,13 @@ class SyncDatabase(Queries):
         self, sql: str, params: Any = None, *, batch_size: int = 500, timeout: float | None = None
     ) -> SyncRows:
         """Stream rows in batches; use ``async for`` (and ``async with`` to stop early)."""
-        return SyncRows(self, None, sql, params, batch_size, timeout)
+        return SyncRows(self, None, sql, params, batch_size, check_timeout(timeout))
 
     def transaction(
         self, *, isolation: str | None = None, readonly: bool = False, timeout: float | None = None
     ) -> SyncTransaction:
         """A transaction block; nested blocks are savepoints."""
+        check_timeout(timeout)
         return SyncTransaction(self, isolation=isolation, readonly=readonly, timeout=timeout)
 
     def current_transaction(self) -> SyncTransaction | None:
@@ -183,6 +190,7 @@ class SyncDatabase(Queries):
         """Refuse new work, let running work finish up to ``timeout`` seconds, then close."""
         if self._closed:
             return
+        timeout = check_timeout(timeout, "close timeout")
         self._closed = True
         self._backend.close(timeout)
 

@@ -8,6 +8,11 @@ waiter instead of waking everyone to race for it. ``acquire_timeout`` bounds the
 (``PoolTimeout``, with the pool's gauges in the message) and ``max_waiting`` bounds the queue
 (``PoolOverloaded``). Items older than ``max_lifetime`` or idle longer than ``max_idle`` are
 closed when seen; a discarded item frees its slot for the next waiter to open a new one.
+
+New connections are opened by the pool in a task of its own (async face): a caller cancelled
+while a connection is being opened does not cancel the opening; the pool keeps the connection
+and hands it to the next waiter (or the idle list). A freed slot handed to a waiter that has
+just been cancelled goes back to the pool, never into the idle list.
 """
 
 from __future__ import annotations
@@ -66,6 +71,7 @@ class SyncPool(Generic[T]):
         self._size = len(self._idle)
         self._waiters: deque[Waiter[T]] = deque()
         self._lock = RLock()
+        self._opening: set[Any] = set()
         self.closed = False
 
     def try_acquire(self) -> T | None:
@@ -130,7 +136,9 @@ class SyncPool(Generic[T]):
                 got, item = waiter.abandon()
                 if not got:
                     self._remove_waiter(waiter)
-            if got:
+            if got and item is _GROW:
+                self._free_slot()
+            elif got:
                 self.release(item)
             if isinstance(exc, TimeoutError):
                 stats.acquire_timeouts += 1

@@ -27,7 +27,8 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from .._compat import Waiter
-from .._errors import InterfaceError, QueryTimeout, TransactionAborted
+from .._config import check_timeout
+from .._errors import ConnectionLost, InterfaceError, QueryTimeout, TransactionAborted
 from .._ops import EXECUTE, ISOLATION_LEVELS
 from .._sql import TXCONTROL, SqlInfo, analyze
 from .._state import TransactionState
@@ -83,7 +84,7 @@ class SyncScope(Queries):
     def iterate(
         self, sql: str, params: Any = None, *, batch_size: int = 500, timeout: float | None = None
     ) -> SyncRows:
-        return SyncRows(self._db, self, sql, params, batch_size, timeout)
+        return SyncRows(self._db, self, sql, params, batch_size, check_timeout(timeout))
 
     def _session_for(self, info: SqlInfo | None, timeout: float | None) -> SyncSession:
         """The session, once this block may use it; checks state, turn and deadline."""
@@ -252,7 +253,7 @@ class SyncTransaction(SyncScope):
         binding.stack.append(self)
         begin = analyze(db._backend.begin_sql(self.isolation, self.readonly))
         try:
-            binding.session.run(EXECUTE, begin, None, None, self.timeout)
+            self._run_begin(begin)
         except BaseException:
             self._unclaim()
             if self._owns_session:
@@ -262,6 +263,25 @@ class SyncTransaction(SyncScope):
         binding.in_tx = True
         if self.timeout is not None:
             binding.deadline = time.monotonic() + self.timeout
+
+    def _run_begin(self, begin: SqlInfo) -> None:
+        """BEGIN; a pooled connection that died while idle (a server restart) is replaced:
+        a BEGIN that meets a dead connection changed nothing, so another one may try."""
+        binding = self._binding
+        assert binding is not None
+        backend = self._db._backend
+        attempts = backend.pool_stats()["max_size"] + 1 if self._owns_session else 1
+        for attempt in range(attempts):
+            try:
+                binding.session.run(EXECUTE, begin, None, None, self.timeout)
+                return
+            except ConnectionLost:
+                if attempt + 1 >= attempts:
+                    raise
+            backend.release(binding.session, discard=True)
+            self._owns_session = False
+            binding.session = backend.acquire(write=not self.readonly, timeout=None)
+            self._owns_session = True
 
     def _open_savepoint(self, parent: SyncScope) -> None:
         if self.isolation is not None:
