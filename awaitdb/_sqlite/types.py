@@ -22,6 +22,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from .._errors import InterfaceError
+from .._sql import Positional
 
 __all__ = ["adapt_params", "adapt_value", "register_converters"]
 
@@ -68,10 +69,13 @@ def adapt_value(name: str, value: Any) -> Any:
         raise InterfaceError(f"cannot bind parameter :{name}: {exc}") from exc
 
 
-def adapt_params(params: Mapping[str, Any] | None) -> Mapping[str, Any] | tuple[()]:
+def adapt_params(params: Mapping[str, Any] | None) -> Mapping[str, Any] | tuple[Any, ...]:
     """``params`` unchanged when every value is native (the common case), else a new dict."""
     if params is None:
         return ()
+    if isinstance(params, Positional):  # ``IN :ids``: every placeholder bound by position
+        names = params.names
+        return tuple([adapt_value(names[i], v) for i, v in enumerate(params)])
     for value in params.values():
         if type(value) not in _NATIVE:
             return {name: adapt_value(name, v) for name, v in params.items()}
