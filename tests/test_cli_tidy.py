@@ -150,3 +150,32 @@ async def test_connect_migrations_are_logged_and_reported(
     with awaitdb.connect_sync(url, migrations=str(folder)) as sdb:
         assert sdb.migrations_applied == ("0003_more",)
     assert any(m.startswith("applied migration 0003_more in") for m in caplog.messages)
+
+
+@pytest.mark.parametrize("home_name", ["plain", "data.sqlite3.d"])
+def test_keep_prunes_only_this_database_even_under_a_dotted_folder(
+    tmp_path: Path, home_name: str
+) -> None:
+    # review of issue 13: pruning ``app`` deleted ``app-2``'s backups (a glob on the stem), and
+    # a folder named ``*.sqlite3*`` in the path made --keep prune nothing.
+    home = tmp_path / home_name
+    home.mkdir()
+    url = f"sqlite:///{home / 'app.db'}"
+    folder = _migrations(tmp_path / "migrations")
+    assert invoke("migrate", "--url", url, "--dir", str(folder), "--no-backup").exit_code == 0
+    backups = home / "backups"
+    backups.mkdir()
+    neighbour = [
+        "app-2-20000101T000000000000Z.sqlite3",
+        "app-2-20000101T000000000000Z.sqlite3.json",
+        "app-old-20000101T000000000000Z.sqlite3",
+    ]
+    for name in neighbour:
+        (backups / name).write_text("another database's backup")
+    for _ in range(3):
+        result = invoke("backup", "--url", url, "--dir", str(folder), "--keep", "1", "--json")
+        assert result.exit_code == 0, result.output
+    names = _backup_files(backups)
+    assert all((backups / name).exists() for name in neighbour), names
+    mine = [n for n in names if n not in neighbour]
+    assert len(mine) == 2 and mine[0] + ".json" == mine[1], names  # one backup + its manifest
