@@ -512,9 +512,10 @@ def _expanded(info: SqlInfo, lists: ListParams, sizes: tuple[int, ...]) -> SqlIn
         expanded = SqlInfo(sql, (), info.kind, sql, info.changes_session)
         expanded.is_write = info.is_write
         expanded.inline_ok = info.inline_ok and len(lists.slots) + sum(sizes) <= _INLINE_VARIABLES
-        if len(lists.expanded) >= 64:
-            lists.expanded.clear()
-        lists.expanded[sizes] = expanded
+        if max(sizes, default=0) <= _PAD_UP_TO:  # longer lists have exact, one-off shapes
+            if len(lists.expanded) >= 64:
+                lists.expanded.clear()
+            lists.expanded[sizes] = expanded
     return expanded
 
 

@@ -9,6 +9,8 @@ Written once against the async face; tools/async_to_sync.py generates the sync t
 from __future__ import annotations
 
 import uuid
+from datetime import datetime
+from decimal import Decimal
 from typing import Any
 
 import pytest
@@ -132,3 +134,23 @@ def test_any_and_all_take_a_list_on_postgresql(sdb: Any, backend_name: str) -> N
         pytest.skip("= ANY() / <> ALL() are PostgreSQL syntax")
     sql = "SELECT count(*) FROM generate_series(1, 5) g WHERE g = ANY(:ids) AND g <> ALL(:no)"
     assert sdb.fetch_val(sql, {"ids": [1, 2, 3], "no": (2,)}) == 2
+
+
+def test_in_list_values_bind_like_single_values(sdb: Any, dialect: Any) -> None:
+    t = dialect.types
+    sdb.execute(
+        f"CREATE TABLE vals (id INTEGER PRIMARY KEY, b {t['bytes']}, f {t['bool']}, d {t['decimal']}, at {t['datetime_naive']})"
+    )
+    rows = [
+        {"id": i, "b": bytes([i, 0, 255]), "f": i % 2 == 0, "d": Decimal(f"{i}.25"), "at": at}
+        for i, at in ((1, datetime(2026, 1, 1, 12)), (2, datetime(2026, 1, 2, 12)))
+    ]
+    sdb.execute_many("INSERT INTO vals VALUES (:id, :b, :f, :d, :at)", rows)
+    for column, values, expected in (
+        ("b", [bytes([2, 0, 255]), b"x"], 2),
+        ("f", [True], 2),
+        ("d", [Decimal("1.25"), Decimal("9")], 1),
+        ("at", [datetime(2026, 1, 2, 12)], 2),
+    ):
+        sql = f"SELECT id FROM vals WHERE {column} IN :v"
+        assert sdb.fetch_val(sql, {"v": values}) == expected, column
