@@ -14,13 +14,15 @@ the thread leaves the ``with`` block. Inside ``run_sync`` called from an async t
 the view's statements join that transaction.
 
 Calling a view from the loop's own thread would wait for the loop forever: it raises
-``InterfaceError`` instead.
+``InterfaceError`` instead; so does a call made or still waiting when the loop has stopped or
+closed (a waiting thread checks every 0.1 s that the loop still runs), never a hang.
 """
 
 from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import inspect
 import random
 import threading
 import time
@@ -79,8 +81,35 @@ class SyncView:
             future = asyncio.run_coroutine_threadsafe(coro, self._loop)
         except RuntimeError as exc:  # the loop is closed
             coro.close()
-            raise InterfaceError(f"the database's event loop is not running ({exc})") from None
-        return future.result()
+            raise InterfaceError(f"{_STOPPED} ({exc})") from None
+        self._wait([future], coro)
+        return _result(future)
+
+    def _wait(
+        self,
+        futures: list[concurrent.futures.Future[Any]],
+        coro: Coroutine[Any, Any, Any] | None = None,
+    ) -> None:
+        """Wait until one of ``futures`` is done; ``InterfaceError`` (never a hang) when the
+        loop stops before that: nothing would ever finish them."""
+        while True:
+            done, _pending = concurrent.futures.wait(
+                futures, timeout=_POLL_S, return_when=concurrent.futures.FIRST_COMPLETED
+            )
+            if done:
+                return
+            if not self._loop.is_running():
+                for future in futures:
+                    future.cancel()
+                if coro is not None and inspect.getcoroutinestate(coro) == inspect.CORO_CREATED:
+                    coro.close()  # never started: it never will
+                raise InterfaceError(_STOPPED)
+
+    def _soon(self, callback: Callable[..., Any], *args: Any) -> None:
+        try:
+            self._loop.call_soon_threadsafe(callback, *args)
+        except RuntimeError as exc:  # the loop is closed
+            raise InterfaceError(f"{_STOPPED} ({exc})") from None
 
     # -- queries ---------------------------------------------------------------------------------
 
@@ -180,31 +209,36 @@ class SyncView:
             concurrent.futures.Future()
         )
         held = self._call_later(_hold(self._db, open_block, entered))
-        waiting: list[concurrent.futures.Future[Any]] = [entered, held]
-        concurrent.futures.wait(waiting, return_when=concurrent.futures.FIRST_COMPLETED)
+        self._wait([entered, held])
         if not entered.done():
-            held.result()  # BEGIN failed: raise its error
+            _result(held)  # BEGIN failed: raise its error
         tx, finish = entered.result()
         token = self._db._scope.set(tx)  # this thread's calls now run in the transaction
         try:
             yield self
         except BaseException:
             self._db._scope.reset(token)
-            self._loop.call_soon_threadsafe(_settle, finish, False)
+            self._soon(_settle, finish, False)
+            self._wait([held])
             try:
-                held.result()
+                _result(held)
             except _Rollback:
                 pass
             raise
         self._db._scope.reset(token)
-        self._loop.call_soon_threadsafe(_settle, finish, True)
-        held.result()  # COMMIT's error, if any
+        self._soon(_settle, finish, True)
+        self._wait([held])
+        _result(held)  # COMMIT's error, if any
 
     def _call_later(self, coro: Coroutine[Any, Any, None]) -> concurrent.futures.Future[None]:
         if threading.get_ident() == self._loop_thread:
             coro.close()
             raise InterfaceError("a SyncView was called on its event loop's thread")
-        return asyncio.run_coroutine_threadsafe(coro, self._loop)
+        try:
+            return asyncio.run_coroutine_threadsafe(coro, self._loop)
+        except RuntimeError as exc:  # the loop is closed
+            coro.close()
+            raise InterfaceError(f"{_STOPPED} ({exc})") from None
 
     def run_in_transaction(
         self,
@@ -230,6 +264,26 @@ class SyncView:
                 attempt += 1
                 self._db._stats.retries += 1
                 time.sleep(random.uniform(0.0, min(1.0, backoff * 2**attempt)))
+
+
+_POLL_S = 0.1  # how often a waiting thread checks that the loop still runs
+_STOPPED = (
+    "the database's event loop is not running (it stopped or closed before the call finished): "
+    "a SyncView works only while the loop that made it runs; close the database before the loop"
+)
+
+
+def _result(future: concurrent.futures.Future[T]) -> T:
+    """``future.result()``, with the loop's shutdown (its tasks cancelled, the loop closed)
+    reported as ``InterfaceError`` rather than a raw ``CancelledError``/``RuntimeError``."""
+    try:
+        return future.result()
+    except concurrent.futures.CancelledError:
+        raise InterfaceError(_STOPPED) from None
+    except RuntimeError as exc:
+        if "loop is closed" in str(exc) or "no running event loop" in str(exc):
+            raise InterfaceError(f"{_STOPPED} ({exc})") from exc
+        raise
 
 
 async def _pull(rows: Rows, size: int) -> list[Record]:

@@ -24,6 +24,7 @@ __all__ = [
     "READ",
     "BIG_SQL",
     "MAX_PARAMS",
+    "Positional",
     "TXCONTROL",
     "SqlArray",
     "SqlInfo",
@@ -393,19 +394,24 @@ def _only_comments(text: str) -> bool:
 
 # -- list parameters: ``x IN :ids`` ------------------------------------------------------------
 #
-# One spelling for both backends: SQLite gets ``x IN (:ids__in0, :ids__in1, ...)``, padded to a
-# power-of-two length by repeating the last value (harmless for IN), so a statement has at most
-# a couple of dozen expanded forms in any statement cache; PostgreSQL gets ``x = ANY($n)`` (and
-# ``NOT IN`` becomes ``<> ALL($n)``) with the list bound as one array. An empty list matches
-# nothing (``NOT IN`` then matches everything) on both.
+# One spelling for both backends. SQLite gets ``x IN (?, ?, ...)``: every placeholder of the
+# statement becomes a plain ``?`` bound by position, because SQLite resolves *named* parameters
+# in quadratic time (10,000 named values stalled the loop for seconds). Short lists are padded
+# to a power-of-two length by repeating the last value (harmless for IN) so a statement has few
+# expanded forms; padding never passes SQLite's variable limit. PostgreSQL gets ``x = ANY($n)``
+# (``NOT IN`` becomes ``<> ALL($n)``) with the list bound as one array, and a list given to
+# ``= ANY(:x)`` / ``<> ALL(:x)`` is bound as an array on both faces. An empty list matches
+# nothing (``NOT IN`` then matches everything) on both. A list anywhere inside a parenthesised
+# ``IN (...)`` list, or a list name used both after ``IN`` and elsewhere, is refused.
 
-_LIST_HINT = re.compile(r"\bin\s*\(?\s*:[A-Za-z_]", re.IGNORECASE)
-_LIST_AT = re.compile(
-    r"(?:\b(not)\s+)?\b(in)\s*(?:(\()\s*)?:([A-Za-z_][A-Za-z0-9_]*)(?(3)\s*\))", re.IGNORECASE
-)
+_LIST_HINT = re.compile(r"\b(?:in|any|all)\b", re.IGNORECASE)
 # How each backend binds a list parameter (one lookup by backend name).
 _LIST_STYLE: Final = {"sqlite": "expand", "postgresql": "array"}
 _LIST_TYPES = (list, tuple)
+_PAD_UP_TO: Final = 1024  # lists longer than this are bound at their exact length
+_INLINE_VARIABLES: Final = 512  # more bound values than this: never run on the event loop
+_SUBQUERY_WORDS = frozenset({"select", "with", "values"})
+_WORD = re.compile(r"[A-Za-z0-9_$]+")
 
 
 class SqlArray(list[Any]):
@@ -414,52 +420,124 @@ class SqlArray(list[Any]):
     __slots__ = ()
 
 
+class Positional(tuple[Any, ...]):
+    """Values for a statement whose placeholders were all rewritten to ``?`` (SQLite lists);
+    ``names`` gives each position's parameter name for error messages."""
+
+    names: tuple[str, ...]
+
+
 class ListParams:
-    """Where a statement takes list parameters: ``IN :name`` spans and ``IN (:name)`` names."""
+    """Where a statement takes list parameters, and its SQLite template of ``?`` slots."""
 
-    __slots__ = ("ambiguous", "expanded", "names", "spans")
+    __slots__ = ("arrays", "elsewhere", "expanded", "in_paren", "names", "pieces", "slots", "spans")
 
-    def __init__(self, spans: list[tuple[int, int, str, bool]], ambiguous: list[str]) -> None:
+    def __init__(
+        self,
+        spans: list[tuple[int, int, str, bool]],
+        in_paren: list[str],
+        arrays: list[str],
+        pieces: list[str],
+        slots: list[tuple[str, int]],
+    ) -> None:
         self.spans = tuple(spans)  # (start, end, name, negated) in the original SQL
         self.names = tuple(dict.fromkeys(name for _s, _e, name, _n in spans))
-        self.ambiguous = tuple(dict.fromkeys(ambiguous))
+        self.in_paren = tuple(dict.fromkeys(in_paren))  # names inside ``IN ( ... )``
+        self.arrays = tuple(dict.fromkeys(arrays))  # names in ``ANY(:x)`` / ``ALL(:x)``
+        self.pieces = tuple(pieces)  # SQL text between slots (SQLite form)
+        self.slots = tuple(slots)  # (name, 0 scalar / 1 IN list / 2 NOT IN list)
+        scalar = {name for name, how in slots if not how}
+        self.elsewhere = tuple(name for name in self.names if name in scalar)
         self.expanded: dict[tuple[int, ...], SqlInfo] = {}  # SQLite forms by padded lengths
 
 
-def _opaque_ranges(sql: str) -> list[tuple[int, int]]:
-    ranges = []
+def _tokens(sql: str) -> list[tuple[str, int, int]]:
+    """Significant tokens as ``(text, start, end)``: lower-cased words, ``:name`` placeholders
+    (text starting with ``:``), ``(``/``)`` and other characters; comments and literals are
+    skipped (a literal is one ``'`` token), with the same placeholder rules as ``_scan``."""
+    out: list[tuple[str, int, int]] = []
     i, n = 0, len(sql)
     while i < n:
-        end = _skip_opaque(sql, i)
-        if end:
-            ranges.append((i, end))
-            i = end
-        else:
+        ch = sql[i]
+        skipped = _skip_opaque(sql, i)
+        if skipped:
+            if ch not in "-/":
+                out.append(("'", i, skipped))
+            i = skipped
+        elif ch.isspace():
             i += 1
-    return ranges
+        elif ch == "[" and out and _bracket_is_identifier(sql, i):
+            end = sql.find("]", i + 1)
+            end = n if end < 0 else end + 1
+            out.append(("'", i, end))
+            i = end
+        elif ch == ":":
+            if i + 1 < n and sql[i + 1] == ":":
+                i += 2
+            elif i + 1 < n and _IDENT_START.match(sql, i + 1) and not (i > 0 and sql[i - 1] == ":"):
+                match = _IDENT.match(sql, i + 1)
+                assert match is not None
+                out.append((":" + match.group(0), i, match.end()))
+                i = match.end()
+            else:
+                out.append((ch, i, i + 1))
+                i += 1
+        elif ch.isalpha() or ch == "_":
+            match = _WORD.match(sql, i)
+            assert match is not None
+            out.append((match.group(0).lower(), i, match.end()))
+            i = match.end()
+        else:
+            out.append((ch, i, i + 1))
+            i += 1
+    return out
 
 
 def _mark_lists(info: SqlInfo) -> SqlInfo:
-    """Find ``IN :name`` / ``NOT IN :name`` / ``IN (:name)`` outside literals and comments."""
+    """Find ``[NOT] IN :name``, names inside ``IN ( ... )`` and ``ANY(:name)`` / ``ALL(:name)``
+    outside literals and comments; build the SQLite template of ``?`` slots."""
     sql = info.sql
-    if not _LIST_HINT.search(sql):
+    if not info.names or not _LIST_HINT.search(sql):
         return info
-    opaque = _opaque_ranges(sql)
+    tokens = _tokens(sql)
     spans: list[tuple[int, int, str, bool]] = []
-    ambiguous: list[str] = []
-    for match in _LIST_AT.finditer(sql):
-        start = match.start()
-        if any(a <= start < b for a, b in opaque):
-            continue
-        name = match.group(4)
-        if match.group(3):
-            ambiguous.append(name)
-        else:
-            begin = match.start(1) if match.group(1) else match.start(2)
-            spans.append((begin, match.end(), name, bool(match.group(1))))
-    if not spans and not ambiguous:
+    in_paren: list[str] = []
+    arrays: list[str] = []
+    pieces: list[str] = []
+    slots: list[tuple[str, int]] = []
+    stack: list[bool] = []  # per open parenthesis: is it an ``IN ( ... )`` value list?
+    last = 0
+    for k, (text, start, end) in enumerate(tokens):
+        before = tokens[k - 1][0] if k else ""
+        if text == "(":
+            after = tokens[k + 1][0] if k + 1 < len(tokens) else ""
+            stack.append(before == "in" and after not in _SUBQUERY_WORDS)
+        elif text == ")":
+            if stack:
+                stack.pop()
+        elif text[0] == ":":
+            name = text[1:]
+            if before == "in":
+                negated = k >= 2 and tokens[k - 2][0] == "not"
+                begin = tokens[k - 2][1] if negated else tokens[k - 1][1]
+                spans.append((begin, end, name, negated))
+                pieces.append(sql[last:begin])
+                slots.append((name, 2 if negated else 1))
+            else:
+                if any(stack):
+                    in_paren.append(name)
+                after = tokens[k + 1][0] if k + 1 < len(tokens) else ""
+                if before == "(" and after == ")" and k >= 2 and tokens[k - 2][0] in {"any", "all"}:
+                    arrays.append(name)
+                pieces.append(sql[last:start])
+                slots.append((name, 0))
+            last = end
+    pieces.append(sql[last:])
+    if not spans and not in_paren and not arrays:
         return info
-    info.lists = ListParams(spans, ambiguous)
+    if {name for name, _how in slots} != info.names:
+        return info  # the two scanners disagree: leave the statement as written
+    info.lists = ListParams(spans, in_paren, arrays, pieces, slots)
     if spans:  # the PostgreSQL form: ``= ANY($n)`` / ``<> ALL($n)``
         info.numbered = _scan(_rewrite(sql, spans, _any_form)).numbered
     return info
@@ -479,26 +557,68 @@ def _any_form(_index: int, name: str, negated: bool) -> str:
     return f"<> ALL(:{name})" if negated else f"= ANY(:{name})"
 
 
-def _bucket(length: int) -> int:
-    """The padded length of an expanded list: 0, 1, 2, 4, 8... (few distinct statements)."""
-    return 0 if length == 0 else 1 << (length - 1).bit_length()
+_variable_limit: list[int] = []
+
+
+def _sqlite_variable_limit() -> int:
+    """How many ``?`` one statement may bind in this process's SQLite (250,000 or 32,766)."""
+    if not _variable_limit:
+        import sqlite3
+
+        conn = sqlite3.connect(":memory:")
+        try:
+            _variable_limit.append(conn.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER))
+        finally:
+            conn.close()
+    return _variable_limit[0]
+
+
+def _bucket(length: int, room: int) -> int:
+    """The padded length of an expanded list: 0, 1, 2, 4, ... 1024, then the exact length;
+    never more than ``room`` (what SQLite's variable limit leaves)."""
+    if length == 0 or length > _PAD_UP_TO:
+        return length
+    return max(length, min(1 << (length - 1).bit_length(), room))
 
 
 def _expanded(info: SqlInfo, lists: ListParams, sizes: tuple[int, ...]) -> SqlInfo:
     expanded = lists.expanded.get(sizes)
     if expanded is None:
         size_of = dict(zip(lists.names, sizes, strict=True))
-
-        def form(_index: int, name: str, negated: bool) -> str:
-            marks = ", ".join(f":{name}__in{j}" for j in range(size_of[name]))
-            return f"{'NOT IN' if negated else 'IN'} ({marks})"
-
-        expanded = _scan(_rewrite(info.sql, lists.spans, form))
+        out = [lists.pieces[0]]
+        for (name, how), piece in zip(lists.slots, lists.pieces[1:], strict=True):
+            if how:
+                marks = ", ".join(["?"] * size_of[name])
+                out.append(f"{'NOT IN' if how == 2 else 'IN'} ({marks})")
+            else:
+                out.append("?")
+            out.append(piece)
+        sql = "".join(out)
+        expanded = SqlInfo(sql, (), info.kind, sql, info.changes_session)
         expanded.is_write = info.is_write
-        if len(lists.expanded) >= 64:
-            lists.expanded.clear()
-        lists.expanded[sizes] = expanded
+        expanded.inline_ok = info.inline_ok and len(lists.slots) + sum(sizes) <= _INLINE_VARIABLES
+        if max(sizes, default=0) <= _PAD_UP_TO:  # longer lists have exact, one-off shapes
+            if len(lists.expanded) >= 64:
+                lists.expanded.clear()
+            lists.expanded[sizes] = expanded
     return expanded
+
+
+def _refuse_misplaced_lists(info: SqlInfo, lists: ListParams, row: Any) -> None:
+    for name in lists.in_paren:
+        value = row.get(name)
+        if isinstance(value, _LIST_TYPES):
+            raise InterfaceError(
+                f"parameter :{name} is a {type(value).__name__} inside a parenthesised IN list, "
+                f"where it would be compared as one JSON value: to match any of its values "
+                f"write 'IN :{name}' (no parentheses, nothing else in the list) in "
+                f"{short_sql(info.sql)!r}"
+            )
+    for name in lists.elsewhere:
+        raise InterfaceError(
+            f"parameter :{name} is a list after 'IN :{name}' and is also used elsewhere in "
+            f"{short_sql(info.sql)!r}; pass the other use under its own name"
+        )
 
 
 def bind_lists(
@@ -506,21 +626,22 @@ def bind_lists(
 ) -> tuple[SqlInfo, Any]:
     """The statement and parameters to run for a statement with list parameters on ``backend``.
 
-    Refuses ``IN (:name)`` given a list (it would silently compare with one JSON value), a
-    non-list after a bare ``IN :name``, and list parameters in ``execute_many``.
+    Refuses a list inside ``IN (...)`` (it would silently compare with one JSON value), a list
+    name also used elsewhere, a non-list after a bare ``IN :name``, and list parameters in
+    ``execute_many``.
     """
     lists = info.lists
     assert lists is not None
+    style = _LIST_STYLE.get(backend, "array")
     for row in params if many else (params,):
-        for name in lists.ambiguous:
-            value = row.get(name)
-            if isinstance(value, _LIST_TYPES):
-                raise InterfaceError(
-                    f"'IN (:{name})' given a {type(value).__name__} is ambiguous: to match any "
-                    f"of its values write 'IN :{name}' (no parentheses) in "
-                    f"{short_sql(info.sql)!r}"
-                )
+        _refuse_misplaced_lists(info, lists, row)
     if not lists.spans:
+        if style == "array" and not many and lists.arrays:
+            bound = dict(params)
+            for name in lists.arrays:
+                if isinstance(bound[name], _LIST_TYPES):
+                    bound[name] = SqlArray(bound[name])
+            return info, bound
         return info, params
     if many:
         raise InterfaceError(
@@ -536,15 +657,41 @@ def bind_lists(
                 f"{type(value).__name__}; for a single value write '= :{name}'"
             )
         values[name] = value
-    if _LIST_STYLE.get(backend, "array") == "array":
+    if style == "array":
         bound = dict(params)
-        for name, value in values.items():
-            bound[name] = SqlArray(value)
+        for name in (*values, *lists.arrays):
+            if isinstance(bound[name], _LIST_TYPES):
+                bound[name] = SqlArray(bound[name])
         return info, bound
-    sizes = tuple(_bucket(len(values[name])) for name in lists.names)
-    expanded = _expanded(info, lists, sizes)
-    bound = {key: value for key, value in params.items() if key not in values}
-    for (name, value), size in zip(values.items(), sizes, strict=True):
-        for j in range(size):
-            bound[f"{name}__in{j}"] = value[min(j, len(value) - 1)]
-    return expanded, bound
+    limit = _sqlite_variable_limit()
+    total = len(lists.slots) - len(lists.spans) + sum(len(v) for v in values.values())
+    if total > limit:
+        raise InterfaceError(
+            f"list parameter(s) {', '.join(f':{n}' for n in values)} hold {total} values in "
+            f"all, more than SQLite's limit of {limit} bound values per statement; "
+            "load them into a (temporary) table and join it instead"
+        )
+    room = limit - total
+    sizes = []
+    for name in lists.names:
+        size = _bucket(len(values[name]), len(values[name]) + room)
+        room -= size - len(values[name])
+        sizes.append(size)
+    expanded = _expanded(info, lists, tuple(sizes))
+    size_of = dict(zip(lists.names, sizes, strict=True))
+    out: list[Any] = []
+    names: list[str] = []
+    for name, how in lists.slots:
+        if how:
+            value = values[name]
+            size = size_of[name]
+            out.extend(value)
+            if size > len(value):
+                out.extend([value[-1]] * (size - len(value)))
+            names.extend([name] * size)
+        else:
+            out.append(params[name])
+            names.append(name)
+    positional = Positional(out)
+    positional.names = tuple(names)
+    return expanded, positional

@@ -150,3 +150,71 @@ async def test_connect_migrations_are_logged_and_reported(
     with awaitdb.connect_sync(url, migrations=str(folder)) as sdb:
         assert sdb.migrations_applied == ("0003_more",)
     assert any(m.startswith("applied migration 0003_more in") for m in caplog.messages)
+
+
+@pytest.mark.parametrize("home_name", ["plain", "data.sqlite3.d"])
+def test_keep_prunes_only_this_database_even_under_a_dotted_folder(
+    tmp_path: Path, home_name: str
+) -> None:
+    # review of issue 13: pruning ``app`` deleted ``app-2``'s backups (a glob on the stem), and
+    # a folder named ``*.sqlite3*`` in the path made --keep prune nothing.
+    home = tmp_path / home_name
+    home.mkdir()
+    url = f"sqlite:///{home / 'app.db'}"
+    folder = _migrations(tmp_path / "migrations")
+    assert invoke("migrate", "--url", url, "--dir", str(folder), "--no-backup").exit_code == 0
+    backups = home / "backups"
+    backups.mkdir()
+    neighbour = [
+        "app-2-20000101T000000000000Z.sqlite3",
+        "app-2-20000101T000000000000Z.sqlite3.json",
+        "app-old-20000101T000000000000Z.sqlite3",
+    ]
+    for name in neighbour:
+        (backups / name).write_text("another database's backup")
+    for _ in range(3):
+        result = invoke("backup", "--url", url, "--dir", str(folder), "--keep", "1", "--json")
+        assert result.exit_code == 0, result.output
+    names = _backup_files(backups)
+    assert all((backups / name).exists() for name in neighbour), names
+    mine = [n for n in names if n not in neighbour]
+    assert len(mine) == 2 and mine[0] + ".json" == mine[1], names  # one backup + its manifest
+
+
+def test_migrate_dry_run_creates_nothing(tmp_path: Path) -> None:
+    # review of issue 13: ``migrate --dry-run`` on a missing file created it
+    typo = tmp_path / "typo.db"
+    folder = _migrations(tmp_path / "migrations")
+    result = invoke("migrate", "--dry-run", "--url", f"sqlite:///{typo}", "--dir", str(folder))
+    assert result.exit_code == 2, result.output
+    assert "no SQLite database at" in result.output and "dry run" in result.output
+    assert not typo.exists()
+
+
+def test_bad_url_is_bad_usage_everywhere(tmp_path: Path) -> None:
+    # review of issue 13: status/check/rollback/migrate exited 1 for a bad URL, the docs say 2
+    db_path = tmp_path / "app.db"
+    folder = _migrations(tmp_path / "migrations")
+    assert invoke("migrate", "--url", f"sqlite:///{db_path}", "--dir", str(folder)).exit_code == 0
+    bad = f"sqlite:///{db_path}?readerz=2"
+    for command in (
+        ["status"],
+        ["check"],
+        ["rollback", "--to", "0"],
+        ["migrate"],
+        ["migrate", "--dry-run"],
+        ["baseline", "1"],
+        ["backup"],
+        ["restore", str(tmp_path / "x.sqlite3")],
+    ):
+        result = invoke(*command, "--url", bad, "--dir", str(folder))
+        assert result.exit_code == 2, (command, result.output)
+        assert "readerz" in result.output, (command, result.output)
+
+
+def test_durations_read_as_the_docs_show() -> None:
+    # review of issue 13: docs/cli.md showed ``in 8.1 s`` where the CLI printed ``8100 ms``
+    assert cli_module._duration(8.1) == "8.1 s"
+    assert cli_module._duration(0.25) == "250 ms"
+    docs = (Path(__file__).parent.parent / "docs" / "cli.md").read_text()
+    assert f"applied 0003_orders in {cli_module._duration(8.1)}" in docs

@@ -148,6 +148,18 @@ def test_defect14_sqlite_bind_errors_name_the_parameter(both: Any) -> None:
     assert db.fetch_val("SELECT count(*) FROM t") == 0
 
 
+def test_defect14_sqlite_bind_errors_name_a_list_parameter(both: Any) -> None:
+    # ``IN :ids`` binds by position on SQLite: the error still names the list, short or long.
+    db = both()
+    db.execute("CREATE TABLE t (x INTEGER)")
+    for ids in ([1, 2**70], [*range(2_000), 2**70]):
+        with pytest.raises(awaitdb.DataError, match=":ids") as info:
+            db.fetch_all("SELECT x FROM t WHERE x IN :ids", {"ids": ids})
+        assert info.value.sqlstate == "22003"
+    with pytest.raises(awaitdb.DataError, match=":ids"):
+        db.fetch_all("SELECT x FROM t WHERE x IN :ids", {"ids": ["a", "\ud800"]})
+
+
 def _fill_until_full(db: Any) -> list[awaitdb.Error]:
     errors: list[awaitdb.Error] = []
     db.execute("CREATE TABLE fill (data BLOB)")

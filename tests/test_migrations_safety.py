@@ -356,6 +356,9 @@ def test_cli_end_to_end(sqlite_url: str, tmp_path: Path) -> None:
     family(folder)
     common = ["--url", sqlite_url, "--dir", str(folder)]
     dry = invoke("migrate", "--dry-run", *common)
+    assert dry.exit_code == 2  # a dry run creates nothing, so it refuses a missing file
+    sqlite3.connect(tmp_path / "sqlite-only.db").close()  # an empty database
+    dry = invoke("migrate", "--dry-run", *common)
     assert dry.exit_code == 0 and "BEGIN IMMEDIATE;" in dry.output
     status = invoke("status", "--json", *common)
     assert status.exit_code == 0
@@ -382,7 +385,7 @@ def test_cli_end_to_end(sqlite_url: str, tmp_path: Path) -> None:
 def test_cli_bad_usage_and_pg_backup(pg_url: str, tmp_path: Path) -> None:
     assert invoke("migrate", "--to", "x").exit_code == 2
     bad = invoke("status", "--url", "mysql://nope", "--dir", str(tmp_path))
-    assert bad.exit_code == 1 and "unknown URL scheme" in bad.output
+    assert bad.exit_code == 2 and "unknown URL scheme" in bad.output
     result = invoke("backup", str(tmp_path), "--url", pg_url, "--json")
     if result.exit_code == 1:
         assert "pg_dump" in result.output  # said clearly when pg_dump is not installed

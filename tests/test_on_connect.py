@@ -189,3 +189,70 @@ async def test_postgres_hook_that_raises_leaves_no_connection() -> None:
             break
         await asyncio.sleep(0.02)
     assert _server_connections(url, app) == 0
+
+
+def _open_files(path: Path) -> list[str]:
+    out = []
+    for fd in Path("/proc/self/fd").iterdir():
+        try:
+            target = str(fd.readlink())
+        except OSError:
+            continue
+        if target.startswith(str(path)):
+            out.append(target)
+    return out
+
+
+def test_sqlite_sync_hook_failing_later_closes_earlier_connections(tmp_path: Path) -> None:
+    # review of issue 13: connections opened before the failing one stayed open until GC
+    path = tmp_path / "hook.db"
+    calls: list[Any] = []
+
+    def hook(conn: Any) -> None:
+        calls.append(conn)
+        if len(calls) == 3:
+            raise RuntimeError("third connection")
+
+    with pytest.raises(awaitdb.CannotConnect, match="third connection") as info:
+        awaitdb.connect_sync(f"sqlite:///{path}", on_connect=hook)
+    assert len(calls) == 3
+    assert _open_files(tmp_path) == []  # while the exception (and its traceback) is still alive
+    del info
+
+
+async def _pg_path_hook(conn: Any) -> None:
+    await conn.execute("SET search_path = hooked_schema, public")
+
+
+def _pg_path_hook_sync(conn: Any) -> None:
+    conn.execute("SET search_path = hooked_schema, public")
+
+
+async def test_postgres_async_hook_survives_the_pool_reset() -> None:
+    # review of issue 13: RESET ALL after a session-changing statement undid the hook's SET
+    url = pg_url_or_skip()
+    reset_pg_schema(url)
+    async with awaitdb.connect(url, max_size=1, on_connect=_pg_path_hook) as db:
+        pid = await db.fetch_val("SELECT pg_backend_pid()")
+        assert await db.fetch_val("SHOW search_path") == "hooked_schema, public"
+        await db.execute("SET work_mem = '77MB'")
+        assert await db.fetch_val("SHOW work_mem") != "77MB"  # the reset ran...
+        assert await db.fetch_val("SHOW search_path") == "hooked_schema, public"  # ...then the hook
+        assert await db.fetch_val("SELECT pg_backend_pid()") == pid
+
+
+def test_postgres_sync_reset_keeps_the_connection_and_the_hook() -> None:
+    # review of issue 13: the sync reset (several statements sent as one prepared statement)
+    # always failed, so every SET replaced the connection; and the hook was not re-run.
+    url = pg_url_or_skip()
+    reset_pg_schema(url)
+    with awaitdb.connect_sync(url, max_size=1, on_connect=_pg_path_hook_sync) as db:
+        pid = db.fetch_val("SELECT pg_backend_pid()")
+        db.execute("SET work_mem = '77MB'")
+        assert db.fetch_val("SHOW work_mem") != "77MB"
+        assert db.fetch_val("SHOW search_path") == "hooked_schema, public"
+        assert db.fetch_val("SELECT pg_backend_pid()") == pid
+        with db.connection() as conn:
+            conn.execute("SET work_mem = '78MB'")
+        assert db.fetch_val("SHOW work_mem") != "78MB"
+        assert db.fetch_val("SELECT pg_backend_pid()") == pid

@@ -137,3 +137,89 @@ async def test_sync_view_from_a_plain_thread_and_misuse(aconnect: Any) -> None:
 
     assert await db.run_sync(pinned) == 2
     assert (await db.run_sync(lambda v: v.stats())).queries == db.stats().queries
+
+
+def _in_thread(fn: Any) -> list[Any]:
+    """Run ``fn`` in a thread that must finish within 10 s (a hang fails the test)."""
+    out: list[Any] = []
+
+    def run() -> None:
+        try:
+            out.append(fn())
+        except BaseException as exc:
+            out.append(exc)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    thread.join(10)
+    assert not thread.is_alive(), "the SyncView call hung"
+    return out
+
+
+def test_view_after_its_loop_stopped_or_closed_raises(db_url: str) -> None:
+    # review of issue 13: a view used after its loop stopped blocked forever; after the loop
+    # closed, raw RuntimeError / concurrent.futures.CancelledError escaped.
+    loop = asyncio.new_event_loop()
+    try:
+
+        async def start() -> tuple[awaitdb.Database, awaitdb.SyncView]:
+            db = await awaitdb.connect(db_url)
+            return db, db.sync_view()
+
+        db, view = loop.run_until_complete(start())
+        [stopped] = _in_thread(lambda: view.fetch_val("SELECT 1"))  # the loop is not running
+        assert isinstance(stopped, awaitdb.InterfaceError), repr(stopped)
+        assert "event loop" in str(stopped)
+        loop.run_until_complete(db.close())
+    finally:
+        loop.close()
+    [closed] = _in_thread(lambda: view.fetch_val("SELECT 1"))
+    assert isinstance(closed, awaitdb.InterfaceError), repr(closed)
+
+
+@pytest.mark.parametrize("loop_closed", [False, True])
+def test_view_transaction_outliving_its_loop_raises(db_url: str, loop_closed: bool) -> None:
+    errors: list[BaseException] = []
+    entered, leave = threading.Event(), threading.Event()
+
+    def legacy(view: Any) -> None:
+        try:
+            with view.transaction() as tx:
+                tx.fetch_val("SELECT 1")
+                entered.set()
+                leave.wait(10)  # the application's loop stops meanwhile
+        except BaseException as exc:
+            errors.append(exc)
+
+    async def main() -> tuple[awaitdb.Database, threading.Thread]:
+        db = await awaitdb.connect(db_url)
+        thread = threading.Thread(target=legacy, args=(db.sync_view(),), daemon=True)
+        thread.start()
+        while not entered.is_set():
+            await asyncio.sleep(0.01)
+        return db, thread
+
+    loop = asyncio.new_event_loop()
+    try:
+        db, thread = loop.run_until_complete(main())
+        if loop_closed:  # what asyncio.run does on its way out, the database closed in time
+            tasks = asyncio.all_tasks(loop)
+            for task in tasks:
+                task.cancel()
+            loop.run_until_complete(asyncio.gather(*tasks, return_exceptions=True))
+            loop.run_until_complete(db.close())
+            loop.close()
+        leave.set()
+        thread.join(10)
+        assert not thread.is_alive(), "the SyncView transaction hung"
+        assert len(errors) == 1 and isinstance(errors[0], awaitdb.InterfaceError), repr(errors)
+    finally:
+        if not loop.is_closed():
+            loop.run_until_complete(db.close())
+            loop.close()
+
+
+async def test_sync_view_off_the_loop_raises(aconnect: Any) -> None:
+    db = await aconnect()
+    with pytest.raises(awaitdb.InterfaceError, match="sync_view"):
+        await asyncio.to_thread(db.sync_view)

@@ -102,3 +102,58 @@ async def test_slow_query_log_names_execution_time(
     await db.fetch_val("SELECT 1")
     assert db.stats().slow_queries == 1
     assert _slow_lines(caplog) and "waiting" not in _slow_lines(caplog)[0]
+
+
+async def test_sqlite_wait_for_the_writer_is_acquire_wait(
+    tmp_path: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    # review of issue 13: async SQLite counted the wait behind another task's open transaction
+    # as query time (a slow query), where sync SQLite and PostgreSQL report it as acquire wait.
+    caplog.set_level(logging.WARNING, logger="awaitdb")
+    url = f"sqlite:///{tmp_path / 'w.db'}"
+    async with awaitdb.connect(url, slow_query_ms=200) as db:
+        await db.execute("CREATE TABLE s (x INTEGER)")
+        holding = asyncio.Event()
+
+        async def hold() -> None:
+            async with db.transaction() as tx:
+                await tx.execute("INSERT INTO s VALUES (1)")
+                holding.set()
+                await asyncio.sleep(0.4)
+
+        holder = asyncio.create_task(hold())
+        await holding.wait()
+        assert await db.execute("INSERT INTO s VALUES (2)") == 1  # waits ~0.4 s for the writer
+        await holder
+        stats = db.stats()
+        assert stats.acquire_wait_p99_ms >= 300
+        assert stats.query_p99_ms < stats.acquire_wait_p99_ms
+        assert stats.slow_queries == 0
+    assert _slow_lines(caplog) == []
+
+
+def test_sqlite_sync_wait_for_the_writer_is_acquire_wait(
+    tmp_path: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, logger="awaitdb")
+    url = f"sqlite:///{tmp_path / 'w.db'}"
+    with awaitdb.connect_sync(url, slow_query_ms=200) as db:
+        db.execute("CREATE TABLE s (x INTEGER)")
+        holding, done = threading.Event(), threading.Event()
+
+        def hold() -> None:
+            with db.transaction() as tx:
+                tx.execute("INSERT INTO s VALUES (1)")
+                holding.set()
+                done.wait(0.4)
+
+        holder = threading.Thread(target=hold)
+        holder.start()
+        holding.wait(10)
+        assert db.execute("INSERT INTO s VALUES (2)") == 1
+        holder.join()
+        stats = db.stats()
+        assert stats.acquire_wait_p99_ms >= 300
+        assert stats.query_p99_ms < stats.acquire_wait_p99_ms
+        assert stats.slow_queries == 0
+    assert _slow_lines(caplog) == []

@@ -158,11 +158,9 @@ def test_list_parameters_are_found_only_where_sql_counts() -> None:
     assert info.numbered == "SELECT * FROM t WHERE a = ANY($1) AND b <> ALL($2) AND c = $3"
     params = {"ids": (1, 2, 3), "bs": [], "c": 7}
     expanded, bound = bind_lists(info, params, "sqlite")
-    assert expanded.sql == (
-        "SELECT * FROM t WHERE a IN (:ids__in0, :ids__in1, :ids__in2, :ids__in3) "
-        "AND b NOT IN () AND c = :c"
-    )
-    assert bound == {"c": 7, "ids__in0": 1, "ids__in1": 2, "ids__in2": 3, "ids__in3": 3}
+    # every placeholder becomes a positional ``?``: SQLite resolves named ones in quadratic time
+    assert expanded.sql == "SELECT * FROM t WHERE a IN (?, ?, ?, ?) AND b NOT IN () AND c = ?"
+    assert bound == (1, 2, 3, 3, 7) and bound.names == ("ids",) * 4 + ("c",)
     same, arrays = bind_lists(info, params, "postgresql")
     assert same is info and arrays["ids"] == [1, 2, 3] and arrays["bs"] == []
     for text in (
@@ -170,6 +168,24 @@ def test_list_parameters_are_found_only_where_sql_counts() -> None:
         "SELECT 1 -- IN :a\n",
         'SELECT 1 AS "IN :a"',
         "SELECT * FROM t JOIN :a",
-        "SELECT * FROM t WHERE x IN (:a, :b)",
+        "SELECT * FROM t WHERE x = :in",
     ):
         assert analyze(text).lists is None, text
+    paren = analyze("SELECT * FROM t WHERE x IN (:a, f(:b)) AND y IN (SELECT :c)").lists
+    assert paren is not None and paren.in_paren == ("a", "b") and paren.names == ()
+
+
+def test_list_padding_never_passes_the_variable_limit() -> None:
+    # review of issue 13: 131,073 values were padded to 262,144, past SQLite's limit of 250,000
+    from awaitdb._sql import _bucket
+
+    assert [_bucket(n, 10**6) for n in (0, 1, 3, 5, 1000, 1025, 131_073)] == [
+        0,
+        1,
+        4,
+        8,
+        1024,
+        1025,
+        131_073,
+    ]
+    assert _bucket(700, 800) == 800 and _bucket(700, 700) == 700

@@ -243,7 +243,14 @@ class Database(Queries):
 
         def sync_view(self) -> SyncView:
             """A ``SyncView`` of this database for other threads; call it on the loop."""
-            return SyncView(self, asyncio.get_running_loop())
+            try:
+                loop = asyncio.get_running_loop()
+            except RuntimeError:
+                raise InterfaceError(
+                    "db.sync_view() must be called on the database's event loop (in async "
+                    "code), then the view handed to the thread that uses it"
+                ) from None
+            return SyncView(self, loop)
 
     # -- state -----------------------------------------------------------------------------------
 

@@ -17,6 +17,7 @@ import datetime as dt
 import hashlib
 import json
 import os
+import re
 import shutil
 import sqlite3
 import subprocess
@@ -245,15 +246,18 @@ def _remove_with_sidecars(path: Path) -> None:
 
 
 def _prune(folder: Path, stem: str, keep: int) -> None:
-    """Keep the newest ``keep`` backups of ``stem``; remove every file the others wrote."""
-    backups = sorted(folder.glob(f"{stem}-*.sqlite3"))
-    doomed = {str(old) for old in backups[: max(0, len(backups) - keep)]}
-    kept = {str(b) for b in backups} - doomed
-    for path in folder.glob(f"{stem}-*.sqlite3*"):
-        name = str(path)
-        base = name.split(".sqlite3", 1)[0] + ".sqlite3"
-        leftover = name != base and not name.endswith(".json")  # .partial, -wal, -shm...
-        if base in doomed or (base in kept and leftover):
+    """Keep the newest ``keep`` backups of ``stem``; remove every file the others wrote.
+
+    Only ``<stem>-<timestamp>.sqlite3`` and the files named after it count, matched on the
+    file name: ``app-2``'s backups are not ``app``'s, whatever the folders are called."""
+    own = re.compile(re.escape(stem) + r"-\d{8}T\d{12}Z\.sqlite3")
+    files = [(path, own.match(path.name)) for path in folder.iterdir()]
+    ours = [(path, match.group(0)) for path, match in files if match is not None]
+    backups = sorted(name for path, name in ours if path.name == name)
+    doomed = set(backups[: max(0, len(backups) - keep)])
+    for path, base in ours:
+        leftover = path.name != base and not path.name.endswith(".json")  # .partial, -wal...
+        if base in doomed or (base in backups and leftover):
             path.unlink(missing_ok=True)
 
 

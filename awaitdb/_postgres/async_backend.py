@@ -322,6 +322,8 @@ class PostgresBackend:
                     await conn.execute("COMMIT" if commit and not unsure else "ROLLBACK")
                 if dirty:
                     await conn.execute(RESET_QUERY)
+                    # RESET ALL also undid the hook's SET search_path...: run it again
+                    await run_hook(self._config.get("on_connect", None), conn, close=_terminate_raw)
         except BaseException:
             self._pool.release(conn, discard=True)
             raise

@@ -343,8 +343,11 @@ class SyncPostgresBackend:
             if conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
                 conn.execute("COMMIT" if commit else "ROLLBACK")
             if dirty:
-                conn.execute(RESET_QUERY)
-        except psycopg.Error:
+                # several statements: the simple protocol, never a (failing) prepared statement
+                conn.execute(RESET_QUERY, prepare=False)
+                # RESET ALL also undid the hook's SET search_path...: run it again
+                run_hook_sync(self._config.get("on_connect", None), conn)
+        except (psycopg.Error, Error):
             self._pool.release(conn, discard=True)
             return
         except BaseException:  # interrupted while resetting: never reuse it

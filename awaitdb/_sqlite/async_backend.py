@@ -35,7 +35,7 @@ from .._hooks import run_hook
 from .._ops import FETCH_ONE
 from .._record import Record
 from .._sql import TXCONTROL, SqlInfo
-from .._stats import Stats
+from .._stats import Stats, note_acquire_wait
 from .common import (
     SQLiteTarget,
     combined_gauges,
@@ -242,14 +242,20 @@ class SQLiteBackend:
             raise InterfaceError(_TXCONTROL_MESSAGE)
         writer = self._writer
         job = Job(kind, info, params, arg)
-        if timeout is not None:
-            return await writer.call(job, timeout)
-        future = writer.submit(job)  # Worker.call without its frame: writes are the hot path
         try:
-            return await future
-        except asyncio.CancelledError:
-            writer.cancel(job)
-            raise
+            if timeout is not None:
+                return await writer.call(job, timeout)
+            future = writer.submit(job)  # Worker.call without its frame: writes are the hot path
+            try:
+                return await future
+            except asyncio.CancelledError:
+                writer.cancel(job)
+                raise
+        finally:
+            if job.waited > 0:  # it waited behind a session's transaction: acquire wait
+                note_acquire_wait(job.waited)
+                self.stats.acquisitions += 1
+                self.stats.acquire_waits.append(job.waited)
 
     def _pick_reader(self) -> Worker | None:
         readers = self._shared_readers

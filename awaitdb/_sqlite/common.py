@@ -33,7 +33,7 @@ from .._errors import (
 )
 from .._ops import EXECUTE, EXECUTE_MANY, FETCH_ALL, FETCH_ONE
 from .._record import Record, cached_record_class, column_index, record_class
-from .._sql import TXCONTROL, SqlInfo
+from .._sql import TXCONTROL, Positional, SqlInfo
 from .types import adapt_params, register_converters
 
 __all__ = [
@@ -308,9 +308,13 @@ def bind_error(exc: BaseException, params: Any, *, many: bool = False) -> DataEr
     rows = params if many else [params]
     overflow = isinstance(exc, OverflowError)
     for index, row in enumerate(rows or ()):
-        if not isinstance(row, Mapping):
+        if isinstance(row, Positional):  # ``IN :ids`` bound by position: name each slot
+            items: Any = zip(row.names, row, strict=False)
+        elif isinstance(row, Mapping):
+            items = row.items()
+        else:
             continue
-        for name, value in row.items():
+        for name, value in items:
             where = f":{name}" + (f" (row {index})" if many else "")
             if overflow and type(value) is int and not -(2**63) <= value < 2**63:
                 return DataError(

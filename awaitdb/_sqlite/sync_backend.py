@@ -202,9 +202,13 @@ class SyncSQLiteBackend:
         self._sessions = 0
         self._thread_readers = 0
         self._guard = threading.Lock()
-        writer = self._open(readonly=False)
+        try:
+            writer = self._open(readonly=False)
+            readers = [self._open(readonly=True) for _ in range(self._target.readers)]
+        except BaseException:
+            _close_all(self._all)  # a hook failing on a later connection: close the earlier
+            raise
         self._writer = writer
-        readers = [self._open(readonly=True) for _ in range(self._target.readers)]
         timeout = config.acquire_timeout
         self._writer_pool: SyncPool[_Conn] = SyncPool(
             "sqlite-writer",

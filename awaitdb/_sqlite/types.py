@@ -29,6 +29,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from .._errors import DataError, InterfaceError
+from .._sql import Positional
 
 __all__ = ["adapt_params", "adapt_value", "register_converters"]
 
@@ -111,10 +112,13 @@ def adapt_value(name: str, value: Any) -> Any:
         raise InterfaceError(f"cannot bind parameter :{name}: {exc}") from exc
 
 
-def adapt_params(params: Mapping[str, Any] | None) -> Mapping[str, Any] | tuple[()]:
+def adapt_params(params: Mapping[str, Any] | None) -> Mapping[str, Any] | tuple[Any, ...]:
     """``params`` unchanged when every value is native (the common case), else a new dict."""
     if params is None:
         return ()
+    if isinstance(params, Positional):  # ``IN :ids``: every placeholder bound by position
+        names = params.names
+        return tuple([adapt_value(names[i], v) for i, v in enumerate(params)])
     for value in params.values():
         kind = type(value)
         if kind not in _NATIVE and not (kind is float and _exact_float(value)):

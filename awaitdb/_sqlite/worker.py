@@ -88,6 +88,7 @@ class Job:
         "session",
         "started",
         "timed_out",
+        "waited",
     )
 
     def __init__(
@@ -107,6 +108,16 @@ class Job:
         self.reroute = False  # a reader refused a write: the backend sends it to the writer
         self.probe = False  # measure the thread CPU time the job takes (into ``cpu``)
         self.cpu = 0.0
+        self.waited = 0.0  # seconds deferred behind a session's transaction (acquire wait);
+        # negative (minus the start time) while still deferred
+
+
+def _waited(deferred: list[Job]) -> list[Job]:
+    """Turn each deferred job's (negated) start time into the seconds it waited for the writer."""
+    now = time.perf_counter()
+    for job in deferred:
+        job.waited += now
+    return deferred
 
 
 def _clone(error: Error) -> Error:
@@ -264,8 +275,9 @@ class Worker:
                 self._run_one(job)
                 if self._deferred and not self._in_transaction():
                     deferred, self._deferred = self._deferred, []
-                    self._process(deferred)  # writes that waited for the transaction go first
+                    self._process(_waited(deferred))  # writes that waited go first
             elif self._in_transaction():
+                job.waited -= time.perf_counter()  # negative while deferred: minus its start
                 self._deferred.append(job)  # a session's transaction is open: wait for its end
             elif job.info is not None and job.info.kind in _GROUPABLE:
                 group.append(job)  # reads and writes can share a group commit; DDL runs alone
@@ -277,7 +289,7 @@ class Worker:
         self._commit_group(group)
         while self._deferred and not self._in_transaction():
             deferred, self._deferred = self._deferred, []
-            self._process(deferred)
+            self._process(_waited(deferred))
         return False
 
     def _refuse_writes(self, batch: list[Job], problem: str) -> list[Job]:

@@ -6,6 +6,8 @@ Written once against the async face; tools/async_to_sync.py generates the sync t
 from __future__ import annotations
 
 import uuid
+from datetime import datetime
+from decimal import Decimal
 from typing import Any
 
 import pytest
@@ -86,3 +88,83 @@ async def test_list_parameter_must_be_a_list(adb: Any, dialect: Any) -> None:
         await adb.execute_many("DELETE FROM items WHERE id IN :ids", [{"ids": [1]}])
     # text that only looks like it stays untouched
     assert await adb.fetch_val("SELECT 'x IN :ids' AS t") == "x IN :ids"
+
+
+async def test_long_lists_of_any_length(adb: Any, dialect: Any) -> None:
+    # review of issue 13: 40,000 values stalled the loop for 88 s on SQLite (named placeholders
+    # resolve in quadratic time) and 131,073 values were padded past SQLite's variable limit.
+    await _items(adb, dialect)
+    sql = "SELECT count(*) FROM items WHERE id IN :ids"
+    assert await adb.fetch_val(sql, {"ids": list(range(40_000))}) == 5
+    assert await adb.fetch_val(sql, {"ids": list(range(3, 131_076))}) == 3
+    not_in = "SELECT count(*) FROM items WHERE id NOT IN :ids AND name <> :skip"
+    assert await adb.fetch_val(not_in, {"ids": list(range(2, 40_002)), "skip": "zz"}) == 1
+
+
+async def test_list_in_a_parenthesised_list_is_refused(adb: Any, dialect: Any) -> None:
+    # review of issue 13: a list anywhere inside ``IN (...)`` silently matched nothing on SQLite.
+    await _items(adb, dialect)
+    for sql in (
+        "SELECT id FROM items WHERE id IN (:ids, :extra)",
+        "SELECT id FROM items WHERE id IN ( :ids /*c*/ ) AND id <> :extra",
+        "SELECT id FROM items WHERE id IN (:extra, abs(:ids))",
+    ):
+        with pytest.raises(awaitdb.InterfaceError, match=r":ids.*IN :ids"):
+            await adb.fetch_all(sql, {"ids": [2, 3], "extra": 9})
+    rows = await adb.fetch_all("SELECT id FROM items WHERE id IN (:a, :b)", {"a": 1, "b": 3})
+    assert [r["id"] for r in rows] == [1, 3]
+    sub = "SELECT id FROM items WHERE id IN (SELECT id FROM items WHERE id IN :ids)"
+    assert [r["id"] for r in await adb.fetch_all(sub, {"ids": [4]})] == [4]
+
+
+async def test_list_name_reused_elsewhere_is_refused(adb: Any, dialect: Any) -> None:
+    await _items(adb, dialect)
+    with pytest.raises(awaitdb.InterfaceError, match=r":ids.*elsewhere"):
+        await adb.fetch_all(
+            "SELECT id FROM items WHERE id IN :ids OR :ids IS NULL", {"ids": [1, 2]}
+        )
+
+
+async def test_in_list_spelling_is_robust(adb: Any, dialect: Any) -> None:
+    await _items(adb, dialect)
+    sql = "SELECT id FROM items WHERE id NOT /*c*/ IN\n  :ids AND id in/**/:ids2 ORDER BY id"
+    rows = await adb.fetch_all(sql, {"ids": [1, 2], "ids2": [2, 3, 4]})
+    assert [r["id"] for r in rows] == [3, 4]
+    # a list still binds as JSON where a single value is expected (a JSON column)
+    json_type = dialect.types["json"]
+    await adb.execute(f"CREATE TABLE docs (id INTEGER PRIMARY KEY, tags {json_type})")
+    await adb.execute("INSERT INTO docs (id, tags) VALUES (1, :tags)", {"tags": ["a", "b"]})
+    assert await adb.fetch_val("SELECT tags FROM docs WHERE id IN :ids", {"ids": [1]}) == [
+        "a",
+        "b",
+    ]
+
+
+async def test_any_and_all_take_a_list_on_postgresql(adb: Any, backend_name: str) -> None:
+    # review of issue 13: ``= ANY(:ids)`` worked on async PostgreSQL but not on sync.
+    if backend_name != "postgresql":
+        pytest.skip("= ANY() / <> ALL() are PostgreSQL syntax")
+    sql = "SELECT count(*) FROM generate_series(1, 5) g WHERE g = ANY(:ids) AND g <> ALL(:no)"
+    assert await adb.fetch_val(sql, {"ids": [1, 2, 3], "no": (2,)}) == 2
+
+
+async def test_in_list_values_bind_like_single_values(adb: Any, dialect: Any) -> None:
+    # every element is adapted exactly as a single parameter of its type would be
+    t = dialect.types
+    await adb.execute(
+        f"CREATE TABLE vals (id INTEGER PRIMARY KEY, b {t['bytes']}, f {t['bool']}, "
+        f"d {t['decimal']}, at {t['datetime_naive']})"
+    )
+    rows = [
+        {"id": i, "b": bytes([i, 0, 255]), "f": i % 2 == 0, "d": Decimal(f"{i}.25"), "at": at}
+        for i, at in ((1, datetime(2026, 1, 1, 12)), (2, datetime(2026, 1, 2, 12)))
+    ]
+    await adb.execute_many("INSERT INTO vals VALUES (:id, :b, :f, :d, :at)", rows)
+    for column, values, expected in (
+        ("b", [bytes([2, 0, 255]), b"x"], 2),
+        ("f", [True], 2),
+        ("d", [Decimal("1.25"), Decimal("9")], 1),
+        ("at", [datetime(2026, 1, 2, 12)], 2),
+    ):
+        sql = f"SELECT id FROM vals WHERE {column} IN :v"
+        assert await adb.fetch_val(sql, {"v": values}) == expected, column

@@ -9,6 +9,8 @@ Written once against the async face; tools/async_to_sync.py generates the sync t
 from __future__ import annotations
 
 import uuid
+from datetime import datetime
+from decimal import Decimal
 from typing import Any
 
 import pytest
@@ -84,3 +86,71 @@ def test_list_parameter_must_be_a_list(sdb: Any, dialect: Any) -> None:
     with pytest.raises(awaitdb.InterfaceError, match="execute_many"):
         sdb.execute_many("DELETE FROM items WHERE id IN :ids", [{"ids": [1]}])
     assert sdb.fetch_val("SELECT 'x IN :ids' AS t") == "x IN :ids"
+
+
+def test_long_lists_of_any_length(sdb: Any, dialect: Any) -> None:
+    _items(sdb, dialect)
+    sql = "SELECT count(*) FROM items WHERE id IN :ids"
+    assert sdb.fetch_val(sql, {"ids": list(range(40000))}) == 5
+    assert sdb.fetch_val(sql, {"ids": list(range(3, 131076))}) == 3
+    not_in = "SELECT count(*) FROM items WHERE id NOT IN :ids AND name <> :skip"
+    assert sdb.fetch_val(not_in, {"ids": list(range(2, 40002)), "skip": "zz"}) == 1
+
+
+def test_list_in_a_parenthesised_list_is_refused(sdb: Any, dialect: Any) -> None:
+    _items(sdb, dialect)
+    for sql in (
+        "SELECT id FROM items WHERE id IN (:ids, :extra)",
+        "SELECT id FROM items WHERE id IN ( :ids /*c*/ ) AND id <> :extra",
+        "SELECT id FROM items WHERE id IN (:extra, abs(:ids))",
+    ):
+        with pytest.raises(awaitdb.InterfaceError, match=":ids.*IN :ids"):
+            sdb.fetch_all(sql, {"ids": [2, 3], "extra": 9})
+    rows = sdb.fetch_all("SELECT id FROM items WHERE id IN (:a, :b)", {"a": 1, "b": 3})
+    assert [r["id"] for r in rows] == [1, 3]
+    sub = "SELECT id FROM items WHERE id IN (SELECT id FROM items WHERE id IN :ids)"
+    assert [r["id"] for r in sdb.fetch_all(sub, {"ids": [4]})] == [4]
+
+
+def test_list_name_reused_elsewhere_is_refused(sdb: Any, dialect: Any) -> None:
+    _items(sdb, dialect)
+    with pytest.raises(awaitdb.InterfaceError, match=":ids.*elsewhere"):
+        sdb.fetch_all("SELECT id FROM items WHERE id IN :ids OR :ids IS NULL", {"ids": [1, 2]})
+
+
+def test_in_list_spelling_is_robust(sdb: Any, dialect: Any) -> None:
+    _items(sdb, dialect)
+    sql = "SELECT id FROM items WHERE id NOT /*c*/ IN\n  :ids AND id in/**/:ids2 ORDER BY id"
+    rows = sdb.fetch_all(sql, {"ids": [1, 2], "ids2": [2, 3, 4]})
+    assert [r["id"] for r in rows] == [3, 4]
+    json_type = dialect.types["json"]
+    sdb.execute(f"CREATE TABLE docs (id INTEGER PRIMARY KEY, tags {json_type})")
+    sdb.execute("INSERT INTO docs (id, tags) VALUES (1, :tags)", {"tags": ["a", "b"]})
+    assert sdb.fetch_val("SELECT tags FROM docs WHERE id IN :ids", {"ids": [1]}) == ["a", "b"]
+
+
+def test_any_and_all_take_a_list_on_postgresql(sdb: Any, backend_name: str) -> None:
+    if backend_name != "postgresql":
+        pytest.skip("= ANY() / <> ALL() are PostgreSQL syntax")
+    sql = "SELECT count(*) FROM generate_series(1, 5) g WHERE g = ANY(:ids) AND g <> ALL(:no)"
+    assert sdb.fetch_val(sql, {"ids": [1, 2, 3], "no": (2,)}) == 2
+
+
+def test_in_list_values_bind_like_single_values(sdb: Any, dialect: Any) -> None:
+    t = dialect.types
+    sdb.execute(
+        f"CREATE TABLE vals (id INTEGER PRIMARY KEY, b {t['bytes']}, f {t['bool']}, d {t['decimal']}, at {t['datetime_naive']})"
+    )
+    rows = [
+        {"id": i, "b": bytes([i, 0, 255]), "f": i % 2 == 0, "d": Decimal(f"{i}.25"), "at": at}
+        for i, at in ((1, datetime(2026, 1, 1, 12)), (2, datetime(2026, 1, 2, 12)))
+    ]
+    sdb.execute_many("INSERT INTO vals VALUES (:id, :b, :f, :d, :at)", rows)
+    for column, values, expected in (
+        ("b", [bytes([2, 0, 255]), b"x"], 2),
+        ("f", [True], 2),
+        ("d", [Decimal("1.25"), Decimal("9")], 1),
+        ("at", [datetime(2026, 1, 2, 12)], 2),
+    ):
+        sql = f"SELECT id FROM vals WHERE {column} IN :v"
+        assert sdb.fetch_val(sql, {"v": values}) == expected, column
