@@ -54,6 +54,13 @@ NOTIFY_INTERVAL = 0.002
 
 Position = tuple[int, int]
 
+#: One claim, only while this consumer still holds it (after its lease ran out another consumer
+#: may have taken it over; a consumer of the same name may hold another claim).
+_CLAIM_KEY = (
+    " grp = :grp AND from_xid = :kx AND from_id = :ki AND to_xid = :kt AND to_id = :kti"
+    " AND consumer = :c"
+)
+
 
 @dataclass(frozen=True)
 class GroupStats:
@@ -389,7 +396,7 @@ class Consumer:
         self._lease = lease
         self._poll = poll_interval
         self._buffer: deque[tuple[Position, Event]] = deque()
-        self._claim: Position | None = None  # the ``from`` of the claim we hold
+        self._claim: tuple[Position, Position] | None = None  # the claim we hold: (from, to]
         self._done: Position | None = None  # the last event finished in that claim
         self._current: Position | None = None  # the event handed out and not yet finished
         self._sub: Subscription | None = None
@@ -439,12 +446,22 @@ class Consumer:
 
         Returns True when committed events wait behind the horizon (poll soon).
         """
+        try:
+            return await self._take_batch()
+        except BaseException:
+            # Left before we know whether it committed (a cancellation may land after the
+            # server's COMMIT): the acknowledgement is repeated by key (a no-op if it was
+            # done), and the next take adopts the claim left under our name, if any.
+            self._took = False
+            raise
+
+    async def _take_batch(self) -> bool:
         stream = self._stream
         db = stream._db
         sql = stream._sql
         now = time.time()
         rows: list[Any] = []
-        taken: Position | None = None
+        taken: tuple[Position, Position] | None = None
         blocked = False
         async with db.transaction():
             row = await db.fetch_one(sql.lock_group, {"grp": self.group})
@@ -453,8 +470,8 @@ class Consumer:
             blocked = bool(row["blocked"])
             if self._claim is not None:  # every event of it is done: acknowledge
                 await db.execute(
-                    "DELETE FROM awaitdb_events_claims WHERE grp = :grp AND consumer = :c",
-                    {"grp": self.group, "c": self.name},
+                    "DELETE FROM awaitdb_events_claims WHERE" + _CLAIM_KEY,
+                    self._claim_key(),
                 )
             oldest = row["oldest_lease"]
             # Expired claims, and (on our first take) claims left under our name.
@@ -490,7 +507,7 @@ class Consumer:
                                 "lease": now + self._lease,
                             },
                         )
-                        taken = cursor
+                        taken = (cursor, new_cursor)
                     await db.execute(
                         "UPDATE awaitdb_events_groups SET cursor_xid = :cx, cursor_id = :ci"
                         " WHERE grp = :grp",
@@ -503,7 +520,13 @@ class Consumer:
         self._fill(rows)
         return blocked
 
-    async def _take_over(self, now: float) -> tuple[Position, list[Any]] | None:
+    def _claim_key(self) -> dict[str, Any]:
+        """Parameters of ``_CLAIM_KEY`` for the claim we hold (only ours, only that one)."""
+        assert self._claim is not None
+        (fx, fi), (tx, ti) = self._claim
+        return {"grp": self.group, "kx": fx, "ki": fi, "kt": tx, "kti": ti, "c": self.name}
+
+    async def _take_over(self, now: float) -> tuple[tuple[Position, Position], list[Any]] | None:
         """Take over an expired claim (or one left under our name): its start and events."""
         db = self._stream._db
         claim = await db.fetch_one(
@@ -541,7 +564,7 @@ class Consumer:
             len(rows),
             start,
         )
-        return start, list(rows)
+        return (start, end), list(rows)
 
     def _fill(self, rows: list[Any]) -> None:
         decoded = self._stream._sql.data_is_decoded
@@ -567,24 +590,25 @@ class Consumer:
         sub, self._sub = self._sub, None
         if sub is not None:
             sub.close()
+        if self._started and not self._took:
+            await self._hand_back_unknown()
         if self._claim is None:
             return
         if self._current is not None and current_done:
             self._done, self._current = self._current, None
         left = bool(self._buffer) or self._current is not None
-        start = self._done or self._claim
+        start = self._done or self._claim[0]
         db = self._stream._db
         try:
             if not left:
                 await db.execute(
-                    "DELETE FROM awaitdb_events_claims WHERE grp = :grp AND consumer = :c",
-                    {"grp": self.group, "c": self.name},
+                    "DELETE FROM awaitdb_events_claims WHERE" + _CLAIM_KEY, self._claim_key()
                 )
             else:
                 await db.execute(
                     "UPDATE awaitdb_events_claims SET from_xid = :fx, from_id = :fi,"
-                    " lease_until = 0 WHERE grp = :grp AND consumer = :c",
-                    {"fx": start[0], "fi": start[1], "grp": self.group, "c": self.name},
+                    " lease_until = 0 WHERE" + _CLAIM_KEY,
+                    {"fx": start[0], "fi": start[1], **self._claim_key()},
                 )
         except Exception:  # the lease still hands the batch over later
             logger.warning(
@@ -595,6 +619,22 @@ class Consumer:
             )
         self._buffer.clear()
         self._claim = self._done = self._current = None
+
+    async def _hand_back_unknown(self) -> None:
+        """A take was interrupted: a claim it may have committed under our name goes back now."""
+        try:
+            await self._stream._db.execute(
+                "UPDATE awaitdb_events_claims SET lease_until = 0"
+                " WHERE grp = :grp AND consumer = :c",
+                {"grp": self.group, "c": self.name},
+            )
+        except Exception:
+            logger.warning(
+                "consumer %s could not hand back an interrupted batch; it will be taken over "
+                "when its lease runs out",
+                self.name,
+                exc_info=True,
+            )
 
     async def __aenter__(self) -> Consumer:
         return self

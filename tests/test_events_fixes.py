@@ -1,0 +1,90 @@
+"""Defects found in review of issue 11 (events), each pinned by a test on both backends."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from typing import Any
+
+from awaitdb import events
+
+
+async def take(consumer: events.Consumer, n: int, timeout: float = 10.0) -> list[events.Event]:
+    """The next ``n`` events of ``consumer`` (fails the test after ``timeout`` seconds)."""
+    got: list[events.Event] = []
+
+    async def run() -> None:
+        async for event in consumer:
+            got.append(event)
+            if len(got) == n:
+                return
+
+    await asyncio.wait_for(run(), timeout)
+    return got
+
+
+async def drain(consumer: events.Consumer, quiet: float = 0.5) -> list[Any]:
+    """Every event ``consumer`` delivers until none comes for ``quiet`` seconds."""
+    got: list[Any] = []
+    while True:
+        try:
+            got.append((await asyncio.wait_for(consumer.__anext__(), quiet)).data)
+        except TimeoutError:
+            return got
+
+
+async def test_a_take_cancelled_during_its_commit_loses_no_batch(adb: Any) -> None:
+    """Timeouts land anywhere in a take, also after the server committed it: at least once."""
+    stream = events.Stream(adb)
+    await stream.create_group("g")
+    total = 1500
+    published = asyncio.Event()
+
+    async def publisher() -> None:
+        for i in range(total):
+            await stream.publish("n", i)
+            if i % 10 == 0:
+                await asyncio.sleep(0)
+        published.set()
+
+    seen: set[int] = set()
+    rng = random.Random(11)
+    task = asyncio.create_task(publisher())
+    async with stream.subscribe(group="g", batch_size=5, poll_interval=0.05) as consumer:
+        idle = 0
+        while idle < 200 and len(seen) < total:
+            try:
+                event = await asyncio.wait_for(consumer.__anext__(), rng.uniform(0.0001, 0.003))
+            except TimeoutError:
+                idle += published.is_set()
+                continue
+            seen.add(event.data)
+    await task
+    async with stream.subscribe(group="g", lease=0.1, poll_interval=0.05) as rest:
+        seen.update(await drain(rest))
+    assert sorted(set(range(total)) - seen) == []
+    assert (await stream.stats()).groups[0].lag == 0
+
+
+async def test_two_live_consumers_of_one_name_lose_nothing(adb: Any) -> None:
+    """A's acknowledgement must not delete B's claim: duplicates, never losses."""
+    stream = events.Stream(adb)
+    await stream.create_group("g")
+    for i in range(15):
+        await stream.publish("n", i)
+    a = stream.subscribe(group="g", consumer="same", batch_size=5, lease=0.3)
+    b = stream.subscribe(group="g", consumer="same", batch_size=5, lease=0.3)
+    try:
+        assert [e.data for e in await take(a, 1)] == [0]
+        assert [e.data for e in await take(b, 1)] == [0]  # adopts the claim under its name
+        assert [e.data for e in await take(a, 5)] == [1, 2, 3, 4, 5]  # A now holds 5..9
+        assert [e.data for e in await take(b, 5)] == [1, 2, 3, 4, 10]  # B acknowledges, 10..14
+        await b.aclose()  # 10 done, 11..14 handed back
+        # A dies with 5 in hand: its batch must come back once its lease runs out.
+    finally:
+        if a._sub is not None:
+            a._sub.close()
+    await asyncio.sleep(0.4)
+    async with stream.subscribe(group="g", consumer="rescuer", poll_interval=0.05) as other:
+        got = await drain(other)
+    assert set(range(5, 15)) - {10} <= set(got)
