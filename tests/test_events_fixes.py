@@ -6,6 +6,9 @@ import asyncio
 import random
 from typing import Any
 
+import pytest
+
+import awaitdb
 from awaitdb import events
 
 
@@ -88,3 +91,56 @@ async def test_two_live_consumers_of_one_name_lose_nothing(adb: Any) -> None:
     async with stream.subscribe(group="g", consumer="rescuer", poll_interval=0.05) as other:
         got = await drain(other)
     assert set(range(5, 15)) - {10} <= set(got)
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"batch_size": 2.5},
+        {"batch_size": "3"},
+        {"batch_size": True},
+        {"batch_size": 0},
+        {"lease": "x"},
+        {"lease": float("nan")},
+        {"lease": float("inf")},
+        {"lease": 0},
+        {"poll_interval": None},
+        {"poll_interval": -1},
+    ],
+)
+async def test_subscribe_refuses_bad_numbers(adb: Any, options: dict[str, Any]) -> None:
+    """A float batch_size skipped events on PostgreSQL (LIMIT 2.5); others raised raw errors."""
+    stream = events.Stream(adb)
+    with pytest.raises(awaitdb.InterfaceError, match=next(iter(options))):
+        stream.subscribe(group="g", **options)
+
+
+async def test_bus_refuses_bad_timeouts() -> None:
+    for bad in ("5", float("nan"), 0, -1, True):
+        with pytest.raises(awaitdb.InterfaceError, match="timeout"):
+            events.Bus(timeout=bad)
+        with pytest.raises(awaitdb.InterfaceError, match="timeout"):
+            events.Bus().on("x", print, timeout=bad)
+    assert events.Bus(timeout=2).on("x", print, timeout=0.5) is print
+
+
+def test_stream_needs_an_async_database(sdb: Any) -> None:
+    with pytest.raises(awaitdb.InterfaceError, match="async Database"):
+        events.Stream(sdb)
+
+
+@pytest.mark.parametrize("bad", [None, 5, ""])
+async def test_create_group_checks_the_group_name(adb: Any, bad: Any) -> None:
+    with pytest.raises(awaitdb.InterfaceError, match="group name"):
+        await events.Stream(adb).create_group(bad)
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), {"x": -float("inf")}, "a\x00b"])
+async def test_data_postgresql_cannot_store_is_refused_on_both_backends(adb: Any, bad: Any) -> None:
+    stream = events.Stream(adb)
+    with pytest.raises(awaitdb.InterfaceError, match="JSON"):
+        await stream.publish("x", bad)
+    await stream.create_group("g", from_start=True)
+    await stream.publish("x", ["\\u0000 is text", 1.5])  # a backslash, then "u0000": fine
+    async with stream.subscribe(group="g") as consumer:
+        assert [e.data for e in await take(consumer, 1)] == [["\\u0000 is text", 1.5]]

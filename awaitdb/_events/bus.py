@@ -28,7 +28,7 @@ from functools import partial
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from .._errors import InterfaceError
-from .event import Event, check_name, check_pattern, pattern_prefix
+from .event import Event, check_name, check_pattern, check_seconds, pattern_prefix
 from .offload import run_off_loop
 
 if TYPE_CHECKING:
@@ -142,8 +142,8 @@ class Bus:
     """
 
     def __init__(self, db: Database | None = None, *, timeout: float | None = None) -> None:
-        if timeout is not None and timeout <= 0:
-            raise InterfaceError("a listener timeout must be a positive number of seconds")
+        if timeout is not None:
+            timeout = check_seconds(timeout, "a listener timeout")
         self._db = db
         self._timeout = timeout
         self._listeners: list[_Listener] = []
@@ -201,8 +201,8 @@ class Bus:
         timeout: float | None,
     ) -> Any:
         check_pattern(pattern)
-        if timeout is not None and timeout <= 0:
-            raise InterfaceError("a listener timeout must be a positive number of seconds")
+        if timeout is not None:
+            timeout = check_seconds(timeout, "a listener timeout")
 
         def register(fn: F) -> F:
             if not callable(fn):

@@ -34,7 +34,16 @@ from typing import TYPE_CHECKING, Any
 
 from .._errors import InterfaceError
 from .._wakeup import Subscription, waker_for
-from .event import Event, check_name, check_pattern, pattern_prefix
+from .event import (
+    Event,
+    check_count,
+    check_group,
+    check_name,
+    check_pattern,
+    check_seconds,
+    encode_data,
+    pattern_prefix,
+)
 from .schema import bind, dialect_for, ensure_schema
 
 if TYPE_CHECKING:
@@ -97,6 +106,12 @@ class Stream:
     """
 
     def __init__(self, db: Database, *, publisher: str | None = None) -> None:
+        from .._async.database import Database
+
+        if not isinstance(db, Database):
+            raise InterfaceError(
+                f"a Stream needs an async Database (awaitdb.connect), not {type(db).__name__}"
+            )
         self._db = db
         self._sql = dialect_for(db)
         self._ready = False
@@ -123,12 +138,7 @@ class Stream:
         ``data`` must be JSON-serialisable. Returns the event's id.
         """
         check_name(name)
-        try:
-            text = json.dumps(data)
-        except (TypeError, ValueError) as exc:
-            raise InterfaceError(
-                f"event data for {name!r} is not JSON-serialisable: {exc}"
-            ) from exc
+        text = encode_data(name, data)
         if not self._ready:
             await self._setup()
         db = self._db
@@ -198,12 +208,10 @@ class Stream:
         ``lease`` seconds is handed to another consumer of the group.
         """
         check_pattern(pattern)
-        if not group or not isinstance(group, str):
-            raise InterfaceError(f"a group name must be a non-empty string, got {group!r}")
-        if batch_size < 1:
-            raise InterfaceError("batch_size must be at least 1")
-        if lease <= 0 or poll_interval <= 0:
-            raise InterfaceError("lease and poll_interval must be positive numbers of seconds")
+        check_group(group)
+        check_count(batch_size, "batch_size")
+        lease = check_seconds(lease, "lease")
+        poll_interval = check_seconds(poll_interval, "poll_interval")
         return Consumer(
             self,
             pattern,
@@ -222,6 +230,7 @@ class Stream:
 
         An existing group keeps its position; creating it with another pattern is refused.
         """
+        check_group(group)
         check_pattern(pattern)
         await self._setup()
         sql = self._sql
