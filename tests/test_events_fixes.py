@@ -144,3 +144,30 @@ async def test_data_postgresql_cannot_store_is_refused_on_both_backends(adb: Any
     await stream.publish("x", ["\\u0000 is text", 1.5])  # a backslash, then "u0000": fine
     async with stream.subscribe(group="g") as consumer:
         assert [e.data for e in await take(consumer, 1)] == [["\\u0000 is text", 1.5]]
+
+
+def _wakeup_tasks() -> list[asyncio.Task[Any]]:
+    names = {"awaitdb-pg-listener", "awaitdb-sqlite-watcher"}
+    return [t for t in asyncio.all_tasks() if t.get_name() in names and not t.done()]
+
+
+async def test_closing_the_database_closes_the_wake_up_layer(db_url: str) -> None:
+    """A consumer left by ``break`` keeps its subscription; ``db.close()`` ends the listener."""
+    from awaitdb._wakeup import _wakers
+
+    db = await awaitdb.connect(db_url)
+    try:
+        stream = events.Stream(db)
+        await stream.create_group("g")
+        await stream.publish("n", 1)
+        async for _event in stream.subscribe(group="g"):
+            break
+        assert len(_wakeup_tasks()) == 1
+        waker = _wakers[db]
+        assert waker in [getattr(h, "__self__", None) for h in db._close_hooks]
+    finally:
+        await db.close()
+    assert _wakeup_tasks() == [] and waker.closed
+    assert getattr(waker, "_conn", None) is None  # PostgreSQL: the LISTEN connection is gone
+    with pytest.raises(awaitdb.InterfaceError, match="closed"):
+        await stream.subscribe(group="g").__anext__()

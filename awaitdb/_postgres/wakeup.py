@@ -114,6 +114,12 @@ class PostgresWaker(Waker):
             if conn is not None:
                 conn.terminate()
 
+    async def _shutdown(self) -> None:
+        supervisor, self._supervisor = self._supervisor, None
+        if supervisor is not None:
+            supervisor.cancel()
+            await asyncio.wait([supervisor])
+
     def _unlisten(self, channel: str) -> None:
         self._listening.discard(channel)
         conn = self._conn

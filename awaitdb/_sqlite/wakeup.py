@@ -69,6 +69,12 @@ class SQLiteWaker(Waker):
                 with contextlib.suppress(sqlite3.Error):
                     conn.close()
 
+    async def _shutdown(self) -> None:
+        watcher, self._watcher = self._watcher, None
+        if watcher is not None:
+            watcher.cancel()
+            await asyncio.wait([watcher])
+
     def _unlisten(self, channel: str) -> None:
         if not self._subs and self._watcher is not None:
             self._watcher.cancel()
