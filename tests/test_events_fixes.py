@@ -171,3 +171,86 @@ async def test_closing_the_database_closes_the_wake_up_layer(db_url: str) -> Non
     assert getattr(waker, "_conn", None) is None  # PostgreSQL: the LISTEN connection is gone
     with pytest.raises(awaitdb.InterfaceError, match="closed"):
         await stream.subscribe(group="g").__anext__()
+
+
+async def test_deliver_to_started_inside_a_transaction_runs_on_its_own(adb: Any) -> None:
+    """The pump must not run its takes in the caller's transaction (0 events delivered)."""
+    stream = events.Stream(adb)
+    bus = events.Bus()
+    got: list[Any] = []
+    bus.on("n", lambda e: got.append(e.data))
+    await stream.create_group("bus")
+    async with adb.transaction():
+        await adb.fetch_val("SELECT 1")
+        stream.deliver_to(bus, poll_interval=0.05)
+    for i in range(3):
+        await stream.publish("n", i)
+    for _ in range(200):
+        if len(got) == 3:
+            break
+        await asyncio.sleep(0.05)
+    await stream.aclose()
+    assert got == [0, 1, 2]
+
+
+async def test_aclose_from_another_task_ends_the_iteration(adb: Any) -> None:
+    """The iterating task sees StopAsyncIteration; a closed consumer takes nothing more."""
+    stream = events.Stream(adb)
+    await stream.create_group("g")
+    total = 60
+    seen: set[int] = set()
+    rng = random.Random(7)
+    for round_ in range(12):
+        for i in range(5):
+            await stream.publish("n", round_ * 5 + i)
+        consumer = stream.subscribe(group="g", batch_size=2, poll_interval=5)
+
+        async def iterate(c: events.Consumer = consumer) -> None:
+            async for event in c:
+                seen.add(event.data)
+                await asyncio.sleep(0)
+
+        task = asyncio.create_task(iterate())
+        await asyncio.sleep(rng.uniform(0, 0.02))
+        await consumer.aclose()
+        await asyncio.wait_for(task, 10)  # ends cleanly: no AssertionError, no hang
+    await stream.publish("n", total)
+    async with stream.subscribe(group="g", poll_interval=0.05) as rest:
+        seen.update(await drain(rest))
+    assert sorted(set(range(total + 1)) - seen) == []
+
+
+async def test_a_cancelled_commit_hook_still_runs_every_later_hook(adb: Any) -> None:
+    """Cancelled during an earlier async on_commit hook: the bus event is still delivered."""
+    bus = events.Bus(db=adb)
+    got: list[Any] = []
+    bus.on("n", lambda e: got.append(e.data))
+    hook_started = asyncio.Event()
+    later: list[str] = []
+
+    async def slow_hook() -> None:
+        hook_started.set()
+        await asyncio.sleep(10)
+
+    async def later_hook() -> None:
+        later.append("async")
+
+    async def work() -> None:
+        async with adb.transaction() as tx:
+            tx.on_commit(slow_hook)
+            await bus.emit("n", 1)
+            tx.on_commit(later_hook)
+            tx.on_commit(lambda: later.append("sync"))
+
+    task = asyncio.create_task(work())
+    await hook_started.wait()
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    await bus.aclose()
+    for _ in range(100):
+        if len(later) == 2:
+            break
+        await asyncio.sleep(0.01)
+    assert got == [1]
+    assert sorted(later) == ["async", "sync"]

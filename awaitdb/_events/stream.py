@@ -30,7 +30,7 @@ import time
 import uuid
 from collections import deque
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from .._errors import InterfaceError
 from .._wakeup import Subscription, waker_for
@@ -294,6 +294,8 @@ class Stream:
         consumer = self.subscribe(pattern, group=group, **options)
 
         async def pump() -> None:
+            # Its own statements and transactions, never the scope deliver_to was called in.
+            self._db._scope.set(None)
             async with consumer:
                 async for event in consumer:
                     await bus.deliver(event)
@@ -431,18 +433,31 @@ class Consumer:
         while not self._buffer:
             if not self._started:
                 await self._start()
+            if self._closed:  # by another task while we waited
+                await self._stop()
             blocked = await self._take()
+            if self._closed:
+                await self._stop()
             if self._buffer:
                 break
-            assert self._sub is not None
+            sub = self._sub
+            assert sub is not None
             if blocked:  # committed events wait behind an older open transaction
-                await self._sub.wait(delay)
+                await sub.wait(delay)
                 delay = min(delay * 2, 0.1)
             else:
-                await self._sub.wait(self._poll)
+                await sub.wait(self._poll)
         position, event = self._buffer.popleft()
         self._current = position
         return event
+
+    async def _stop(self) -> NoReturn:
+        """Closed by another task during our wait or take: hand back what we took, stop."""
+        sub, self._sub = self._sub, None
+        if sub is not None:
+            sub.close()
+        await self._release(current_done=False)
+        raise StopAsyncIteration
 
     async def _start(self) -> None:
         stream = self._stream
@@ -599,6 +614,10 @@ class Consumer:
         sub, self._sub = self._sub, None
         if sub is not None:
             sub.close()
+        await self._release(current_done=current_done)
+
+    async def _release(self, *, current_done: bool) -> None:
+        """Finish the claim we hold: acknowledged if all done, else the rest handed back."""
         if self._started and not self._took:
             await self._hand_back_unknown()
         if self._claim is None:
