@@ -254,3 +254,44 @@ async def test_a_cancelled_commit_hook_still_runs_every_later_hook(adb: Any) -> 
         await asyncio.sleep(0.01)
     assert got == [1]
     assert sorted(later) == ["async", "sync"]
+
+
+async def _wait_for_first_take(consumer: events.Consumer) -> None:
+    for _ in range(1000):
+        if consumer._took:
+            return
+        await asyncio.sleep(0.001)
+    raise AssertionError("the consumer never took")
+
+
+async def test_sqlite_commit_right_after_a_consumer_starts_wakes_it(sqlite_url: str) -> None:
+    """Another connection's commit just after the first take is not hidden in the baseline."""
+    async with awaitdb.connect(sqlite_url) as db, awaitdb.connect(sqlite_url) as other:
+        stream = events.Stream(db)
+        await stream.create_group("g")
+        async with stream.subscribe(group="g", poll_interval=60) as consumer:
+            first = asyncio.ensure_future(consumer.__anext__())
+            await _wait_for_first_take(consumer)
+            await events.Stream(other).publish("from.elsewhere", 1)
+            assert (await asyncio.wait_for(first, 5)).name == "from.elsewhere"
+
+
+async def test_sqlite_watcher_uses_the_database_path_after_chdir(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    home, elsewhere = tmp_path / "home", tmp_path / "elsewhere"
+    home.mkdir()
+    elsewhere.mkdir()
+    monkeypatch.chdir(home)
+    async with awaitdb.connect("sqlite:///app.db") as db:
+        async with awaitdb.connect(f"sqlite:///{home / 'app.db'}") as other:
+            stream = events.Stream(db)
+            await stream.create_group("g")
+            monkeypatch.chdir(elsewhere)
+            async with stream.subscribe(group="g", poll_interval=60) as consumer:
+                first = asyncio.ensure_future(consumer.__anext__())
+                await _wait_for_first_take(consumer)
+                await asyncio.sleep(0.2)  # the watcher has its baseline
+                await events.Stream(other).publish("n", 1)
+                assert (await asyncio.wait_for(first, 5)).data == 1
+    assert not (elsewhere / "app.db").exists()
