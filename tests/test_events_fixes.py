@@ -295,3 +295,69 @@ async def test_sqlite_watcher_uses_the_database_path_after_chdir(
                 await events.Stream(other).publish("n", 1)
                 assert (await asyncio.wait_for(first, 5)).data == 1
     assert not (elsewhere / "app.db").exists()
+
+
+async def test_an_event_committed_after_the_bus_closed_is_logged(
+    adb: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    bus = events.Bus(db=adb)
+    got: list[Any] = []
+    bus.on("n", lambda e: got.append(e.data))
+    async with adb.transaction():
+        report = await bus.emit("n", 1)
+        await bus.aclose()
+    assert got == [] and bus.stats().pending_tasks == 0
+    assert f"bus closed before delivering n (id {report.event.id})" in caplog.text
+
+
+async def test_a_listener_raising_its_own_timeout_error_is_a_failure(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    def mine(event: events.Event) -> None:
+        raise TimeoutError("the listener's own")
+
+    async def slow(event: events.Event) -> None:
+        await asyncio.sleep(5)
+
+    for timeout in (None, 5.0):
+        bus = events.Bus(timeout=timeout)
+        bus.on("n", mine)
+        report = await bus.emit("n")
+        assert isinstance(report.failures[0].error, TimeoutError)
+        assert bus.stats().timeouts == 0 and bus.stats().failures == 1
+    assert "failed on n" in caplog.text and "the listener's own" in caplog.text
+    bus = events.Bus()
+    bus.on("n", slow, timeout=0.01)
+    report = await bus.emit("n")
+    assert isinstance(report.failures[0].error, TimeoutError)
+    assert bus.stats().timeouts == 1 and "timed out after 0.01s on n" in caplog.text
+
+
+async def test_emit_nowait_isolates_a_listener_that_cannot_be_called(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    bus = events.Bus()
+
+    async def wrong() -> None:  # no event parameter
+        pass
+
+    bus.on("n", wrong)
+    bus.emit_nowait("n", 1)  # does not raise
+    await bus.aclose()
+    assert bus.stats().failures == 1 and "failed on n" in caplog.text
+
+
+async def test_deliveries_cut_by_aclose_name_their_event(caplog: pytest.LogCaptureFixture) -> None:
+    bus = events.Bus()
+
+    async def stuck(event: events.Event) -> None:
+        await asyncio.sleep(10)
+
+    bus.on("slow.thing", stuck)
+    bus.on("slow.thing", lambda e: None)  # two listeners: a wrapped delivery
+    bus.on("slow.other", stuck)  # one plain async listener: the direct path
+    first = bus.emit_nowait("slow.thing", 1)
+    second = bus.emit_nowait("slow.other", 2)
+    await bus.aclose(timeout=0.05)
+    assert f"slow.thing (id {first.id})" in caplog.text
+    assert f"slow.other (id {second.id})" in caplog.text
