@@ -361,3 +361,30 @@ async def test_deliveries_cut_by_aclose_name_their_event(caplog: pytest.LogCaptu
     await bus.aclose(timeout=0.05)
     assert f"slow.thing (id {first.id})" in caplog.text
     assert f"slow.other (id {second.id})" in caplog.text
+
+
+async def test_the_listen_connection_is_opened_like_the_pools(pg_url: str) -> None:
+    """The LISTEN connection gets the pool's connect arguments and on_connect hook."""
+    seen: list[Any] = []
+
+    async def hook(conn: Any) -> None:
+        seen.append(conn)
+
+    url = pg_url + "&statement_cache_size=7"
+    async with awaitdb.connect(url, on_connect=hook) as db:
+        stream = events.Stream(db)
+        await stream.create_group("g")
+        async with stream.subscribe(group="g", poll_interval=60) as consumer:
+            waiting = asyncio.ensure_future(consumer.__anext__())
+            from awaitdb._wakeup import waker_for
+
+            waker: Any = waker_for(db)
+            for _ in range(500):
+                if waker._conn is not None:
+                    break
+                await asyncio.sleep(0.01)
+            assert waker._conn in seen
+            assert waker._conn._stmt_cache.get_max_size() == 7
+            waiting.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await waiting
