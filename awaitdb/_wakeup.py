@@ -10,9 +10,11 @@ until someone notifies it, instead of polling the database. One ``Waker`` serves
     ├── after_commit(channel)              this process only: at once, or after the current
     │                                      transaction commits
     ├── wake_local(channel)                this process only, at once
-    └── await subscribe(channel) -> Subscription
-            ├── await wait(timeout) -> bool    True when notified since the last wait
-            └── close()
+    ├── await subscribe(channel) -> Subscription
+    │       ├── await wait(timeout) -> bool    True when notified since the last wait
+    │       └── close()
+    └── await close()                      by db.close(): ends every subscription and the
+                                           backend's listener (task, connection)
 
     backends: sqlite      -> awaitdb/_sqlite/wakeup.py    in-process futures + PRAGMA data_version
               postgresql  -> awaitdb/_postgres/wakeup.py  LISTEN/NOTIFY on a dedicated connection
@@ -47,9 +49,11 @@ _wakers: weakref.WeakKeyDictionary[Any, Waker] = weakref.WeakKeyDictionary()
 
 
 def waker_for(db: Database) -> Waker:
-    """The waker of ``db``, created on first use (one per Database)."""
+    """The waker of ``db``, created on first use (one per Database); closed with ``db``."""
     waker = _wakers.get(db)
     if waker is None or waker.closed:
+        if db.closed:
+            raise InterfaceError("the database is closed")
         spec = _BACKENDS.get(db.backend)
         if spec is None:
             raise InterfaceError(f"no wake-up mechanism for the {db.backend!r} backend")
@@ -57,6 +61,7 @@ def waker_for(db: Database) -> Waker:
         cls: type[Waker] = getattr(importlib.import_module(module_name), class_name)
         waker = cls(db)
         _wakers[db] = waker
+        db._close_hooks.append(waker.close)
     return waker
 
 
@@ -157,7 +162,24 @@ class Waker:
         else:
             self.wake_local(channel)
 
+    async def close(self) -> None:
+        """End every subscription (waiters return) and stop the backend's listener."""
+        if self.closed:
+            return
+        self.closed = True
+        if _wakers.get(self._db) is self:
+            del _wakers[self._db]  # it holds the db: the entry would keep both alive
+        subs = [sub for subs in self._subs.values() for sub in subs]
+        self._subs.clear()
+        for sub in subs:
+            sub._closed = True
+            sub._wake()
+        await self._shutdown()
+
     # -- cross-process (backends override) ---------------------------------------------------
+
+    async def _shutdown(self) -> None:
+        """Stop receiving cross-process news and release what that holds (``close``)."""
 
     async def notify(self, channel: str) -> None:
         """Tell subscribers everywhere; inside a transaction, only if and when it commits."""
@@ -175,6 +197,8 @@ class Waker:
         """A subscription to ``channel``; close it when done."""
         if not channel or not isinstance(channel, str):
             raise InterfaceError(f"a channel name must be a non-empty string, got {channel!r}")
+        if self.closed:
+            raise InterfaceError("the database is closed")
         sub = Subscription(self, channel)
         first = channel not in self._subs
         self._subs.setdefault(channel, set()).add(sub)

@@ -53,6 +53,9 @@ class Database(Queries):
         self._statement_timeout = config.statement_timeout
         self._scope: ContextVar[Scope | None] = ContextVar(f"awaitdb-{id(self)}", default=None)
         self._closed = False
+        # Features holding resources of their own (the wake-up layer's listener) release them
+        # here, before the pool closes.
+        self._close_hooks: list[Callable[[], Awaitable[None]]] = []
         self._migrations_applied: tuple[str, ...] = ()
         if ASYNC:
             self._loop = asyncio.get_running_loop()  # its connections belong to this loop
@@ -264,6 +267,9 @@ class Database(Queries):
             return
         timeout = check_timeout(timeout, "close timeout")
         self._closed = True
+        for hook in self._close_hooks:
+            await hook()
+        self._close_hooks.clear()
         await self._backend.close(timeout)
 
     async def __aenter__(self) -> Database:

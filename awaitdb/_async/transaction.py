@@ -441,14 +441,44 @@ def innermost_transaction(scope: Scope | None) -> Transaction | None:
 
 
 async def _run_hooks(callbacks: list[Callable[[], Any]], what: str) -> None:
-    """Run transaction hooks in order; a failure is logged and the next one still runs."""
+    """Run transaction hooks in order; a failure is logged and the next one still runs.
+
+    Cancelled while awaiting one (the transaction is already over): the hooks after it still
+    run, an async one in a task of its own; then the cancellation is raised.
+    """
+    interrupted: BaseException | None = None
     for callback in callbacks:
         try:
             if ASYNC:
                 result = callback()
                 if isawaitable(result):
-                    await result
+                    if interrupted is None:
+                        await result
+                    else:
+                        _hand_off(result, what, callback)
             else:
                 callback()
         except Exception:
             logger.exception("%s callback %r failed", what, callback)
+        except BaseException as exc:  # noqa: BLE001 - cancelled: the later hooks still run
+            if interrupted is None:
+                interrupted = exc
+    if interrupted is not None:
+        raise interrupted
+
+
+if ASYNC:
+    import asyncio
+
+    _hook_tasks: set[asyncio.Task[Any]] = set()
+
+    def _hand_off(awaitable: Any, what: str, callback: Callable[[], Any]) -> None:
+        async def run() -> None:
+            try:
+                await awaitable
+            except Exception:
+                logger.exception("%s callback %r failed", what, callback)
+
+        task = asyncio.get_running_loop().create_task(run(), name=f"awaitdb-{what}")
+        _hook_tasks.add(task)
+        task.add_done_callback(_hook_tasks.discard)

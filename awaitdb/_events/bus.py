@@ -28,7 +28,7 @@ from functools import partial
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from .._errors import InterfaceError
-from .event import Event, check_name, check_pattern, pattern_prefix
+from .event import Event, check_name, check_pattern, check_seconds, pattern_prefix
 from .offload import run_off_loop
 
 if TYPE_CHECKING:
@@ -41,6 +41,10 @@ logger = logging.getLogger("awaitdb.events")
 F = TypeVar("F", bound=Callable[..., Any])
 
 _ids = itertools.count(1)
+
+
+class _BusTimeout(TimeoutError):
+    """A listener ran past the bus's own timeout (a listener's own ``TimeoutError`` is not)."""
 
 
 @dataclass
@@ -142,13 +146,14 @@ class Bus:
     """
 
     def __init__(self, db: Database | None = None, *, timeout: float | None = None) -> None:
-        if timeout is not None and timeout <= 0:
-            raise InterfaceError("a listener timeout must be a positive number of seconds")
+        if timeout is not None:
+            timeout = check_seconds(timeout, "a listener timeout")
         self._db = db
         self._timeout = timeout
         self._listeners: list[_Listener] = []
         self._cache: dict[str, tuple[_Listener, ...]] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
+        self._delivering: dict[asyncio.Task[Any], Event] = {}  # for aclose's log lines
         self._after_commit: deque[Event] = deque()
         self._drainer: asyncio.Task[None] | None = None
         self._idle: asyncio.Future[None] | None = None  # set when the last tracked task ends
@@ -201,8 +206,8 @@ class Bus:
         timeout: float | None,
     ) -> Any:
         check_pattern(pattern)
-        if timeout is not None and timeout <= 0:
-            raise InterfaceError("a listener timeout must be a positive number of seconds")
+        if timeout is not None:
+            timeout = check_seconds(timeout, "a listener timeout")
 
         def register(fn: F) -> F:
             if not callable(fn):
@@ -289,8 +294,15 @@ class Bus:
             entry = entries[0]
             if entry.once:
                 self._remove_entry(entry)
-            task = self._track(entry.fn(event), event, done=False)
-            task.add_done_callback(partial(self._direct_done, entry, event, time.perf_counter()))
+            start = time.perf_counter()
+            try:
+                coro = entry.fn(event)
+            except Exception as exc:  # noqa: BLE001 - isolation, as in deliver()
+                entry.stats.calls += 1
+                self._failed(entry, event, exc, None)
+                return event
+            task = self._track(coro, event, done=False)
+            task.add_done_callback(partial(self._direct_done, entry, event, start))
         elif entries:
             self._track(self.deliver(event), event)
         return event
@@ -332,6 +344,9 @@ class Bus:
 
     def _committed(self, event: Event) -> None:
         """An on_commit hook: queue the event for the ordered after-commit delivery task."""
+        if self._closed:
+            logger.error("bus closed before delivering %s (id %s)", event.name, event.id)
+            return
         self._after_commit.append(event)
         if self._drainer is None or self._drainer.done():
             self._drainer = self._track(self._drain(), event)
@@ -341,8 +356,12 @@ class Bus:
 
     async def _drain(self) -> None:
         queue = self._after_commit
+        task = asyncio.current_task()
         while queue:
-            await self.deliver(queue.popleft())
+            event = queue.popleft()
+            if task is not None:
+                self._delivering[task] = event
+            await self.deliver(event)
 
     def _track(self, coro: Any, event: Event, *, done: bool = True) -> asyncio.Task[Any]:
         try:
@@ -351,6 +370,7 @@ class Bus:
             coro.close()
             raise InterfaceError("emit_nowait() needs a running event loop") from None
         self._tasks.add(task)
+        self._delivering[task] = event
         if done:
             task.add_done_callback(self._task_done)
         return task
@@ -358,6 +378,7 @@ class Bus:
     def _task_done(self, task: asyncio.Task[Any]) -> None:
         tasks = self._tasks
         tasks.discard(task)
+        self._delivering.pop(task, None)
         if not tasks and self._idle is not None:
             if not self._idle.done():
                 self._idle.set_result(None)
@@ -396,8 +417,14 @@ class Bus:
     async def _bounded(awaitable: Any, timeout: float | None) -> Any:
         if timeout is None:
             return await awaitable
-        async with asyncio.timeout(timeout):
-            return await awaitable
+        deadline = asyncio.timeout(timeout)
+        try:
+            async with deadline:
+                return await awaitable
+        except TimeoutError as exc:
+            if deadline.expired():  # ours, not one the listener raised itself
+                raise _BusTimeout(f"listener timed out after {timeout:g}s") from exc
+            raise
 
     def _failed(
         self, entry: _Listener, event: Event, exc: BaseException, report: EmitReport | None
@@ -405,7 +432,7 @@ class Bus:
         stats = entry.stats
         stats.failures += 1
         self._failures += 1
-        if isinstance(exc, TimeoutError):
+        if isinstance(exc, _BusTimeout):
             stats.timeouts += 1
             self._timeouts += 1
             logger.error(
@@ -458,9 +485,11 @@ class Bus:
         except TimeoutError:
             pending = list(self._tasks)
             for task in pending:
+                event = self._delivering.get(task)
                 logger.error(
-                    "bus closing: delivery %s still running after %ss; cancelled",
-                    task.get_coro(),
+                    "bus closing: delivery of %s (id %s) still running after %ss; cancelled",
+                    event.name if event else "?",
+                    event.id if event else "?",
                     timeout,
                 )
                 task.cancel()

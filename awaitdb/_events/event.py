@@ -8,12 +8,24 @@ A name is dotted words (``order.paid``). A pattern is a name, a dotted prefix fo
 from __future__ import annotations
 
 import datetime as dt
+import json
+import math
 import re
 from typing import Any
 
 from .._errors import InterfaceError
 
-__all__ = ["Event", "check_name", "check_pattern", "matches", "pattern_prefix"]
+__all__ = [
+    "Event",
+    "check_count",
+    "check_group",
+    "check_name",
+    "check_pattern",
+    "check_seconds",
+    "encode_data",
+    "matches",
+    "pattern_prefix",
+]
 
 _NAME = re.compile(r"[A-Za-z0-9_\-]+(\.[A-Za-z0-9_\-]+)*\Z")
 
@@ -56,6 +68,52 @@ def check_name(name: str) -> str:
             "(e.g. 'order.paid'); wildcards belong in listener patterns"
         )
     return name
+
+
+def check_seconds(value: Any, what: str) -> float:
+    """``value`` if it is a finite number of seconds above 0; ``InterfaceError`` otherwise."""
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float))
+        or not math.isfinite(value)
+        or value <= 0
+    ):
+        raise InterfaceError(f"{what} must be a positive, finite number of seconds, got {value!r}")
+    return float(value)
+
+
+def check_count(value: Any, what: str) -> int:
+    """``value`` if it is an integer of at least 1; ``InterfaceError`` otherwise."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise InterfaceError(f"{what} must be an integer of at least 1, got {value!r}")
+    return value
+
+
+def check_group(group: Any) -> str:
+    """``group`` if it is a usable group name (a non-empty string)."""
+    if not isinstance(group, str) or not group:
+        raise InterfaceError(f"a group name must be a non-empty string, got {group!r}")
+    return group
+
+
+# A JSON ``\u0000`` escape (an odd run of backslashes before it): PostgreSQL's jsonb refuses it.
+_NUL_ESCAPE = re.compile(r"(?<!\\)(?:\\\\)*\\u0000")
+
+
+def encode_data(name: str, data: Any) -> str:
+    """``data`` as JSON text that both backends store alike; ``InterfaceError`` otherwise.
+
+    NaN and infinities are not JSON, and PostgreSQL cannot store the character U+0000.
+    """
+    try:
+        text = json.dumps(data, allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise InterfaceError(f"event data for {name!r} is not JSON-serialisable: {exc}") from exc
+    if "\\u0000" in text and _NUL_ESCAPE.search(text):
+        raise InterfaceError(
+            f"event data for {name!r} is not storable as JSON: it contains the character U+0000"
+        )
+    return text
 
 
 def check_pattern(pattern: str) -> str:

@@ -30,11 +30,20 @@ import time
 import uuid
 from collections import deque
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from .._errors import InterfaceError
 from .._wakeup import Subscription, waker_for
-from .event import Event, check_name, check_pattern, pattern_prefix
+from .event import (
+    Event,
+    check_count,
+    check_group,
+    check_name,
+    check_pattern,
+    check_seconds,
+    encode_data,
+    pattern_prefix,
+)
 from .schema import bind, dialect_for, ensure_schema
 
 if TYPE_CHECKING:
@@ -53,6 +62,13 @@ CHANNEL = "awaitdb_events"
 NOTIFY_INTERVAL = 0.002
 
 Position = tuple[int, int]
+
+#: One claim, only while this consumer still holds it (after its lease ran out another consumer
+#: may have taken it over; a consumer of the same name may hold another claim).
+_CLAIM_KEY = (
+    " grp = :grp AND from_xid = :kx AND from_id = :ki AND to_xid = :kt AND to_id = :kti"
+    " AND consumer = :c"
+)
 
 
 @dataclass(frozen=True)
@@ -90,6 +106,12 @@ class Stream:
     """
 
     def __init__(self, db: Database, *, publisher: str | None = None) -> None:
+        from .._async.database import Database
+
+        if not isinstance(db, Database):
+            raise InterfaceError(
+                f"a Stream needs an async Database (awaitdb.connect), not {type(db).__name__}"
+            )
         self._db = db
         self._sql = dialect_for(db)
         self._ready = False
@@ -116,12 +138,7 @@ class Stream:
         ``data`` must be JSON-serialisable. Returns the event's id.
         """
         check_name(name)
-        try:
-            text = json.dumps(data)
-        except (TypeError, ValueError) as exc:
-            raise InterfaceError(
-                f"event data for {name!r} is not JSON-serialisable: {exc}"
-            ) from exc
+        text = encode_data(name, data)
         if not self._ready:
             await self._setup()
         db = self._db
@@ -191,12 +208,10 @@ class Stream:
         ``lease`` seconds is handed to another consumer of the group.
         """
         check_pattern(pattern)
-        if not group or not isinstance(group, str):
-            raise InterfaceError(f"a group name must be a non-empty string, got {group!r}")
-        if batch_size < 1:
-            raise InterfaceError("batch_size must be at least 1")
-        if lease <= 0 or poll_interval <= 0:
-            raise InterfaceError("lease and poll_interval must be positive numbers of seconds")
+        check_group(group)
+        check_count(batch_size, "batch_size")
+        lease = check_seconds(lease, "lease")
+        poll_interval = check_seconds(poll_interval, "poll_interval")
         return Consumer(
             self,
             pattern,
@@ -215,6 +230,7 @@ class Stream:
 
         An existing group keeps its position; creating it with another pattern is refused.
         """
+        check_group(group)
         check_pattern(pattern)
         await self._setup()
         sql = self._sql
@@ -278,6 +294,8 @@ class Stream:
         consumer = self.subscribe(pattern, group=group, **options)
 
         async def pump() -> None:
+            # Its own statements and transactions, never the scope deliver_to was called in.
+            self._db._scope.set(None)
             async with consumer:
                 async for event in consumer:
                     await bus.deliver(event)
@@ -389,7 +407,7 @@ class Consumer:
         self._lease = lease
         self._poll = poll_interval
         self._buffer: deque[tuple[Position, Event]] = deque()
-        self._claim: Position | None = None  # the ``from`` of the claim we hold
+        self._claim: tuple[Position, Position] | None = None  # the claim we hold: (from, to]
         self._done: Position | None = None  # the last event finished in that claim
         self._current: Position | None = None  # the event handed out and not yet finished
         self._sub: Subscription | None = None
@@ -415,18 +433,31 @@ class Consumer:
         while not self._buffer:
             if not self._started:
                 await self._start()
+            if self._closed:  # by another task while we waited
+                await self._stop()
             blocked = await self._take()
+            if self._closed:
+                await self._stop()
             if self._buffer:
                 break
-            assert self._sub is not None
+            sub = self._sub
+            assert sub is not None
             if blocked:  # committed events wait behind an older open transaction
-                await self._sub.wait(delay)
+                await sub.wait(delay)
                 delay = min(delay * 2, 0.1)
             else:
-                await self._sub.wait(self._poll)
+                await sub.wait(self._poll)
         position, event = self._buffer.popleft()
         self._current = position
         return event
+
+    async def _stop(self) -> NoReturn:
+        """Closed by another task during our wait or take: hand back what we took, stop."""
+        sub, self._sub = self._sub, None
+        if sub is not None:
+            sub.close()
+        await self._release(current_done=False)
+        raise StopAsyncIteration
 
     async def _start(self) -> None:
         stream = self._stream
@@ -439,12 +470,22 @@ class Consumer:
 
         Returns True when committed events wait behind the horizon (poll soon).
         """
+        try:
+            return await self._take_batch()
+        except BaseException:
+            # Left before we know whether it committed (a cancellation may land after the
+            # server's COMMIT): the acknowledgement is repeated by key (a no-op if it was
+            # done), and the next take adopts the claim left under our name, if any.
+            self._took = False
+            raise
+
+    async def _take_batch(self) -> bool:
         stream = self._stream
         db = stream._db
         sql = stream._sql
         now = time.time()
         rows: list[Any] = []
-        taken: Position | None = None
+        taken: tuple[Position, Position] | None = None
         blocked = False
         async with db.transaction():
             row = await db.fetch_one(sql.lock_group, {"grp": self.group})
@@ -453,8 +494,8 @@ class Consumer:
             blocked = bool(row["blocked"])
             if self._claim is not None:  # every event of it is done: acknowledge
                 await db.execute(
-                    "DELETE FROM awaitdb_events_claims WHERE grp = :grp AND consumer = :c",
-                    {"grp": self.group, "c": self.name},
+                    "DELETE FROM awaitdb_events_claims WHERE" + _CLAIM_KEY,
+                    self._claim_key(),
                 )
             oldest = row["oldest_lease"]
             # Expired claims, and (on our first take) claims left under our name.
@@ -490,7 +531,7 @@ class Consumer:
                                 "lease": now + self._lease,
                             },
                         )
-                        taken = cursor
+                        taken = (cursor, new_cursor)
                     await db.execute(
                         "UPDATE awaitdb_events_groups SET cursor_xid = :cx, cursor_id = :ci"
                         " WHERE grp = :grp",
@@ -503,7 +544,13 @@ class Consumer:
         self._fill(rows)
         return blocked
 
-    async def _take_over(self, now: float) -> tuple[Position, list[Any]] | None:
+    def _claim_key(self) -> dict[str, Any]:
+        """Parameters of ``_CLAIM_KEY`` for the claim we hold (only ours, only that one)."""
+        assert self._claim is not None
+        (fx, fi), (tx, ti) = self._claim
+        return {"grp": self.group, "kx": fx, "ki": fi, "kt": tx, "kti": ti, "c": self.name}
+
+    async def _take_over(self, now: float) -> tuple[tuple[Position, Position], list[Any]] | None:
         """Take over an expired claim (or one left under our name): its start and events."""
         db = self._stream._db
         claim = await db.fetch_one(
@@ -541,7 +588,7 @@ class Consumer:
             len(rows),
             start,
         )
-        return start, list(rows)
+        return (start, end), list(rows)
 
     def _fill(self, rows: list[Any]) -> None:
         decoded = self._stream._sql.data_is_decoded
@@ -567,24 +614,29 @@ class Consumer:
         sub, self._sub = self._sub, None
         if sub is not None:
             sub.close()
+        await self._release(current_done=current_done)
+
+    async def _release(self, *, current_done: bool) -> None:
+        """Finish the claim we hold: acknowledged if all done, else the rest handed back."""
+        if self._started and not self._took:
+            await self._hand_back_unknown()
         if self._claim is None:
             return
         if self._current is not None and current_done:
             self._done, self._current = self._current, None
         left = bool(self._buffer) or self._current is not None
-        start = self._done or self._claim
+        start = self._done or self._claim[0]
         db = self._stream._db
         try:
             if not left:
                 await db.execute(
-                    "DELETE FROM awaitdb_events_claims WHERE grp = :grp AND consumer = :c",
-                    {"grp": self.group, "c": self.name},
+                    "DELETE FROM awaitdb_events_claims WHERE" + _CLAIM_KEY, self._claim_key()
                 )
             else:
                 await db.execute(
                     "UPDATE awaitdb_events_claims SET from_xid = :fx, from_id = :fi,"
-                    " lease_until = 0 WHERE grp = :grp AND consumer = :c",
-                    {"fx": start[0], "fi": start[1], "grp": self.group, "c": self.name},
+                    " lease_until = 0 WHERE" + _CLAIM_KEY,
+                    {"fx": start[0], "fi": start[1], **self._claim_key()},
                 )
         except Exception:  # the lease still hands the batch over later
             logger.warning(
@@ -595,6 +647,22 @@ class Consumer:
             )
         self._buffer.clear()
         self._claim = self._done = self._current = None
+
+    async def _hand_back_unknown(self) -> None:
+        """A take was interrupted: a claim it may have committed under our name goes back now."""
+        try:
+            await self._stream._db.execute(
+                "UPDATE awaitdb_events_claims SET lease_until = 0"
+                " WHERE grp = :grp AND consumer = :c",
+                {"grp": self.group, "c": self.name},
+            )
+        except Exception:
+            logger.warning(
+                "consumer %s could not hand back an interrupted batch; it will be taken over "
+                "when its lease runs out",
+                self.name,
+                exc_info=True,
+            )
 
     async def __aenter__(self) -> Consumer:
         return self

@@ -69,11 +69,18 @@ class PostgresWaker(Waker):
     async def _connect(self) -> Any:
         import asyncpg
 
-        config = self._db._config
-        options: dict[str, Any] = {}
-        if config.get("ssl", None) is not None:
-            options["ssl"] = config.options["ssl"]
-        conn = await asyncpg.connect(config.url, timeout=10, **options)
+        # Opened like the pool's connections: its connect arguments (ssl, statement cache...),
+        # codecs and on_connect hook; only it is never handed to the pool.
+        backend = self._db._backend
+        options: dict[str, Any] = dict(getattr(backend, "_connect_kwargs", {}))
+        conn = await asyncpg.connect(self._db._config.url, timeout=10, **options)
+        try:
+            init = getattr(backend, "_init", None)
+            if init is not None:
+                await init(conn)
+        except BaseException:
+            conn.terminate()
+            raise
         conn.add_termination_listener(self._on_terminate)
         return conn
 
@@ -113,6 +120,12 @@ class PostgresWaker(Waker):
             self._conn = None
             if conn is not None:
                 conn.terminate()
+
+    async def _shutdown(self) -> None:
+        supervisor, self._supervisor = self._supervisor, None
+        if supervisor is not None:
+            supervisor.cancel()
+            await asyncio.wait([supervisor])
 
     def _unlisten(self, channel: str) -> None:
         self._listening.discard(channel)

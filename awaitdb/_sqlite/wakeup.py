@@ -3,8 +3,10 @@
 Inside one process ``notify`` wakes subscribers as soon as the transaction commits. Another
 process's commit is seen by a watcher that, while anyone subscribes, asks a dedicated connection
 for ``PRAGMA data_version`` every ``WATCH_INTERVAL`` seconds (a read of the shared WAL index:
-microseconds, no disk I/O) and wakes every subscriber when it changed. An in-memory database has
-no other process, so it has no watcher.
+microseconds, no disk I/O) and wakes every subscriber when it changed, and once after its
+first read (a commit between a subscriber's last look and that baseline would hide in it). The
+watcher opens the file the backend resolved, read-only. An in-memory database has no other
+process, so it has no watcher.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import pathlib
 import sqlite3
 from typing import TYPE_CHECKING
 
@@ -34,8 +37,14 @@ class SQLiteWaker(Waker):
 
     def __init__(self, db: Database) -> None:
         super().__init__(db)
-        config = db._config
-        self._path = None if config.is_memory else os.path.abspath(config.path)
+        # The file the backend opened (resolved when it connected, whatever the cwd is now).
+        target = getattr(db._backend, "_target", None)
+        if db._config.is_memory:
+            self._path: str | None = None
+        elif target is not None:
+            self._path = target.database
+        else:
+            self._path = os.path.abspath(db._config.path)
         self._watcher: asyncio.Task[None] | None = None
 
     async def _listen(self, channel: str) -> None:
@@ -48,11 +57,14 @@ class SQLiteWaker(Waker):
         conn: sqlite3.Connection | None = None
         last: int | None = None
         try:
+            first = True
             while self._subs:
-                await asyncio.sleep(WATCH_INTERVAL)
+                if not first:
+                    await asyncio.sleep(WATCH_INTERVAL)
                 try:
-                    if conn is None:
-                        conn = sqlite3.connect(path, timeout=0, isolation_level=None)
+                    if conn is None:  # read-only: never creates a file
+                        uri = pathlib.Path(path).as_uri() + "?mode=ro"
+                        conn = sqlite3.connect(uri, uri=True, timeout=0, isolation_level=None)
                     version = conn.execute("PRAGMA data_version").fetchone()[0]
                 except sqlite3.Error:
                     # Locked for a moment or the file is being replaced: count it as a change.
@@ -61,13 +73,22 @@ class SQLiteWaker(Waker):
                         conn.close()
                         conn = None
                     version = None
-                if version is None or (last is not None and version != last):
+                # The first read is the baseline: a commit made before it but after a
+                # subscriber looked would hide in it, so everyone looks once more.
+                if first or version is None or version != last:
                     self.wake_all_local()
+                first = False
                 last = version
         finally:
             if conn is not None:
                 with contextlib.suppress(sqlite3.Error):
                     conn.close()
+
+    async def _shutdown(self) -> None:
+        watcher, self._watcher = self._watcher, None
+        if watcher is not None:
+            watcher.cancel()
+            await asyncio.wait([watcher])
 
     def _unlisten(self, channel: str) -> None:
         if not self._subs and self._watcher is not None:

@@ -48,6 +48,7 @@ class SyncDatabase(Queries):
         self._statement_timeout = config.statement_timeout
         self._scope: ContextVar[SyncScope | None] = ContextVar(f"awaitdb-{id(self)}", default=None)
         self._closed = False
+        self._close_hooks: list[Callable[[], None]] = []
         self._migrations_applied: tuple[str, ...] = ()
 
     @property
@@ -192,6 +193,9 @@ class SyncDatabase(Queries):
             return
         timeout = check_timeout(timeout, "close timeout")
         self._closed = True
+        for hook in self._close_hooks:
+            hook()
+        self._close_hooks.clear()
         self._backend.close(timeout)
 
     def __enter__(self) -> SyncDatabase:

@@ -428,9 +428,19 @@ def innermost_transaction(scope: SyncScope | None) -> SyncTransaction | None:
 
 
 def _run_hooks(callbacks: list[Callable[[], Any]], what: str) -> None:
-    """Run transaction hooks in order; a failure is logged and the next one still runs."""
+    """Run transaction hooks in order; a failure is logged and the next one still runs.
+
+    Cancelled while awaiting one (the transaction is already over): the hooks after it still
+    run, an async one in a task of its own; then the cancellation is raised.
+    """
+    interrupted: BaseException | None = None
     for callback in callbacks:
         try:
             callback()
         except Exception:
             logger.exception("%s callback %r failed", what, callback)
+        except BaseException as exc:
+            if interrupted is None:
+                interrupted = exc
+    if interrupted is not None:
+        raise interrupted
