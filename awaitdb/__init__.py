@@ -25,6 +25,7 @@ from ._errors import (
     MigrationError,
     NotNullViolation,
     OperationalError,
+    Overloaded,
     PoolOverloaded,
     PoolTimeout,
     ProgrammingError,
@@ -34,6 +35,7 @@ from ._errors import (
     TransientError,
     UniqueViolation,
 )
+from ._offload import Offloader, OffloadStats, off_loop, offload
 from ._record import Record
 from ._state import TransactionState
 from ._stats import StatsSnapshot
@@ -59,7 +61,10 @@ __all__ = [
     "InterfaceError",
     "MigrationError",
     "NotNullViolation",
+    "OffloadStats",
+    "Offloader",
     "OperationalError",
+    "Overloaded",
     "PinnedConnection",
     "PoolOverloaded",
     "PoolTimeout",
@@ -81,4 +86,6 @@ __all__ = [
     "__version__",
     "connect",
     "connect_sync",
+    "off_loop",
+    "offload",
 ]

@@ -125,12 +125,13 @@ def test_public_exports_are_pinned() -> None:
             "CannotConnect", "CheckViolation", "Connecting", "ConnectionLost", "DataError",
             "Database", "DatabaseBusy", "DatabaseError", "DeadlockDetected", "Error",
             "ForeignKeyViolation", "IntegrityError", "InterfaceError", "MigrationError",
-            "NotNullViolation",
+            "NotNullViolation", "OffloadStats", "Offloader", "Overloaded",
             "OperationalError", "PinnedConnection", "PoolOverloaded", "PoolTimeout",
             "ProgrammingError", "QueryTimeout", "Record", "Rows", "SerializationFailure",
             "StatsSnapshot", "SyncDatabase", "SyncPinnedConnection", "SyncRows",
             "SyncTransaction", "Transaction", "TransactionAborted", "TransactionState",
             "TransientError", "UniqueViolation", "__version__", "connect", "connect_sync",
+            "off_loop", "offload",
         ]
     )  # fmt: skip
     for name in awaitdb.__all__:
