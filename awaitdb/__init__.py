@@ -35,6 +35,7 @@ from ._errors import (
     TransientError,
     UniqueViolation,
 )
+from ._monitor import LoopMonitor, LoopStats
 from ._offload import Offloader, OffloadStats, off_loop, offload
 from ._record import Record
 from ._state import TransactionState
@@ -59,6 +60,8 @@ __all__ = [
     "ForeignKeyViolation",
     "IntegrityError",
     "InterfaceError",
+    "LoopMonitor",
+    "LoopStats",
     "MigrationError",
     "NotNullViolation",
     "OffloadStats",
