@@ -1,0 +1,37 @@
+"""FastAPI ``Annotated`` aliases: ``Transaction`` (one per request) and ``DB``.
+
+``Transaction`` uses ``Depends(..., scope="function")``: it ends when the endpoint returns,
+before the response is sent, so a client that sees 2xx knows the COMMIT happened (and a failed
+COMMIT becomes a 500, not a 2xx followed by a silent loss).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Annotated
+
+from fastapi import Depends, Request, Response
+
+from .._async.database import Database
+from .._async.transaction import Transaction as _Transaction
+from ._deps import counted_db, request_transaction
+
+__all__ = ["DB", "Transaction", "db_dependency", "transaction_dependency"]
+
+
+async def transaction_dependency(
+    request: Request, response: Response
+) -> AsyncIterator[_Transaction]:
+    """One transaction per request: COMMIT on success, ROLLBACK on an error or status >= 400."""
+    async with request_transaction(request, response) as tx:
+        yield tx
+
+
+async def db_dependency(request: Request) -> AsyncIterator[Database]:
+    """The lifespan's ``Database``; awaitdb errors raised by the endpoint are counted."""
+    async with counted_db(request) as db:
+        yield db
+
+
+Transaction = Annotated[_Transaction, Depends(transaction_dependency, scope="function")]
+DB = Annotated[Database, Depends(db_dependency, scope="function")]
