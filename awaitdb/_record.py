@@ -22,6 +22,23 @@ __all__ = ["Record", "as_dict", "cached_record_class", "column_index", "convert"
 T = TypeVar("T")
 
 
+class _PydanticSerializer:
+    """``Record.__pydantic_serializer__``: how pydantic serialises a record it meets where the
+    declared type is ``Any`` (a ``dict[str, Any]`` envelope, say). Built once, on pydantic's
+    first look; without pydantic the attribute is simply absent."""
+
+    serializer: Any = None
+
+    def __get__(self, obj: object, owner: type | None = None) -> Any:
+        if _PydanticSerializer.serializer is None:
+            try:
+                from pydantic_core import SchemaSerializer
+            except ImportError:  # pragma: no cover - only pydantic asks, and it has pydantic_core
+                raise AttributeError("__pydantic_serializer__") from None
+            _PydanticSerializer.serializer = SchemaSerializer(_pydantic_schema())
+        return _PydanticSerializer.serializer
+
+
 class Record(tuple[Any, ...]):
     """A result row: ``rec["name"]``, ``rec[0]``, ``keys()``, ``items()``, ``dict(rec)``...
 
@@ -32,6 +49,7 @@ class Record(tuple[Any, ...]):
     __slots__ = ()
     _keys: ClassVar[tuple[str, ...]] = ()
     _index: ClassVar[dict[str, int]] = {}
+    __pydantic_serializer__: ClassVar[Any] = _PydanticSerializer()
 
     @overload
     def __getitem__(self, key: str | SupportsIndex) -> Any: ...
@@ -71,23 +89,23 @@ class Record(tuple[Any, ...]):
     @classmethod
     def __get_pydantic_core_schema__(cls, source: Any, handler: Any) -> Any:
         """pydantic/FastAPI: validate from a record or a mapping, serialise as a JSON object."""
-        from pydantic_core import core_schema
-
-        return core_schema.no_info_plain_validator_function(
-            _from_mapping,
-            json_schema_input_schema=core_schema.dict_schema(
-                core_schema.str_schema(), core_schema.any_schema()
-            ),
-            serialization=core_schema.plain_serializer_function_ser_schema(
-                as_dict,
-                return_schema=core_schema.dict_schema(
-                    core_schema.str_schema(), core_schema.any_schema()
-                ),
-            ),
-        )
+        return _pydantic_schema()
 
 
 Mapping.register(Record)  # read by column name wherever a mapping is accepted
+
+
+def _pydantic_schema() -> Any:
+    from pydantic_core import core_schema
+
+    as_object = core_schema.dict_schema(core_schema.str_schema(), core_schema.any_schema())
+    return core_schema.no_info_plain_validator_function(
+        _from_mapping,
+        json_schema_input_schema=as_object,
+        serialization=core_schema.plain_serializer_function_ser_schema(
+            as_dict, return_schema=as_object
+        ),
+    )
 
 
 def as_dict(record: Record) -> dict[str, Any]:

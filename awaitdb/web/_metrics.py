@@ -39,7 +39,7 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from .._offload import default_offloader
 from ._runtime import Runtime, runtime_of
 
-__all__ = ["Histogram", "metrics_app"]
+__all__ = ["Histogram", "MetricsApp", "metrics_app"]
 
 BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
@@ -224,14 +224,13 @@ class _Snapshot:
         yield from (jobs, lag, alive)
 
 
-def metrics_app(*, include_default_registry: bool = True) -> Callable[..., Awaitable[None]]:
-    """An ASGI app serving the Prometheus text format: ``app.mount("/metrics", metrics_app())``.
+class MetricsApp:
+    """The ASGI app ``metrics_app()`` returns (a class, so Starlette routes it as an app)."""
 
-    It reads the running lifespan's figures; with ``include_default_registry`` it appends
-    prometheus-client's default registry (process metrics and the application's own).
-    """
+    def __init__(self, include_default_registry: bool) -> None:
+        self.include_default_registry = include_default_registry
 
-    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] != "http":
             return
         from starlette.requests import Request
@@ -240,7 +239,7 @@ def metrics_app(*, include_default_registry: bool = True) -> Callable[..., Await
         registry = CollectorRegistry(auto_describe=False)
         registry.register(_Snapshot(runtime, await _service_figures(runtime)))
         body = generate_latest(registry)
-        if include_default_registry:
+        if self.include_default_registry:
             body += generate_latest(REGISTRY)
         await send(
             {
@@ -254,4 +253,13 @@ def metrics_app(*, include_default_registry: bool = True) -> Callable[..., Await
         )
         await send({"type": "http.response.body", "body": body})
 
-    return app
+
+def metrics_app(*, include_default_registry: bool = True) -> MetricsApp:
+    """An ASGI app serving the Prometheus text format: ``app.add_route("/metrics",
+    metrics_app())`` (served at ``/metrics``) or ``app.mount("/metrics", metrics_app())``
+    (served at ``/metrics/``, with a redirect from ``/metrics``).
+
+    It reads the running lifespan's figures; with ``include_default_registry`` it appends
+    prometheus-client's default registry (process metrics and the application's own).
+    """
+    return MetricsApp(include_default_registry)

@@ -8,7 +8,8 @@ Start-up and shutdown order::
 
 A worker or consumer is duck-typed: anything with ``__aenter__``/``__aexit__`` or with
 ``start()``/``stop()`` (sync or async), or a callable that receives the opened ``Database`` and
-returns such an object (workers usually need the database the lifespan opens). An
+returns such an object, such as a class (workers usually need the database the lifespan
+opens). An
 ``awaitdb.jobs.Queue`` is wrapped in an ``awaitdb.jobs.Worker``.
 """
 
@@ -61,7 +62,9 @@ class Service:
 
 async def _start(kind: str, item: Any, db: Database) -> Service:
     obj = _wrap_queue(item)
-    if not (hasattr(obj, "__aenter__") or hasattr(obj, "start")) and callable(obj):
+    if isinstance(obj, type) or (
+        not (hasattr(obj, "__aenter__") or hasattr(obj, "start")) and callable(obj)
+    ):
         obj = obj(db)
         if inspect.isawaitable(obj):
             obj = await obj

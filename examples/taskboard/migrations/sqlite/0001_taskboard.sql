@@ -1,0 +1,34 @@
+-- The task board's tables (SQLite; migrations/postgresql/ holds the same schema for PostgreSQL).
+-- up
+CREATE TABLE tasks (
+    id INTEGER PRIMARY KEY,
+    title TEXT NOT NULL CHECK (length(title) BETWEEN 1 AND 200),
+    status TEXT NOT NULL DEFAULT 'todo' CHECK (status IN ('todo', 'doing', 'done', 'cancelled')),
+    version INTEGER NOT NULL DEFAULT 1,
+    created_at TIMESTAMPTZ NOT NULL,
+    updated_at TIMESTAMPTZ NOT NULL
+);
+CREATE INDEX tasks_status_id ON tasks (status, id);
+CREATE TABLE audit_log (
+    id INTEGER PRIMARY KEY,
+    task_id INTEGER NOT NULL,
+    event TEXT NOT NULL,
+    detail TEXT NOT NULL,
+    at TIMESTAMPTZ NOT NULL
+);
+CREATE INDEX audit_log_task ON audit_log (task_id, id);
+CREATE TABLE task_jobs (
+    id INTEGER PRIMARY KEY,
+    task_id INTEGER NOT NULL,
+    kind TEXT NOT NULL,
+    payload TEXT NOT NULL,
+    status TEXT NOT NULL DEFAULT 'queued',
+    attempts INTEGER NOT NULL DEFAULT 0,
+    created_at TIMESTAMPTZ NOT NULL,
+    done_at TIMESTAMPTZ
+);
+CREATE INDEX task_jobs_status ON task_jobs (status, id);
+-- down
+DROP TABLE task_jobs;
+DROP TABLE audit_log;
+DROP TABLE tasks;
