@@ -138,14 +138,18 @@ class Notifier:
         return {"by_status": {row["status"]: row["n"] for row in rows}}
 
 
-def create_app(url: str | None = None) -> FastAPI:
-    """The task-board app on ``url`` (default ``$AWAITDB_URL``, then ``sqlite:///taskboard.db``)."""
+def create_app(url: str | None = None, *, notifier: bool = True) -> FastAPI:
+    """The task-board app on ``url`` (default ``$AWAITDB_URL``, then ``sqlite:///taskboard.db``);
+    ``notifier=False`` leaves the jobs queued (the benchmark measures the request path alone)."""
     url = url or os.environ.get("AWAITDB_URL") or DEFAULT_URL
     dialect = "postgresql" if url.startswith(("postgres://", "postgresql")) else "sqlite"
     app = FastAPI(
         title="task board",
         lifespan=awaitdb.web.lifespan(
-            url, migrations=str(MIGRATIONS / dialect), workers=[Notifier], grace=5
+            url,
+            migrations=str(MIGRATIONS / dialect),
+            workers=[Notifier] if notifier else [],
+            grace=5,
         ),
     )
     app.include_router(awaitdb.web.health_router())
