@@ -4,14 +4,15 @@ Two parts, one on each side of the GIL::
 
     loop thread:      beat ──(interval)──> beat ──(interval)──> beat     each beat records its lag
                                    │ a beat is late by more than threshold_ms: a stall
-    watchdog thread:  tick ─ tick ─ tick ─ tick                          every threshold/4
+    watchdog thread:  wakes when the pending beat becomes overdue (about once per threshold)
                                     └── the loop is overdue: read the loop thread's stack NOW
                                         (``sys._current_frames``), while it is still stuck
 
 When the late beat finally runs, the stall is recorded with the frame the watchdog saw and one
 line is logged on the ``awaitdb`` logger: how long the loop was blocked and the innermost
 application frame (asyncio, awaitdb, the standard library and installed packages are skipped).
-The loop pays one timer callback per interval; the watchdog wakes a few times per threshold.
+The loop pays one timer callback per interval; the watchdog sleeps until the moment the loop
+would be overdue, so it wakes about once per threshold while the loop is healthy.
 """
 
 from __future__ import annotations
@@ -20,7 +21,6 @@ import asyncio
 import logging
 import os
 import sys
-import sysconfig
 import threading
 import time
 from collections import deque
@@ -36,13 +36,21 @@ logger = logging.getLogger("awaitdb")
 
 _RESERVOIR = 4096
 _AWAITDB_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
-_STDLIB_DIRS = tuple(
-    {
-        os.path.abspath(path) + os.sep
-        for key in ("stdlib", "platstdlib")
-        if (path := sysconfig.get_paths().get(key))
-    }
-)
+_stdlib_dirs: tuple[str, ...] | None = None  # computed on the first stall
+
+
+def _stdlib() -> tuple[str, ...]:
+    global _stdlib_dirs
+    if _stdlib_dirs is None:
+        import sysconfig
+
+        paths = sysconfig.get_paths()
+        _stdlib_dirs = tuple(
+            {os.path.abspath(p) + os.sep for k in ("stdlib", "platstdlib") if (p := paths.get(k))}
+        )
+    return _stdlib_dirs
+
+
 _LIBRARY_MARKERS = (f"{os.sep}site-packages{os.sep}", f"{os.sep}dist-packages{os.sep}")
 
 
@@ -97,7 +105,7 @@ def _kind(filename: str) -> int:
         return 2
     if any(marker in path for marker in _LIBRARY_MARKERS):
         return 1
-    if path.startswith(_STDLIB_DIRS):
+    if path.startswith(_stdlib()):
         return 2
     return 0
 
@@ -231,10 +239,21 @@ class LoopMonitor:
 
     # -- the watchdog side -----------------------------------------------------------------------
 
+    def _next_wait(self, loop: asyncio.AbstractEventLoop) -> float:
+        """Sleep until the pending beat would become overdue (plus 1 ms), so a healthy loop
+        costs about one watchdog wake-up per threshold; poll slower while stopped or stuck."""
+        if not loop.is_running():
+            return self._tick
+        pending = self._pending
+        if pending is not None and pending[0] == self._expected:
+            return self._tick  # already captured this stall: wait for it to end
+        overdue_at = self._expected + self._threshold + 0.001
+        return max(0.001, overdue_at - time.perf_counter())
+
     def _watch(self) -> None:
         loop = self._loop
         assert loop is not None
-        while not self._stop.wait(self._tick):
+        while not self._stop.wait(self._next_wait(loop)):
             if not loop.is_running():
                 self._paused = True
                 self._pending = None

@@ -49,6 +49,25 @@ async def busy(switches: int) -> None:
 MODES = {"none": None, "monitor 100 ms": 100.0, "monitor 20 ms": 20.0, "asyncio debug": None}
 
 
+INTRINSIC: dict[str, list[float]] = {}  # mode -> the monitor's own CPU share per busy run
+
+
+def beat_cost_us() -> float:
+    """CPU us of one beat on a busy loop: the callback's body plus scheduling the next one."""
+    monitor = LoopMonitor()
+    loop = asyncio.new_event_loop()
+    try:
+        monitor._loop = loop
+        n = 20_000
+        cpu0 = time.process_time()
+        for _ in range(n):
+            monitor._beat()  # the body (it reschedules only while running)
+            loop.call_later(0.02, monitor._beat).cancel()  # plus the timer it schedules
+        return (time.process_time() - cpu0) / n * 1e6
+    finally:
+        loop.close()
+
+
 async def run_once(mode: str) -> tuple[float, float]:
     """(CPU seconds, wall seconds) per switch of one busy run under ``mode``."""
     loop = asyncio.get_running_loop()
@@ -57,21 +76,51 @@ async def run_once(mode: str) -> tuple[float, float]:
     switches = SWITCHES // 10 if mode == "asyncio debug" else SWITCHES
     if mode == "asyncio debug":
         loop.set_debug(True)
+    clock = None
     if monitor is not None:
         monitor.start()
+        assert monitor._thread is not None and monitor._thread.ident is not None
+        clock = time.pthread_getcpuclockid(monitor._thread.ident)
+        watchdog0 = time.clock_gettime(clock)
     cpu0, wall0 = time.process_time(), time.perf_counter()
     try:
         await busy(switches)
     finally:
         turns = TASKS * switches
-        cpu, wall = (time.process_time() - cpu0) / turns, (time.perf_counter() - wall0) / turns
-        if monitor is not None:
+        total_cpu = time.process_time() - cpu0
+        cpu, wall = total_cpu / turns, (time.perf_counter() - wall0) / turns
+        if monitor is not None and clock is not None:
+            watchdog = time.clock_gettime(clock) - watchdog0
+            beats = monitor.stats().beats * BEAT_US[0] / 1e6
+            INTRINSIC.setdefault(mode, []).append((watchdog + beats) / total_cpu * 100)
             monitor.stop()
         loop.set_debug(False)
     return cpu, wall
 
 
+BEAT_US = [0.0]
+
+
+async def idle_cost(threshold_ms: float, seconds: float = 2.0) -> float:
+    """CPU ms per second the monitor alone costs: beats and watchdog ticks on an idle loop
+    (their wake-ups included), minus the same idle loop without it. Noise-robust, absolute."""
+
+    async def cpu_per_second(monitor: LoopMonitor | None) -> float:
+        if monitor is not None:
+            monitor.start()
+        cpu0 = time.process_time()
+        await asyncio.sleep(seconds)
+        cpu = time.process_time() - cpu0
+        if monitor is not None:
+            monitor.stop()
+        return cpu / seconds * 1000.0
+
+    base = await cpu_per_second(None)
+    return max(0.0, await cpu_per_second(LoopMonitor(threshold_ms=threshold_ms)) - base)
+
+
 async def main(reps: int) -> None:
+    BEAT_US[0] = beat_cost_us()
     modes = list(MODES)
     results: dict[str, list[tuple[float, float]]] = {m: [] for m in modes}
     for mode in modes:  # warm-up
@@ -95,6 +144,19 @@ async def main(reps: int) -> None:
         )
         figures = ", ".join(f"{p:+.1f}%" for p in paired)
         print(f"{mode} CPU overhead per rep (paired, sorted): {figures}")
+    for mode in ("monitor 100 ms", "monitor 20 ms"):
+        shares = sorted(INTRINSIC[mode])
+        print(
+            f"{mode} intrinsic cost on the busy loop (watchdog thread CPU + beats x "
+            f"{BEAT_US[0]:.1f} us), % of the run's CPU: median {statistics.median(shares):.3f} %, "
+            f"max {shares[-1]:.3f} %"
+        )
+    for threshold in (100.0, 20.0):
+        cost = await idle_cost(threshold)
+        print(
+            f"monitor {threshold:g} ms alone on an idle loop: {cost:.2f} ms CPU per second "
+            f"= {cost / 10:.3f} % of one core"
+        )
 
 
 if __name__ == "__main__":

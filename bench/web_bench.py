@@ -4,13 +4,13 @@ Both services are FastAPI apps served by uvicorn (one process, asyncio loop, acc
 each started fresh on an empty database for every run; the same httpx client drives both:
 100 concurrent clients, a mix of 50 % reads of one task, 20 % page reads, 15 % creates and
 15 % status changes (a refused change, 409, counts as a normal answer). Before measuring, each
-run seeds 500 tasks and warms up with 300 requests. Runs alternate between the contenders
+run seeds 300 tasks and warms up with 200 requests. Runs alternate between the contenders
 (order rotated each repetition); the table gives medians and ranges of requests/s, p50/p99
 latency and the server process's CPU per request (from /proc, so client noise stays out).
 
     .venv/bin/python bench/web_bench.py                        # SQLite
     .venv/bin/python bench/web_bench.py --pg postgresql://postgres@127.0.0.1:5432/db
-    .venv/bin/python bench/web_bench.py --reps 5 --requests 4000
+    .venv/bin/python bench/web_bench.py --reps 5 --requests 3000
 """
 
 from __future__ import annotations
@@ -35,6 +35,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
 CONCURRENCY = 100
+SEEDED = 300
 STATUSES = ["todo", "doing", "done", "cancelled"]
 
 
@@ -50,7 +51,14 @@ def serve(contender: str, url: str, port: int) -> None:
         from taskboard_sqlalchemy import create_app as create_sqlalchemy_app
 
         app = create_sqlalchemy_app(url)
-    uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
+    uvicorn.run(
+        app,
+        host="127.0.0.1",
+        port=port,
+        log_level="warning",
+        access_log=False,
+        timeout_keep_alive=120,  # a loaded machine must not close the clients' idle connections
+    )
 
 
 def free_port() -> int:
@@ -85,15 +93,21 @@ async def drive(base: str, requests: int, max_id: int, rng: random.Random) -> di
             roll = rng.random()
             task_id = rng.randint(1, max_id)
             start = time.perf_counter()
-            if roll < 0.50:
-                response = await client.get(f"/tasks/{task_id}")
-            elif roll < 0.70:
-                response = await client.get("/tasks", params={"after": rng.randint(0, max_id)})
-            elif roll < 0.85:
-                response = await client.post("/tasks", json={"title": f"task {task_id}"})
-            else:
-                status = rng.choice(STATUSES)
-                response = await client.post(f"/tasks/{task_id}/status", json={"status": status})
+            try:
+                if roll < 0.50:
+                    response = await client.get(f"/tasks/{task_id}")
+                elif roll < 0.70:
+                    response = await client.get("/tasks", params={"after": rng.randint(0, max_id)})
+                elif roll < 0.85:
+                    response = await client.post("/tasks", json={"title": f"task {task_id}"})
+                else:
+                    status = rng.choice(STATUSES)
+                    response = await client.post(
+                        f"/tasks/{task_id}/status", json={"status": status}
+                    )
+            except httpx.TransportError:
+                errors += 1
+                return
             latencies.append(time.perf_counter() - start)
             if response.status_code >= 400 and response.status_code != 409:
                 errors += 1
@@ -145,16 +159,16 @@ def run_once(
 
             async def seed_and_measure() -> dict[str, float]:
                 async with httpx.AsyncClient(base_url=base, timeout=60) as client:
-                    for chunk in range(0, 500, 20):
+                    for chunk in range(0, SEEDED, 20):
                         await asyncio.gather(
                             *(
                                 client.post("/tasks", json={"title": f"seed {chunk + i}"})
                                 for i in range(20)
                             )
                         )
-                await drive(base, 300, 500, rng)  # warm-up
+                await drive(base, 200, SEEDED, rng)  # warm-up
                 cpu0 = cpu_seconds(proc.pid)
-                result = await drive(base, requests, 500, rng)
+                result = await drive(base, requests, SEEDED, rng)
                 result["cpu_us"] = (cpu_seconds(proc.pid) - cpu0) / requests * 1e6
                 return result
 
@@ -173,7 +187,7 @@ def main() -> None:
     parser.add_argument("--pg", default=None, help="also run on this PostgreSQL URL")
     parser.add_argument("--no-sqlite", action="store_true")
     parser.add_argument("--reps", type=int, default=3)
-    parser.add_argument("--requests", type=int, default=3000)
+    parser.add_argument("--requests", type=int, default=2000)
     parser.add_argument("--serve", choices=["awaitdb", "sqlalchemy"])
     parser.add_argument("--url")
     parser.add_argument("--port", type=int)

@@ -91,10 +91,13 @@ def _mapping(value: Any, name: str) -> dict[str, Any] | None:
 
 
 async def _service_figures(runtime: Runtime) -> list[tuple[str, str, dict[str, Any]]]:
-    """(kind, name, {"by_status": ..., "lag": ...}) for services whose stats() tell."""
+    """(kind, name, {"by_status": ..., "lag": ...}) for each service, or its ``queue`` or
+    ``queues``, whose ``stats()`` returns such mappings (named by its ``name``)."""
     figures = []
     for service in runtime.services:
-        for target in (service.obj, getattr(service.obj, "queue", None)):
+        obj = service.obj
+        targets = [obj, getattr(obj, "queue", None), *list(getattr(obj, "queues", None) or ())]
+        for target in targets:
             stats = getattr(target, "stats", None)
             if not callable(stats):
                 continue
@@ -104,8 +107,8 @@ async def _service_figures(runtime: Runtime) -> list[tuple[str, str, dict[str, A
                 continue
             found = {k: m for k in ("by_status", "lag") if (m := _mapping(value, k)) is not None}
             if found:
-                figures.append((service.kind, service.name, found))
-                break
+                name = getattr(target, "name", None)
+                figures.append((service.kind, str(name or service.name), found))
     return figures
 
 

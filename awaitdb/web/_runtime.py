@@ -44,14 +44,17 @@ class Service:
         self._stop = stop
 
     def alive(self) -> bool:
-        """False when the object reports it died (``alive``, ``is_alive()`` or ``running``)."""
+        """False when the object reports it died: an ``alive`` or ``is_alive()`` that says so,
+        a boolean ``running`` that is False, or a serving task (``_serving``) that ended."""
         for attr in ("alive", "is_alive", "running"):
             value = getattr(self.obj, attr, None)
-            if value is None:
-                continue
             if callable(value):
                 value = value()
-            return bool(value)
+            if isinstance(value, bool):
+                return value
+        serving = getattr(self.obj, "_serving", None)  # awaitdb.jobs.Worker's task
+        if isinstance(serving, asyncio.Task):
+            return not serving.done()
         return True
 
     async def stop(self) -> None:
