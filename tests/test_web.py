@@ -287,3 +287,16 @@ def test_records_through_pydantic() -> None:
     assert adapter.validate_python([{"id": 2}])[0]["id"] == 2
     with pytest.raises(pydantic.ValidationError):
         adapter.validate_python([42])
+
+
+async def test_lifespan_with_a_database_it_does_not_own(db_url: str, tmp_path: Path) -> None:
+    folder = migrations(tmp_path)
+    async with awaitdb.connect(db_url) as db:
+        monitor = awaitdb.LoopMonitor(threshold_ms=500)
+        span = awaitdb.web.lifespan(db, migrations=str(folder), monitor=monitor)
+        async with span(Starlette()) as state:
+            runtime = state["awaitdb"]
+            assert runtime.db is db and runtime.monitor is monitor and monitor.running
+            assert await db.fetch_val("SELECT count(*) FROM users") == 0  # migrated
+            assert await awaitdb.web.readiness(runtime) == []
+        assert not db.closed and not monitor.running  # the caller still owns the database
