@@ -300,3 +300,53 @@ async def test_lifespan_with_a_database_it_does_not_own(db_url: str, tmp_path: P
             assert await db.fetch_val("SELECT count(*) FROM users") == 0  # migrated
             assert await awaitdb.web.readiness(runtime) == []
         assert not db.closed and not monitor.running  # the caller still owns the database
+
+
+async def test_a_task_consumer_and_stream_style_stats(sqlite_url: str) -> None:
+    class Group:
+        def __init__(self, group: str, lag: int) -> None:
+            self.group, self.lag = group, lag
+
+    class Stats:
+        groups = [Group("audit", 4), Group("mail", 0)]
+
+    class Stream:
+        name = "events"
+
+        async def stats(self) -> Stats:
+            return Stats()
+
+    class Pump:
+        def __init__(self) -> None:
+            self.stream = Stream()
+            self.alive = True
+
+        async def __aenter__(self) -> Pump:
+            return self
+
+        async def __aexit__(self, *exc: object) -> None:
+            self.alive = False
+
+    seen: list[str] = []
+
+    async def forever(db: awaitdb.Database) -> None:
+        seen.append(db.backend)
+        await asyncio.sleep(3600)
+
+    span = awaitdb.web.lifespan(
+        sqlite_url,
+        consumers=[lambda db: asyncio.ensure_future(forever(db)), Pump()],
+        monitor=False,
+    )
+    app = Starlette(routes=[Route("/metrics", awaitdb.web.metrics_app())], lifespan=span)
+    async with span(app) as state:
+        runtime = state["awaitdb"]
+        app.state.awaitdb = runtime
+        await asyncio.sleep(0)
+        assert seen == ["sqlite"] and [s.alive() for s in runtime.services] == [True, True]
+        from awaitdb.web._metrics import _service_figures
+
+        figures = await _service_figures(runtime)
+        assert figures == [("consumer", "events", {"lag": {"audit": 4, "mail": 0}})]
+        task = runtime.services[0].obj.task
+    assert task.cancelled()  # the task consumer was cancelled on shutdown

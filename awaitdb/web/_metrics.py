@@ -87,7 +87,18 @@ async def _as_coroutine(awaitable: Awaitable[Any]) -> Any:
 
 def _mapping(value: Any, name: str) -> dict[str, Any] | None:
     found = value.get(name) if isinstance(value, dict) else getattr(value, name, None)
-    return dict(found) if isinstance(found, dict) else None
+    if isinstance(found, dict):
+        return dict(found)
+    if name == "lag":  # a stream's stats: ``groups``, each with ``group`` and ``lag``
+        groups = value.get("groups") if isinstance(value, dict) else getattr(value, "groups", None)
+        if isinstance(groups, list | tuple):
+            lags = {
+                str(getattr(g, "group", "?")): getattr(g, "lag", None)
+                for g in groups
+                if isinstance(getattr(g, "lag", None), int | float)
+            }
+            return lags or None
+    return None
 
 
 async def _service_figures(runtime: Runtime) -> list[tuple[str, str, dict[str, Any]]]:
@@ -96,7 +107,12 @@ async def _service_figures(runtime: Runtime) -> list[tuple[str, str, dict[str, A
     figures = []
     for service in runtime.services:
         obj = service.obj
-        targets = [obj, getattr(obj, "queue", None), *list(getattr(obj, "queues", None) or ())]
+        targets = [
+            obj,
+            getattr(obj, "queue", None),
+            getattr(obj, "stream", None),
+            *list(getattr(obj, "queues", None) or ()),
+        ]
         for target in targets:
             stats = getattr(target, "stats", None)
             if not callable(stats):

@@ -7,10 +7,10 @@ Start-up and shutdown order::
     stop:   consumers ─> workers ─> loop monitor ─> database        (all within ``grace``)
 
 A worker or consumer is duck-typed: anything with ``__aenter__``/``__aexit__`` or with
-``start()``/``stop()`` (sync or async), or a callable that receives the opened ``Database`` and
-returns such an object, such as a class (workers usually need the database the lifespan
-opens). An
-``awaitdb.jobs.Queue`` is wrapped in an ``awaitdb.jobs.Worker``.
+``start()``/``stop()`` (sync or async), a running ``asyncio.Task`` (cancelled on stop), or a
+callable that receives the opened ``Database`` and returns one of those, such as a class
+(workers usually need the database the lifespan opens). An ``awaitdb.jobs.Queue`` is wrapped
+in an ``awaitdb.jobs.Worker``.
 """
 
 from __future__ import annotations
@@ -69,9 +69,17 @@ async def _start(kind: str, item: Any, db: Database) -> Service:
         not (hasattr(obj, "__aenter__") or hasattr(obj, "start")) and callable(obj)
     ):
         obj = obj(db)
-        if inspect.isawaitable(obj):
-            obj = await obj
+        if inspect.isawaitable(obj) and not isinstance(obj, asyncio.Future):
+            obj = await obj  # an async factory (a running task is kept as it is)
         obj = _wrap_queue(obj)
+    if isinstance(obj, asyncio.Future):  # a running task, e.g. Stream.deliver_to(bus)
+        task = obj
+
+        async def cancel() -> None:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+
+        return Service(kind, _TaskHandle(task), cancel)
     if hasattr(obj, "__aenter__") and hasattr(obj, "__aexit__"):
         await obj.__aenter__()
         return Service(kind, obj, lambda: obj.__aexit__(None, None, None))
@@ -85,6 +93,17 @@ async def _start(kind: str, item: Any, db: Database) -> Service:
         f"cannot start {kind} {obj!r}: it needs __aenter__/__aexit__ or start()/stop(), "
         "or must be a callable taking the Database and returning such an object"
     )
+
+
+class _TaskHandle:
+    """A started task seen as a service: alive while the task runs."""
+
+    def __init__(self, task: asyncio.Future[Any]) -> None:
+        self.task = task
+        self.name = task.get_name() if isinstance(task, asyncio.Task) else "task"
+
+    def alive(self) -> bool:
+        return not self.task.done()
 
 
 def _wrap_queue(obj: Any) -> Any:
