@@ -4,6 +4,7 @@
     awaitdb status                                 awaitdb baseline VERSION
     awaitdb backup [PATH]                          awaitdb restore PATH
     awaitdb check [--full]
+    awaitdb worker MODULE:ATTR                     awaitdb jobs status|list|show|retry|cancel|purge
 
 Every command takes ``--url`` (default ``$AWAITDB_URL``, then ``sqlite:///awaitdb.sqlite3``),
 ``--dir`` (default ``migrations``) and ``--json``. Exit codes: 0 done, 1 failed or problems
@@ -280,6 +281,11 @@ def tour() -> None:
     sys.argv = ["awaitdb tour"]
     tour_main()
 
+
+from ._cli_jobs import jobs_group, worker  # noqa: E402 - the jobs commands live in their module
+
+main.add_command(worker)
+main.add_command(jobs_group)
 
 if __name__ == "__main__":  # pragma: no cover
     main()

@@ -1,0 +1,1 @@
+"""Durable jobs: the private modules behind ``awaitdb.jobs`` (see ``awaitdb/jobs.py``)."""

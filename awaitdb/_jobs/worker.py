@@ -1,0 +1,502 @@
+"""``Worker``: claim jobs, run them, renew their leases, record outcomes, shut down cleanly.
+
+One worker is a handful of tasks on the event loop::
+
+    claim loop ── claims up to the free slots (one statement per batch), starts one task per job,
+    │             sleeps on wake-ups (LISTEN/NOTIFY, in-process, data_version) when idle
+    job tasks ─── run the function (plain ``def`` off the loop), then queue a "done" for the
+    │             flusher, or record a retry/failure; transactional tasks mark "done" in their
+    │             own transaction
+    flusher ───── writes the queued "done" marks, many jobs per statement
+    heartbeat ─── renews the leases of every running job every ``lease/3`` seconds; a job no
+    │             longer ours (cancelled, or re-claimed after our lease expired) is stopped;
+    │             every ``lease/2`` seconds returns jobs with expired leases to the queue
+    periodic ──── enqueues each periodic task once per cron slot (one winner across workers)
+
+Shutdown (``stop()``, SIGTERM in ``run()``, cancelling ``run()``, leaving ``async with``): stop
+claiming, let running jobs finish for ``grace`` seconds, cancel the rest and release their leases
+(their attempt is not counted) so another worker takes them at once, flush, return.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import json
+import logging
+import os
+import random
+import signal
+import socket
+import time
+import traceback
+import uuid
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from .._errors import InterfaceError
+from .._wakeup import Subscription, waker_for
+from .offload import run_off_loop
+from .queue import Periodic, Queue, Task, channel_of
+
+__all__ = ["Worker"]
+
+logger = logging.getLogger("awaitdb.jobs")
+
+
+class _LeaseLost(Exception):
+    """The job is no longer ours: its transactional effects must not commit."""
+
+
+class Worker:
+    """Runs the jobs of one or more queues (of one database) with ``concurrency`` at a time."""
+
+    def __init__(
+        self,
+        queues: Queue | Sequence[Queue],
+        *,
+        concurrency: int = 10,
+        lease: float = 30.0,
+        grace: float = 10.0,
+        poll: float = 5.0,
+        batch: int | None = None,
+        name: str | None = None,
+    ) -> None:
+        items = [queues] if isinstance(queues, Queue) else list(queues)
+        if not items or not all(isinstance(q, Queue) for q in items):
+            raise InterfaceError("Worker needs a Queue or a non-empty list of Queues")
+        if len({id(q.db) for q in items}) != 1:
+            raise InterfaceError("all queues of one Worker must use the same Database")
+        if len({q.name for q in items}) != len(items):
+            raise InterfaceError("a Worker was given the same queue twice")
+        if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
+            raise InterfaceError(f"concurrency must be an integer >= 1, got {concurrency!r}")
+        for label, value in (("lease", lease), ("poll", poll)):
+            if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+                raise InterfaceError(f"{label} must be a positive number of seconds: {value!r}")
+        if isinstance(grace, bool) or not isinstance(grace, int | float) or grace < 0:
+            raise InterfaceError(f"grace must be a number of seconds >= 0: {grace!r}")
+        self.queues = items
+        self.db = items[0].db
+        self.concurrency = concurrency
+        self.lease = float(lease)
+        self.grace = float(grace)
+        self.poll = float(poll)
+        self.batch = concurrency if batch is None else max(1, int(batch))
+        self.id = name or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        #: Outcomes recorded by this worker: done, retried, failed, cancelled, released.
+        self.counts = dict.fromkeys(("done", "retried", "failed", "cancelled", "released"), 0)
+        self._running: dict[int, asyncio.Task[None]] = {}
+        self._lost: set[int] = set()
+        self._releasing: set[int] = set()
+        self._done: list[list[Any]] = []
+        self._stopping = False
+        self._serving: asyncio.Task[None] | None = None
+        self._wake: asyncio.Event | None = None
+        self._slot: asyncio.Event | None = None
+        self._flush_now: asyncio.Event | None = None
+        self._renew_now: asyncio.Event | None = None
+        self._flush_lock = asyncio.Lock()
+
+    def __repr__(self) -> str:
+        names = ", ".join(q.name for q in self.queues)
+        return f"<Worker {self.id} queues=[{names}] running={len(self._running)}>"
+
+    @property
+    def running(self) -> int:
+        """Jobs running now."""
+        return len(self._running)
+
+    # -- lifecycle -------------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Work until ``stop()``, SIGTERM/SIGINT (in the main thread) or cancellation."""
+        loop = asyncio.get_running_loop()
+        installed = []
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            try:
+                loop.add_signal_handler(sig, self.stop)
+                installed.append(sig)
+            except (NotImplementedError, RuntimeError, ValueError):
+                pass  # not the main thread, or no signals here: stop() and cancel still work
+        try:
+            await self._serve()
+        finally:
+            for sig in installed:
+                loop.remove_signal_handler(sig)
+
+    def stop(self) -> None:
+        """Stop claiming and shut down (running jobs get ``grace`` seconds)."""
+        self._stopping = True
+        for event in (self._wake, self._slot):
+            if event is not None:
+                event.set()
+
+    async def __aenter__(self) -> Worker:
+        if self._serving is not None:
+            raise InterfaceError("this Worker is already running")
+        self._serving = asyncio.get_running_loop().create_task(self._serve())
+        await asyncio.sleep(0)
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.stop()
+        if self._serving is not None:
+            await self._serving
+
+    async def _serve(self) -> None:
+        self._stopping = False
+        self._wake, self._slot = asyncio.Event(), asyncio.Event()
+        self._flush_now, self._renew_now = asyncio.Event(), asyncio.Event()
+        self._flush_lock = asyncio.Lock()
+        waker = waker_for(self.db)
+        subs: list[Subscription] = []
+        helpers: list[asyncio.Task[None]] = []
+        cancelled = False
+        loop = asyncio.get_running_loop()
+        try:
+            for queue in self.queues:
+                await queue.ready()
+            for queue in self.queues:
+                subs.append(await waker.subscribe(queue.channel))
+                helpers.append(loop.create_task(self._forward(subs[-1], self._wake)))
+                subs.append(await waker.subscribe(queue.cancel_channel))
+                helpers.append(loop.create_task(self._forward(subs[-1], self._renew_now)))
+            helpers.append(loop.create_task(self._heartbeat()))
+            helpers.append(loop.create_task(self._flusher()))
+            helpers.append(loop.create_task(self._periodic()))
+            try:
+                await self._claim_loop()
+            except asyncio.CancelledError:
+                cancelled = True
+            await self._shutdown()
+        finally:
+            for helper in helpers:
+                helper.cancel()
+            await asyncio.gather(*helpers, return_exceptions=True)
+            for sub in subs:
+                sub.close()
+            self._serving = None
+        if cancelled:
+            raise asyncio.CancelledError
+
+    @staticmethod
+    async def _forward(sub: Subscription, event: asyncio.Event) -> None:
+        while True:
+            await sub.wait(None)
+            event.set()
+
+    # -- claiming --------------------------------------------------------------------------------
+
+    async def _claim_loop(self) -> None:
+        assert self._wake is not None and self._slot is not None
+        queues = self.queues
+        refill = max(1, min(self.batch, self.concurrency) // 2)
+        turn = 0
+        failures = 0
+        while not self._stopping:
+            free = self.concurrency - len(self._running)
+            if free < refill and self._running:
+                self._slot.clear()
+                await self._slot.wait()
+                continue
+            self._wake.clear()
+            claimed = 0
+            try:
+                for i in range(len(queues)):
+                    queue = queues[(turn + i) % len(queues)]
+                    rows = await self._claim(queue, min(free, self.batch))
+                    for row in rows:
+                        self._start(queue, row)
+                    claimed += len(rows)
+                    free -= len(rows)
+                    if free <= 0:
+                        break
+                failures = 0
+            except Exception:
+                failures += 1
+                logger.warning("claiming jobs failed (attempt %d)", failures, exc_info=True)
+                await asyncio.sleep(min(5.0, 0.1 * 2**failures))
+                continue
+            turn += 1
+            if claimed or self._stopping:
+                continue
+            timeout = await self._idle_timeout()
+            if timeout > 0:
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(timeout):
+                        await self._wake.wait()
+
+    async def _claim(self, queue: Queue, n: int) -> list[Any]:
+        sql, params = queue.dialect.stmt(
+            "claim", queue=queue.name, worker=self.id, lease=self.lease, n=n
+        )
+        rows: list[Any] = await self.db.fetch_all(sql, params)
+        if len(rows) > 1:  # RETURNING order is not defined: run in queue order
+            rows.sort(key=lambda r: (-r[5], r[6], r[0]))
+        return rows
+
+    async def _idle_timeout(self) -> float:
+        """Seconds to sleep when nothing is ready: until the next scheduled job, at most poll."""
+        soonest: float | None = None
+        try:
+            for queue in self.queues:
+                sql, params = queue.dialect.stmt("next_run_at", queue=queue.name)
+                value = await self.db.fetch_val(sql, params)
+                if value is not None and (soonest is None or value < soonest):
+                    soonest = float(value)
+        except Exception:
+            logger.debug("next_run_at failed", exc_info=True)
+        if soonest is None:
+            return self.poll
+        return max(0.0, min(self.poll, soonest - time.time() + 0.001))
+
+    def _start(self, queue: Queue, row: Any) -> None:
+        job_id = int(row[0])
+        task = asyncio.get_running_loop().create_task(self._execute(queue, row))
+        self._running[job_id] = task
+        task.add_done_callback(functools.partial(self._finished, job_id))
+
+    def _finished(self, job_id: int, _task: object = None) -> None:
+        self._running.pop(job_id, None)
+        if self._slot is not None:
+            self._slot.set()
+
+    # -- running one job -------------------------------------------------------------------------
+
+    async def _execute(self, queue: Queue, row: Any) -> None:
+        job_id, name, args_text, attempts = int(row[0]), row[1], row[2], int(row[3])
+        task = queue.tasks.get(name)
+        try:
+            if task is None:
+                await self._fail(
+                    queue, job_id, attempts, f"unknown task {name!r}: not defined on {queue!r}"
+                )
+                return
+            try:
+                kwargs = json.loads(args_text)
+                if not isinstance(kwargs, dict):
+                    raise TypeError("stored arguments are not a JSON object")
+                task.check_args(kwargs)
+            except (TypeError, ValueError) as exc:
+                await self._fail(
+                    queue, job_id, attempts, f"arguments no longer fit task {name!r}: {exc}"
+                )
+                return
+            if task.transactional:
+                await self._run_transactional(queue, task, job_id, attempts, kwargs)
+                return
+            coro = task.fn(**kwargs) if task.is_async else run_off_loop(task.fn, kwargs)
+            if task.timeout is None:
+                result = await coro
+            else:
+                async with asyncio.timeout(task.timeout):
+                    result = await coro
+            self._done.append([job_id, attempts, _encode_result(result)])
+            if len(self._done) == 1 and self._flush_now is not None:
+                self._flush_now.set()
+        except asyncio.CancelledError:
+            if job_id in self._lost:
+                self._lost.discard(job_id)
+                self.counts["cancelled"] += 1
+                return
+            if job_id in self._releasing:
+                return
+            raise
+        except _LeaseLost:
+            logger.warning("job %d: lease lost before commit; its effects were rolled back", job_id)
+        except Exception as exc:  # noqa: BLE001 - any error of the task's own code is an outcome
+            assert task is not None
+            await self._attempt_failed(queue, task, job_id, attempts, exc)
+
+    async def _run_transactional(
+        self, queue: Queue, task: Task, job_id: int, attempts: int, kwargs: dict[str, Any]
+    ) -> None:
+        async with self.db.transaction() as tx:
+            if task.timeout is None:
+                result = await task.fn(tx, **kwargs)
+            else:
+                async with asyncio.timeout(task.timeout):
+                    result = await task.fn(tx, **kwargs)
+            sql, params = queue.dialect.stmt(
+                "done_one", id=job_id, attempts=attempts, result=_encode_result(result)
+            )
+            if await tx.fetch_val(sql, params) is None:
+                raise _LeaseLost
+        self.counts["done"] += 1
+
+    async def _attempt_failed(
+        self, queue: Queue, task: Task, job_id: int, attempts: int, exc: BaseException
+    ) -> None:
+        if isinstance(exc, TimeoutError) and task.timeout is not None:
+            error = f"timed out after {task.timeout:g}s"
+        else:
+            error = f"{type(exc).__name__}: {exc}"
+        trace = "".join(traceback.format_exception(exc))
+        if attempts < task.max_attempts:
+            delay = task.backoff_for(attempts, random.random())
+            sql, params = queue.dialect.stmt(
+                "retry_later", id=job_id, attempts=attempts, delay=delay, error=error,
+                traceback=trace,
+            )  # fmt: skip
+            try:
+                await self.db.execute(sql, params)
+                self.counts["retried"] += 1
+                if self._wake is not None:
+                    self._wake.set()  # the claim loop re-computes when to look next
+            except Exception:
+                logger.warning("job %d: could not record its retry", job_id, exc_info=True)
+        else:
+            await self._fail(queue, job_id, attempts, error, trace)
+
+    async def _fail(
+        self, queue: Queue, job_id: int, attempts: int, error: str, trace: str | None = None
+    ) -> None:
+        sql, params = queue.dialect.stmt(
+            "fail", id=job_id, attempts=attempts, error=error, traceback=trace
+        )
+        try:
+            await self.db.execute(sql, params)
+            self.counts["failed"] += 1
+        except Exception:
+            logger.warning("job %d: could not record its failure", job_id, exc_info=True)
+
+    # -- helpers ---------------------------------------------------------------------------------
+
+    async def _flusher(self) -> None:
+        assert self._flush_now is not None
+        while True:
+            await self._flush_now.wait()
+            self._flush_now.clear()
+            await self._flush()
+
+    async def _flush(self) -> None:
+        async with self._flush_lock:  # the final flush waits for one in flight
+            await self._flush_locked()
+
+    async def _flush_locked(self) -> None:
+        while self._done:
+            batch, self._done = self._done, []
+            sql, params = self.queues[0].dialect.stmt("done_many", done=json.dumps(batch))
+            try:
+                marked = await self.db.execute(sql, params)
+            except Exception:
+                logger.warning("recording %d done jobs failed; retrying", len(batch), exc_info=True)
+                self._done[:0] = batch
+                await asyncio.sleep(0.5)
+                continue
+            self.counts["done"] += marked  # not those cancelled meanwhile
+
+    async def _heartbeat(self) -> None:
+        assert self._renew_now is not None
+        interval = self.lease / 3
+        next_reap = 0.0
+        while True:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(interval):
+                    await self._renew_now.wait()
+            self._renew_now.clear()
+            try:
+                await self._renew()
+                if time.monotonic() >= next_reap:
+                    next_reap = time.monotonic() + self.lease / 2
+                    await self._reap()
+            except Exception:
+                logger.warning("renewing leases failed", exc_info=True)
+
+    async def _renew(self) -> None:
+        """Extend our leases; stop the jobs that are no longer ours (cancelled or re-claimed)."""
+        if not self._running and not self._done:
+            return
+        before = set(self._running)
+        sql, params = self.queues[0].dialect.stmt("renew", worker=self.id, lease=self.lease)
+        owned = {int(row[0]) for row in await self.db.fetch_all(sql, params)}
+        for job_id in before - owned:
+            task = self._running.get(job_id)
+            if task is not None and job_id not in self._releasing:
+                self._lost.add(job_id)
+                task.cancel()
+
+    async def _reap(self) -> None:
+        """Return jobs whose lease expired (their worker died) to their queue."""
+        sql, params = self.queues[0].dialect.stmt("reap")
+        rows = await self.db.fetch_all(sql, params)
+        if rows:
+            logger.info("re-queued %d job(s) whose lease expired", len(rows))
+            waker = waker_for(self.db)
+            for queue in {row[0] for row in rows}:
+                await waker.notify(channel_of(queue))
+
+    async def _periodic(self) -> None:
+        items: list[tuple[Queue, Periodic]] = [
+            (q, p) for q in self.queues for p in q.periodic_tasks
+        ]
+        if not items:
+            return
+        now = time.time()
+        slots = [p.schedule.next_slot(now) for _, p in items]
+        while True:
+            await asyncio.sleep(max(0.0, min(slots) - time.time()))
+            now = time.time()
+            for i, (queue, periodic) in enumerate(items):
+                if slots[i] <= now:
+                    try:
+                        await fire_periodic(queue, periodic, slots[i])
+                    except Exception:
+                        logger.warning("periodic %s failed", periodic.task.name, exc_info=True)
+                    slots[i] = periodic.schedule.next_slot(max(slots[i], now))
+
+    # -- shutdown --------------------------------------------------------------------------------
+
+    async def _shutdown(self) -> None:
+        self._stopping = True
+        tasks = list(self._running.values())
+        if tasks:
+            _, pending = await asyncio.wait(tasks, timeout=self.grace)
+            if pending:
+                ids = [i for i, t in self._running.items() if t in pending]
+                self._releasing.update(ids)
+                for task in pending:
+                    task.cancel()
+                await asyncio.gather(*pending, return_exceptions=True)
+                await self._release(ids)
+                self._releasing.difference_update(ids)
+        await self._flush()
+
+    async def _release(self, ids: Iterable[int]) -> None:
+        ids = list(ids)
+        sql, params = self.queues[0].dialect.stmt("release", worker=self.id, ids=json.dumps(ids))
+        try:
+            self.counts["released"] += await self.db.execute(sql, params)
+        except Exception:
+            logger.warning(
+                "releasing %d job(s) failed; their leases will expire", len(ids), exc_info=True
+            )
+            return
+        waker = waker_for(self.db)
+        for queue in self.queues:
+            await waker.notify(queue.channel)
+
+
+async def fire_periodic(queue: Queue, periodic: Periodic, slot: float) -> int | None:
+    """Enqueue ``periodic`` for ``slot`` unless some worker already did; the job id or None."""
+    db, dialect = queue.db, queue.dialect
+    async with db.transaction():
+        sql, params = dialect.stmt("periodic_row", queue=queue.name, task=periodic.task.name)
+        await db.execute(sql, params)
+        sql, params = dialect.stmt(
+            "periodic_take", queue=queue.name, task=periodic.task.name, slot=slot
+        )
+        if await db.execute(sql, params) != 1:
+            return None
+        return await periodic.task.enqueue(**periodic.args)
+
+
+def _encode_result(result: Any) -> str | None:
+    if result is None:
+        return None
+    try:
+        return json.dumps(result, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    except (TypeError, ValueError):
+        return json.dumps(repr(result))
