@@ -23,7 +23,7 @@ from .._stats import StatsSnapshot
 from .backend import NOT_NOW, Backend
 from .queries import Queries
 from .rows import Rows
-from .transaction import PinnedConnection, Scope, Transaction
+from .transaction import PinnedConnection, Scope, Transaction, innermost_transaction
 
 __all__ = ["Database", "open_database"]
 
@@ -129,6 +129,10 @@ class Database(Queries):
     ) -> Transaction:
         """A transaction block; nested blocks are savepoints."""
         return Transaction(self, isolation=isolation, readonly=readonly, timeout=timeout)
+
+    def current_transaction(self) -> Transaction | None:
+        """The innermost transaction block this task runs in (the one queries join), or None."""
+        return innermost_transaction(self._scope.get())
 
     def connection(self) -> PinnedConnection:
         """A block that pins one connection for several statements, without a transaction."""

@@ -26,7 +26,7 @@ from .._stats import StatsSnapshot
 from .backend import NOT_NOW, SyncBackend
 from .queries import Queries
 from .rows import SyncRows
-from .transaction import SyncPinnedConnection, SyncScope, SyncTransaction
+from .transaction import SyncPinnedConnection, SyncScope, SyncTransaction, innermost_transaction
 
 __all__ = ["SyncDatabase", "open_database_sync"]
 T = TypeVar("T")
@@ -118,6 +118,10 @@ class SyncDatabase(Queries):
     ) -> SyncTransaction:
         """A transaction block; nested blocks are savepoints."""
         return SyncTransaction(self, isolation=isolation, readonly=readonly, timeout=timeout)
+
+    def current_transaction(self) -> SyncTransaction | None:
+        """The innermost transaction block this task runs in (the one queries join), or None."""
+        return innermost_transaction(self._scope.get())
 
     def connection(self) -> SyncPinnedConnection:
         """A block that pins one connection for several statements, without a transaction."""

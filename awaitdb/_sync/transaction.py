@@ -10,6 +10,13 @@ A ``Transaction`` moves through the states drawn in ``awaitdb/_state.py``.
 Nested blocks become savepoints. Of several open blocks on one connection, only the innermost
 runs statements; a sibling task's statements wait for their block's turn, so statements are
 serialized and never interleaved across savepoints.
+
+Hooks (``on_commit``, ``on_rollback``) run before the block returns, in registration order, after
+the outcome is final and the connection is back in the pool; an awaitable a hook returns is
+awaited there too, so a hook that must not delay the caller schedules its work instead (the
+events bus does). A savepoint that is released hands its hooks to the enclosing block; one that
+rolls back drops its ``on_commit`` hooks and runs its ``on_rollback`` hooks at once. A hook that
+raises is logged and does not change the outcome.
 """
 
 from __future__ import annotations
@@ -194,6 +201,7 @@ class SyncTransaction(SyncScope):
         self._outermost = False
         self._savepoint: str | None = None
         self._callbacks: list[Callable[[], Any]] = []
+        self._rollback_callbacks: list[Callable[[], Any]] = []
         self._parent: SyncScope | None = None
 
     def _is_active(self) -> bool:
@@ -207,6 +215,12 @@ class SyncTransaction(SyncScope):
         if self.state is not TransactionState.ACTIVE:
             raise InterfaceError("on_commit() needs an active transaction")
         self._callbacks.append(callback)
+
+    def on_rollback(self, callback: Callable[[], Any]) -> None:
+        """Run ``callback()`` if this block rolls back (a savepoint's own rollback included)."""
+        if self.state is not TransactionState.ACTIVE:
+            raise InterfaceError("on_rollback() needs an active transaction")
+        self._rollback_callbacks.append(callback)
 
     def __enter__(self) -> SyncTransaction:
         if self.state is not TransactionState.NEW:
@@ -285,17 +299,31 @@ class SyncTransaction(SyncScope):
         if binding.stack and binding.stack[-1] is not self:
             exc_type = exc_type or InterfaceError
         ok = exc_type is None
+        failed = False
         try:
             if self._outermost:
                 self._finish_outermost(ok)
             else:
                 self._finish_savepoint(ok)
+        except Exception:
+            failed = True
+            raise
         finally:
             if self in binding.stack:
                 del binding.stack[binding.stack.index(self) :]
             binding.changed()
-        if self.state is TransactionState.COMMITTED and self._outermost:
-            self._run_callbacks()
+            if failed:
+                self._hooks(committed=False)
+        self._hooks(committed=self.state is TransactionState.COMMITTED)
+
+    def _hooks(self, *, committed: bool) -> None:
+        """Run this block's hooks for its outcome (a released savepoint handed them up)."""
+        if committed and (not self._outermost):
+            return
+        callbacks = self._callbacks if committed else self._rollback_callbacks
+        self._callbacks, self._rollback_callbacks = ([], [])
+        if callbacks:
+            _run_hooks(callbacks, "on_commit" if committed else "on_rollback")
 
     def _finish_outermost(self, ok: bool) -> None:
         binding = self._binding
@@ -354,20 +382,35 @@ class SyncTransaction(SyncScope):
             parent = self._parent
             if isinstance(parent, SyncTransaction):
                 parent._callbacks.extend(self._callbacks)
+                parent._rollback_callbacks.extend(self._rollback_callbacks)
+            self._callbacks, self._rollback_callbacks = ([], [])
         else:
             self.state = TransactionState.ROLLED_BACK
             self._control(f"ROLLBACK TO SAVEPOINT {self._savepoint}")
             self._control(f"RELEASE SAVEPOINT {self._savepoint}")
-        self._callbacks = []
-
-    def _run_callbacks(self) -> None:
-        callbacks, self._callbacks = (self._callbacks, [])
-        for callback in callbacks:
-            try:
-                callback()
-            except Exception:
-                logger.exception("on_commit callback %r failed", callback)
 
     def __repr__(self) -> str:
         kind = "savepoint" if self._savepoint else "transaction"
         return f"<{type(self).__name__} {kind} {self.state.value}>"
+
+
+def innermost_transaction(scope: SyncScope | None) -> SyncTransaction | None:
+    """The innermost transaction block ``scope`` runs in, or None (a plain pinned connection)."""
+    if scope is None or isinstance(scope, SyncTransaction):
+        return scope
+    binding = scope._binding
+    if binding is None or not binding.in_tx or scope not in binding.stack:
+        return None
+    for block in reversed(binding.stack[: binding.stack.index(scope)]):
+        if isinstance(block, SyncTransaction) and block._is_active():
+            return block
+    return None
+
+
+def _run_hooks(callbacks: list[Callable[[], Any]], what: str) -> None:
+    """Run transaction hooks in order; a failure is logged and the next one still runs."""
+    for callback in callbacks:
+        try:
+            callback()
+        except Exception:
+            logger.exception("%s callback %r failed", what, callback)

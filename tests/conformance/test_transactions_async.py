@@ -93,6 +93,76 @@ async def test_failing_on_commit_callback_does_not_undo_the_commit(adb: Any, cap
     assert any("on_commit callback" in r.message for r in caplog.records)
 
 
+async def test_on_rollback_runs_for_rolled_back_blocks_and_savepoints(adb: Any) -> None:
+    await _table(adb)
+    calls: list[str] = []
+    async with adb.transaction() as tx:
+        tx.on_rollback(lambda: calls.append("outer-rb"))
+        async with adb.transaction() as kept:
+            kept.on_rollback(lambda: calls.append("kept-rb"))  # handed up: outer commits
+        with pytest.raises(KeyError):
+            async with adb.transaction() as sp:
+                sp.on_commit(lambda: calls.append("sp-commit"))
+                sp.on_rollback(lambda: calls.append("sp-rb"))
+                async with adb.transaction() as deeper:
+                    deeper.on_commit(lambda: calls.append("deeper-commit"))
+                    deeper.on_rollback(lambda: calls.append("deeper-rb"))
+                raise KeyError("x")
+        assert calls == ["sp-rb", "deeper-rb"]  # at once, when the savepoint rolls back
+    assert calls == ["sp-rb", "deeper-rb"]  # the commit drops rollback hooks
+    calls.clear()
+    with pytest.raises(RuntimeError):
+        async with adb.transaction() as tx:
+            tx.on_commit(lambda: calls.append("commit"))
+            tx.on_rollback(lambda: calls.append("outer-rb"))
+            async with adb.transaction() as inner:
+                inner.on_rollback(lambda: calls.append("inner-rb"))
+            raise RuntimeError
+    assert calls == ["outer-rb", "inner-rb"]
+    with pytest.raises(awaitdb.InterfaceError):
+        tx.on_rollback(lambda: None)
+
+
+async def test_on_rollback_runs_when_the_block_fails_to_commit(adb: Any, dialect: Any) -> None:
+    await _table(adb)
+    calls: list[str] = []
+    with pytest.raises(awaitdb.QueryTimeout):
+        async with adb.transaction(timeout=0.3) as tx:
+            tx.on_commit(lambda: calls.append("commit"))
+            tx.on_rollback(lambda: calls.append("rollback"))
+            await adb.execute("INSERT INTO t (id) VALUES (1)")
+            await adb.fetch_val(dialect.slow_sql)
+    assert calls == ["rollback"]
+
+
+async def test_hooks_may_use_the_database_and_failures_are_logged(adb: Any, caplog: Any) -> None:
+    await _table(adb)
+    with pytest.raises(ValueError):
+        async with adb.transaction():
+            async with adb.transaction() as sp:
+                sp.on_rollback(lambda: 1 / 0)
+                sp.on_rollback(lambda: adb.execute("INSERT INTO t (id) VALUES (5)"))
+                raise ValueError
+            raise AssertionError("unreachable")  # pragma: no cover
+    assert any("on_rollback callback" in r.message for r in caplog.records)
+    assert await _ids(adb) == []  # the hook wrote inside the outer block, which rolled back
+
+
+async def test_current_transaction_is_the_innermost_block_of_this_task(adb: Any) -> None:
+    await _table(adb)
+    assert adb.current_transaction() is None
+    async with adb.transaction() as tx:
+        assert adb.current_transaction() is tx
+        async with adb.transaction() as sp:
+            assert adb.current_transaction() is sp
+        assert adb.current_transaction() is tx
+        async with adb.connection():
+            assert adb.current_transaction() is tx  # a pinned block inside joins the transaction
+    assert adb.current_transaction() is None
+    async with adb.connection():
+        assert adb.current_transaction() is None
+
+
 async def test_readonly_transaction(adb: Any) -> None:
     await _table(adb)
     await adb.execute("INSERT INTO t (id) VALUES (1)")

@@ -96,6 +96,76 @@ def test_failing_on_commit_callback_does_not_undo_the_commit(sdb: Any, caplog: A
     assert any(("on_commit callback" in r.message for r in caplog.records))
 
 
+def test_on_rollback_runs_for_rolled_back_blocks_and_savepoints(sdb: Any) -> None:
+    _table(sdb)
+    calls: list[str] = []
+    with sdb.transaction() as tx:
+        tx.on_rollback(lambda: calls.append("outer-rb"))
+        with sdb.transaction() as kept:
+            kept.on_rollback(lambda: calls.append("kept-rb"))
+        with pytest.raises(KeyError):
+            with sdb.transaction() as sp:
+                sp.on_commit(lambda: calls.append("sp-commit"))
+                sp.on_rollback(lambda: calls.append("sp-rb"))
+                with sdb.transaction() as deeper:
+                    deeper.on_commit(lambda: calls.append("deeper-commit"))
+                    deeper.on_rollback(lambda: calls.append("deeper-rb"))
+                raise KeyError("x")
+        assert calls == ["sp-rb", "deeper-rb"]
+    assert calls == ["sp-rb", "deeper-rb"]
+    calls.clear()
+    with pytest.raises(RuntimeError):
+        with sdb.transaction() as tx:
+            tx.on_commit(lambda: calls.append("commit"))
+            tx.on_rollback(lambda: calls.append("outer-rb"))
+            with sdb.transaction() as inner:
+                inner.on_rollback(lambda: calls.append("inner-rb"))
+            raise RuntimeError
+    assert calls == ["outer-rb", "inner-rb"]
+    with pytest.raises(awaitdb.InterfaceError):
+        tx.on_rollback(lambda: None)
+
+
+def test_on_rollback_runs_when_the_block_fails_to_commit(sdb: Any, dialect: Any) -> None:
+    _table(sdb)
+    calls: list[str] = []
+    with pytest.raises(awaitdb.QueryTimeout):
+        with sdb.transaction(timeout=0.3) as tx:
+            tx.on_commit(lambda: calls.append("commit"))
+            tx.on_rollback(lambda: calls.append("rollback"))
+            sdb.execute("INSERT INTO t (id) VALUES (1)")
+            sdb.fetch_val(dialect.slow_sql)
+    assert calls == ["rollback"]
+
+
+def test_hooks_may_use_the_database_and_failures_are_logged(sdb: Any, caplog: Any) -> None:
+    _table(sdb)
+    with pytest.raises(ValueError):
+        with sdb.transaction():
+            with sdb.transaction() as sp:
+                sp.on_rollback(lambda: 1 / 0)
+                sp.on_rollback(lambda: sdb.execute("INSERT INTO t (id) VALUES (5)"))
+                raise ValueError
+            raise AssertionError("unreachable")
+    assert any(("on_rollback callback" in r.message for r in caplog.records))
+    assert _ids(sdb) == []
+
+
+def test_current_transaction_is_the_innermost_block_of_this_task(sdb: Any) -> None:
+    _table(sdb)
+    assert sdb.current_transaction() is None
+    with sdb.transaction() as tx:
+        assert sdb.current_transaction() is tx
+        with sdb.transaction() as sp:
+            assert sdb.current_transaction() is sp
+        assert sdb.current_transaction() is tx
+        with sdb.connection():
+            assert sdb.current_transaction() is tx
+    assert sdb.current_transaction() is None
+    with sdb.connection():
+        assert sdb.current_transaction() is None
+
+
 def test_readonly_transaction(sdb: Any) -> None:
     _table(sdb)
     sdb.execute("INSERT INTO t (id) VALUES (1)")
