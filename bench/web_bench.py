@@ -46,7 +46,7 @@ def serve(contender: str, url: str, port: int) -> None:
     if contender == "awaitdb":
         from examples.taskboard.app import create_app
 
-        app = create_app(url, notifier=False)
+        app = create_app(url, background=False)
     else:
         from taskboard_sqlalchemy import create_app as create_sqlalchemy_app
 

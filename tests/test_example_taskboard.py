@@ -96,20 +96,26 @@ def test_taskboard_over_http(server: tuple[str, subprocess.Popen[str]]) -> None:
         doing = client.get("/tasks", params={"status": "done"}).json()["items"]
         assert [t["id"] for t in doing] == [task_id]
 
-        audit = client.get(f"/tasks/{task_id}/audit").json()
-        assert [row["event"] for row in audit] == [
+        # the audit log is written by a stream consumer: poll until it caught up
+        events = [
             "task.created",
             "task.renamed",
             "task.status_changed",
             "task.status_changed",
         ]  # the refused changes left no trace
+        for _ in range(200):
+            audit = client.get(f"/tasks/{task_id}/audit").json()
+            if len(audit) >= len(events):
+                break
+            time.sleep(0.05)
+        assert [row["event"] for row in audit] == events
 
         other = created[1].json()["id"]
         assert client.delete(f"/tasks/{other}").status_code == 204
         assert client.get(f"/tasks/{other}").status_code == 404
         assert client.delete(f"/tasks/{other}").status_code == 404
 
-        # one job per change, all worked through by the background notifier
+        # one job per change, all worked through by the jobs worker
         expected_jobs = 25 + 1 + 2 + 1
         for _ in range(200):
             jobs = client.get("/jobs").json()
@@ -122,7 +128,13 @@ def test_taskboard_over_http(server: tuple[str, subprocess.Popen[str]]) -> None:
         pool = client.get("/health/db-pool").json()
         assert pool["queries"] > 0
         metrics = client.get("/metrics").text
-        assert f'awaitdb_jobs{{queue="notifier",status="done"}} {expected_jobs}.0' in metrics
-        assert 'awaitdb_service_up{kind="worker",name="notifier"} 1.0' in metrics
+        assert f'awaitdb_jobs{{queue="taskboard",status="done"}} {expected_jobs}.0' in metrics
+        assert 'awaitdb_stream_lag{group="audit",stream="taskboard"} 0.0' in metrics
+        for kind, name in (
+            ("worker", "taskboard"),
+            ("worker", "Worker"),
+            ("consumer", "audit-consumer"),
+        ):
+            assert f'awaitdb_service_up{{kind="{kind}",name="{name}"}} 1.0' in metrics
     proc.send_signal(signal.SIGINT)
     assert proc.wait(15) == 0  # a clean shutdown: workers stopped, database closed

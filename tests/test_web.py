@@ -308,7 +308,7 @@ async def test_a_task_consumer_and_stream_style_stats(sqlite_url: str) -> None:
             self.group, self.lag = group, lag
 
     class Stats:
-        groups = [Group("audit", 4), Group("mail", 0)]
+        groups = (Group("audit", 4), Group("mail", 0))
 
     class Stream:
         name = "events"

@@ -235,11 +235,17 @@ class _Snapshot:
         )
         for service in self.runtime.services:
             alive.add_metric([service.kind, service.name], 1.0 if service.alive() else 0.0)
+        by_status: dict[tuple[str, str], float] = {}  # a queue seen twice is counted once
+        lags: dict[tuple[str, str], float] = {}
         for _, name, found in self.services:
-            for status, count in sorted(found.get("by_status", {}).items()):
-                jobs.add_metric([name, str(status)], float(count))
-            for group, count in sorted(found.get("lag", {}).items()):
-                lag.add_metric([name, str(group)], float(count))
+            for status, count in found.get("by_status", {}).items():
+                by_status[(name, str(status))] = float(count)
+            for group, count in found.get("lag", {}).items():
+                lags[(name, str(group))] = float(count)
+        for labels, value in sorted(by_status.items()):
+            jobs.add_metric(list(labels), value)
+        for labels, value in sorted(lags.items()):
+            lag.add_metric(list(labels), value)
         yield from (jobs, lag, alive)
 
 

@@ -108,7 +108,7 @@ class _TaskHandle:
 
 def _wrap_queue(obj: Any) -> Any:
     try:
-        from .. import jobs  # type: ignore[attr-defined]
+        from .. import jobs
     except ImportError:
         return obj
     queue_type = getattr(jobs, "Queue", None)

@@ -10,9 +10,10 @@ Task states (anything else is refused with 409)::
      │ └──────┼─┴──> cancelled ──> todo
      └────────┘
 
-Every change writes its audit-log row and queues a notification job in the same transaction as
-the change itself (the transactional outbox), so a committed change always has both and a
-rolled-back one has neither. ``Notifier`` works through the jobs in the background.
+Every change, in its own transaction, enqueues a notification job (``awaitdb.jobs``) and
+publishes an event on the durable stream (``awaitdb.events``): both commit with the change or
+not at all. A ``jobs.Worker`` runs the notifications; a stream consumer (group ``audit``) writes
+each event to the audit log, at least once, made idempotent by the event's id.
 """
 
 from __future__ import annotations
@@ -23,17 +24,17 @@ import json
 import logging
 import os
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
-from fastapi import FastAPI, HTTPException, Query, Response
+from fastapi import Depends, FastAPI, HTTPException, Query, Request, Response
 from pydantic import BaseModel, Field
 from starlette.routing import Route
 
 import awaitdb
 import awaitdb.web
-from awaitdb import Record
+from awaitdb import Record, events, jobs
 
-__all__ = ["ALLOWED", "Notifier", "create_app"]
+__all__ = ["ALLOWED", "Board", "create_app"]
 
 logger = logging.getLogger("taskboard")
 
@@ -66,89 +67,90 @@ def now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
-async def record_change(
-    tx: awaitdb.Transaction, task_id: int, event: str, detail: dict[str, Any]
-) -> None:
-    """The audit row and the notification job of one change, in the caller's transaction."""
-    text, at = json.dumps(detail), now()
-    await tx.execute(
-        "INSERT INTO audit_log (task_id, event, detail, at) VALUES (:t, :e, :d, :at)",
-        {"t": task_id, "e": event, "d": text, "at": at},
-    )
-    await tx.execute(
-        "INSERT INTO task_jobs (task_id, kind, payload, created_at) VALUES (:t, :k, :p, :at)",
-        {"t": task_id, "k": "notify", "p": json.dumps({"event": event, **detail}), "at": at},
-    )
+async def notify_watchers(task_id: int, event: str, detail: dict[str, Any]) -> None:
+    """The notification job (a real service would send mail or call a webhook here)."""
+    logger.debug("notify watchers of task %s: %s %s", task_id, event, detail)
 
 
-class Notifier:
-    """The background worker: claims queued jobs in batches and marks them done. Health and
-    metrics read ``alive`` and ``stats()`` (jobs by status)."""
+class Board:
+    """What the endpoints share: the jobs queue and the event stream of one database. The
+    lifespan starts it (tables ready, audit group created) and stops it."""
 
-    name = "notifier"
+    name = "taskboard"
+    _open: ClassVar[dict[int, Board]] = {}  # by id of the database, while started
 
-    def __init__(self, db: awaitdb.Database, idle_sleep: float = 0.05) -> None:
+    def __init__(self, db: awaitdb.Database) -> None:
         self.db = db
-        self.idle_sleep = idle_sleep
-        self._task: asyncio.Task[None] | None = None
+        self.queue = jobs.Queue(db, name="taskboard")
+        self.notify = self.queue.task(name="taskboard.notify", retries=5)(notify_watchers)
+        self.stream = events.Stream(db)
 
-    @property
-    def alive(self) -> bool:
-        return self._task is not None and not self._task.done()
+    @classmethod
+    def of(cls, db: awaitdb.Database) -> Board:
+        """The started board of ``db``."""
+        return cls._open[id(db)]
 
     async def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="taskboard-notifier")
+        await self.queue.ready()
+        await self.stream.create_group("audit", "task.*", from_start=True)
+        Board._open[id(self.db)] = self
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
+        Board._open.pop(id(self.db), None)
+        await self.stream.aclose()
 
-    async def run_once(self) -> int:
-        """Claim up to 50 queued jobs, 'send' them, mark them done; returns how many."""
-        async with self.db.transaction() as tx:
-            jobs = await tx.fetch_all(
-                "UPDATE task_jobs SET status = 'running', attempts = attempts + 1 "
-                "WHERE status = 'queued' AND id IN "
-                "(SELECT id FROM task_jobs WHERE status = 'queued' ORDER BY id LIMIT 50) "
-                "RETURNING id, task_id, payload"
-            )
-            for job in jobs:
-                logger.debug("notify watchers of task %s: %s", job["task_id"], job["payload"])
-            if jobs:
-                at = now()
-                await tx.execute_many(
-                    "UPDATE task_jobs SET status = 'done', done_at = :at WHERE id = :id",
-                    [{"at": at, "id": job["id"]} for job in jobs],
+    async def record_change(self, task_id: int, event: str, detail: dict[str, Any]) -> None:
+        """The job and the event of one change, in the caller's transaction."""
+        await self.notify.enqueue(task_id=task_id, event=event, detail=detail)
+        await self.stream.publish(event, {"task_id": task_id, **detail})
+
+    async def write_audit(self) -> None:
+        """The audit consumer: every ``task.*`` event becomes one audit-log row."""
+        async with self.stream.subscribe("task.*", group="audit", from_start=True) as consumer:
+            async for event in consumer:
+                await self.db.execute(
+                    "INSERT INTO audit_log (event_id, task_id, event, detail, at) "
+                    "VALUES (:id, :task, :event, :detail, :at) ON CONFLICT (event_id) DO NOTHING",
+                    {
+                        "id": event.id,
+                        "task": event.data["task_id"],
+                        "event": event.name,
+                        "detail": json.dumps(event.data),
+                        "at": event.at,
+                    },
                 )
-        return len(jobs)
-
-    async def _run(self) -> None:
-        while True:
-            try:
-                if await self.run_once() == 0:
-                    await asyncio.sleep(self.idle_sleep)
-            except awaitdb.TransientError:
-                await asyncio.sleep(self.idle_sleep)
-
-    async def stats(self) -> dict[str, Any]:
-        rows = await self.db.fetch_all(
-            "SELECT status, count(*) AS n FROM task_jobs GROUP BY status"
-        )
-        return {"by_status": {row["status"]: row["n"] for row in rows}}
 
 
-def create_app(url: str | None = None, *, notifier: bool = True) -> FastAPI:
+def get_board(request: Request) -> Board:
+    return Board.of(awaitdb.web.get_db(request))
+
+
+BoardDep = Annotated[Board, Depends(get_board)]
+
+
+def create_app(url: str | None = None, *, background: bool = True) -> FastAPI:
     """The task-board app on ``url`` (default ``$AWAITDB_URL``, then ``sqlite:///taskboard.db``);
-    ``notifier=False`` leaves the jobs queued (the benchmark measures the request path alone)."""
+    ``background=False`` runs neither the jobs worker nor the audit consumer (the benchmark
+    measures the request path alone; jobs and events still commit with each change)."""
     url = url or os.environ.get("AWAITDB_URL") or DEFAULT_URL
     dialect = "postgresql" if url.startswith(("postgres://", "postgresql")) else "sqlite"
+
+    workers: list[Any] = [Board]  # started first: tables ready, the audit group created
+    consumers: list[Any] = []
+    if background:
+        workers.append(lambda db: Board.of(db).queue)  # a jobs.Queue, run by a jobs.Worker
+        consumers.append(
+            lambda db: asyncio.get_running_loop().create_task(
+                Board.of(db).write_audit(), name="audit-consumer"
+            )
+        )
     app = FastAPI(
         title="task board",
         lifespan=awaitdb.web.lifespan(
             url,
             migrations=str(MIGRATIONS / dialect),
-            workers=[Notifier] if notifier else [],
+            workers=workers,
+            consumers=consumers,
             grace=5,
         ),
     )
@@ -156,15 +158,14 @@ def create_app(url: str | None = None, *, notifier: bool = True) -> FastAPI:
     app.router.routes.append(Route("/metrics", awaitdb.web.metrics_app()))
 
     async def get_task(db: awaitdb.Database | awaitdb.Transaction, task_id: int) -> Record:
-        task = await db.fetch_one(
-            f"SELECT {TASK_COLUMNS} FROM tasks WHERE id = :id", {"id": task_id}
-        )
+        sql = f"SELECT {TASK_COLUMNS} FROM tasks WHERE id = :id"
+        task = await db.fetch_one(sql, {"id": task_id})
         if task is None:
             raise HTTPException(404, f"no task {task_id}")
         return task
 
     @app.post("/tasks", status_code=201)
-    async def create_task(body: TaskIn, tx: awaitdb.web.Transaction) -> Record:
+    async def create_task(body: TaskIn, tx: awaitdb.web.Transaction, board: BoardDep) -> Record:
         at = now()
         task = await tx.fetch_one(
             "INSERT INTO tasks (title, created_at, updated_at) VALUES (:title, :at, :at) "
@@ -172,7 +173,7 @@ def create_app(url: str | None = None, *, notifier: bool = True) -> FastAPI:
             {"title": body.title, "at": at},
         )
         assert task is not None
-        await record_change(tx, task["id"], "task.created", {"title": body.title})
+        await board.record_change(task["id"], "task.created", {"title": body.title})
         return task
 
     @app.get("/tasks")
@@ -198,7 +199,9 @@ def create_app(url: str | None = None, *, notifier: bool = True) -> FastAPI:
         return await get_task(db, task_id)
 
     @app.patch("/tasks/{task_id}")
-    async def rename_task(task_id: int, body: TaskPatch, tx: awaitdb.web.Transaction) -> Record:
+    async def rename_task(
+        task_id: int, body: TaskPatch, tx: awaitdb.web.Transaction, board: BoardDep
+    ) -> Record:
         task = await tx.fetch_one(
             "UPDATE tasks SET title = :title, version = version + 1, updated_at = :at "
             f"WHERE id = :id RETURNING {TASK_COLUMNS}",
@@ -206,11 +209,13 @@ def create_app(url: str | None = None, *, notifier: bool = True) -> FastAPI:
         )
         if task is None:
             raise HTTPException(404, f"no task {task_id}")
-        await record_change(tx, task_id, "task.renamed", {"title": body.title})
+        await board.record_change(task_id, "task.renamed", {"title": body.title})
         return task
 
     @app.post("/tasks/{task_id}/status")
-    async def change_status(task_id: int, body: StatusIn, tx: awaitdb.web.Transaction) -> Record:
+    async def change_status(
+        task_id: int, body: StatusIn, tx: awaitdb.web.Transaction, board: BoardDep
+    ) -> Record:
         current = await get_task(tx, task_id)
         old = current["status"]
         if body.status not in ALLOWED[old]:
@@ -222,26 +227,26 @@ def create_app(url: str | None = None, *, notifier: bool = True) -> FastAPI:
         )
         if task is None:  # changed by someone else since we read it
             raise HTTPException(409, f"task {task_id} changed meanwhile; read it again")
-        await record_change(tx, task_id, "task.status_changed", {"from": old, "to": body.status})
+        await board.record_change(task_id, "task.status_changed", {"from": old, "to": body.status})
         return task
 
     @app.delete("/tasks/{task_id}", status_code=204)
-    async def delete_task(task_id: int, tx: awaitdb.web.Transaction) -> Response:
+    async def delete_task(task_id: int, tx: awaitdb.web.Transaction, board: BoardDep) -> Response:
         task = await get_task(tx, task_id)
         await tx.execute("DELETE FROM tasks WHERE id = :id", {"id": task_id})
-        await record_change(tx, task_id, "task.deleted", {"title": task["title"]})
+        await board.record_change(task_id, "task.deleted", {"title": task["title"]})
         return Response(status_code=204)
 
     @app.get("/tasks/{task_id}/audit")
     async def task_audit(task_id: int, db: awaitdb.web.DB) -> list[Record]:
         return await db.fetch_all(
-            "SELECT id, event, detail, at FROM audit_log WHERE task_id = :id ORDER BY id",
+            "SELECT id, event, detail, at FROM audit_log WHERE task_id = :id ORDER BY event_id",
             {"id": task_id},
         )
 
     @app.get("/jobs")
-    async def job_counts(db: awaitdb.web.DB) -> dict[str, int]:
-        rows = await db.fetch_all("SELECT status, count(*) AS n FROM task_jobs GROUP BY status")
-        return {row["status"]: row["n"] for row in rows}
+    async def job_counts(board: BoardDep) -> dict[str, int]:
+        stats = await board.queue.stats()
+        return {status: n for status, n in stats.by_status.items() if n}
 
     return app

@@ -1,4 +1,5 @@
 -- The task board's tables (SQLite; migrations/postgresql/ holds the same schema for PostgreSQL).
+-- Jobs and stream events live in awaitdb's own tables (awaitdb.jobs, awaitdb.events).
 -- up
 CREATE TABLE tasks (
     id INTEGER PRIMARY KEY,
@@ -11,24 +12,13 @@ CREATE TABLE tasks (
 CREATE INDEX tasks_status_id ON tasks (status, id);
 CREATE TABLE audit_log (
     id INTEGER PRIMARY KEY,
+    event_id INTEGER NOT NULL UNIQUE,
     task_id INTEGER NOT NULL,
     event TEXT NOT NULL,
     detail TEXT NOT NULL,
     at TIMESTAMPTZ NOT NULL
 );
-CREATE INDEX audit_log_task ON audit_log (task_id, id);
-CREATE TABLE task_jobs (
-    id INTEGER PRIMARY KEY,
-    task_id INTEGER NOT NULL,
-    kind TEXT NOT NULL,
-    payload TEXT NOT NULL,
-    status TEXT NOT NULL DEFAULT 'queued',
-    attempts INTEGER NOT NULL DEFAULT 0,
-    created_at TIMESTAMPTZ NOT NULL,
-    done_at TIMESTAMPTZ
-);
-CREATE INDEX task_jobs_status ON task_jobs (status, id);
+CREATE INDEX audit_log_task ON audit_log (task_id, event_id);
 -- down
-DROP TABLE task_jobs;
 DROP TABLE audit_log;
 DROP TABLE tasks;
