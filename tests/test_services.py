@@ -86,3 +86,42 @@ async def test_bad_database_registration_fails_at_once() -> None:
             await container.aget(awaitdb.Database)
     with pytest.raises(awaitdb.InterfaceError, match="registry is closed"):
         await singleton.get(svcs.Container(registry))
+
+
+async def test_database_queue_bus_and_stream_as_svcs_singletons(db_url: str) -> None:
+    from awaitdb import events, jobs
+
+    registry = svcs.Registry()
+    register_database(registry, db_url)
+
+    async def open_queue(container: svcs.Container) -> jobs.Queue:
+        return jobs.Queue(await container.aget(awaitdb.Database))
+
+    async def open_bus(container: svcs.Container) -> events.Bus:
+        return events.Bus(db=await container.aget(awaitdb.Database))
+
+    async def open_stream(container: svcs.Container) -> events.Stream:
+        return events.Stream(await container.aget(awaitdb.Database))
+
+    register_singleton(registry, jobs.Queue, open_queue)
+    bus = register_singleton(registry, events.Bus, open_bus)
+    stream = register_singleton(registry, events.Stream, open_stream)
+    seen: list[object] = []
+    async with svcs.Container(registry) as container:
+        db, queue, the_bus, the_stream = await container.aget(
+            awaitdb.Database, jobs.Queue, events.Bus, events.Stream
+        )
+        assert queue.db is db and the_stream.db is db
+        the_bus.on("task.*", lambda event: seen.append(event.data))
+        notify = queue.task(name="notify")(lambda task_id: None)
+        await queue.ready()
+        async with db.transaction():
+            await notify.enqueue(task_id=1)
+            await the_stream.publish("task.created", {"id": 1})
+            await the_bus.emit("task.created", {"id": 1})  # delivered after COMMIT
+        await the_bus.drain()
+        assert seen == [{"id": 1}]
+        assert (await queue.stats()).by_status["queued"] == 1
+        assert (await the_stream.stats()).events == 1
+    await registry.aclose()  # the stream and the bus closed first, then the database
+    assert db.closed and not bus.opened and not stream.opened
