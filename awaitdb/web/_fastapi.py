@@ -2,7 +2,8 @@
 
 ``Transaction`` uses ``Depends(..., scope="function")``: it ends when the endpoint returns,
 before the response is sent, so a client that sees 2xx knows the COMMIT happened (and a failed
-COMMIT becomes a 500, not a 2xx followed by a silent loss).
+COMMIT becomes a 500, not a 2xx followed by a silent loss). With a FastAPI too old for
+dependency scopes the transaction still commits or rolls back the same way, after the response.
 """
 
 from __future__ import annotations
@@ -33,5 +34,12 @@ async def db_dependency(request: Request) -> AsyncIterator[Database]:
         yield db
 
 
-Transaction = Annotated[_Transaction, Depends(transaction_dependency, scope="function")]
-DB = Annotated[Database, Depends(db_dependency, scope="function")]
+try:
+    _transaction = Depends(transaction_dependency, scope="function")
+    _db = Depends(db_dependency, scope="function")
+except TypeError:  # pragma: no cover - FastAPI before dependency scopes: ends after the response
+    _transaction = Depends(transaction_dependency)
+    _db = Depends(db_dependency)
+
+Transaction = Annotated[_Transaction, _transaction]
+DB = Annotated[Database, _db]
