@@ -26,6 +26,7 @@ from ._errors import (
     MigrationError,
     NotNullViolation,
     OperationalError,
+    Overloaded,
     PoolOverloaded,
     PoolTimeout,
     ProgrammingError,
@@ -35,6 +36,8 @@ from ._errors import (
     TransientError,
     UniqueViolation,
 )
+from ._monitor import LoopMonitor, LoopStats
+from ._offload import Offloader, OffloadStats, off_loop, offload
 from ._record import Record
 from ._state import TransactionState
 from ._stats import StatsSnapshot
@@ -58,9 +61,14 @@ __all__ = [
     "ForeignKeyViolation",
     "IntegrityError",
     "InterfaceError",
+    "LoopMonitor",
+    "LoopStats",
     "MigrationError",
     "NotNullViolation",
+    "OffloadStats",
+    "Offloader",
     "OperationalError",
+    "Overloaded",
     "PinnedConnection",
     "PoolOverloaded",
     "PoolTimeout",
@@ -83,4 +91,6 @@ __all__ = [
     "__version__",
     "connect",
     "connect_sync",
+    "off_loop",
+    "offload",
 ]

@@ -13,6 +13,7 @@ constraint name when the database reports them::
         │   ├── ConnectionLost
         │   ├── PoolTimeout        no connection within acquire_timeout (message carries pool stats)
         │   ├── PoolOverloaded     more than max_waiting waiters
+        │   ├── Overloaded         the off-loop thread pool's queue is full (awaitdb.offload)
         │   ├── QueryTimeout
         │   ├── TransactionAborted the database rolled the transaction back under its owner
         │   └── TransientError     safe to retry the whole transaction
@@ -45,6 +46,7 @@ __all__ = [
     "MigrationError",
     "NotNullViolation",
     "OperationalError",
+    "Overloaded",
     "PoolOverloaded",
     "PoolTimeout",
     "ProgrammingError",
@@ -101,6 +103,10 @@ class PoolTimeout(OperationalError):
 
 class PoolOverloaded(OperationalError):
     """More than ``max_waiting`` callers were already waiting for a connection."""
+
+
+class Overloaded(OperationalError):
+    """More than ``max_queue`` calls were already waiting for an off-loop thread."""
 
 
 class QueryTimeout(OperationalError):

@@ -2,19 +2,41 @@
 
 Each distinct set of column names gets a small subclass of ``Record`` holding the name-to-index
 map, so building a record is one ``tuple.__new__`` call: no per-row dict, no per-row name list.
+
+For libraries that must pick one face, a record is an object keyed by column name: it is a
+virtual ``collections.abc.Mapping`` (pydantic builds models from it) and pydantic, hence
+FastAPI, serialises it as ``{"id": 1, "name": "ada"}`` (``__get_pydantic_core_schema__``,
+looked up by pydantic only when a ``Record`` appears in a type: nothing is paid per row).
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, ClassVar, SupportsIndex, TypeVar, overload
 
 from ._errors import InterfaceError
 
-__all__ = ["Record", "cached_record_class", "column_index", "convert", "record_class"]
+__all__ = ["Record", "as_dict", "cached_record_class", "column_index", "convert", "record_class"]
 
 T = TypeVar("T")
+
+
+class _PydanticSerializer:
+    """``Record.__pydantic_serializer__``: how pydantic serialises a record it meets where the
+    declared type is ``Any`` (a ``dict[str, Any]`` envelope, say). Built once, on pydantic's
+    first look; without pydantic the attribute is simply absent."""
+
+    serializer: Any = None
+
+    def __get__(self, obj: object, owner: type | None = None) -> Any:
+        if _PydanticSerializer.serializer is None:
+            try:
+                from pydantic_core import SchemaSerializer
+            except ImportError:  # pragma: no cover - only pydantic asks, and it has pydantic_core
+                raise AttributeError("__pydantic_serializer__") from None
+            _PydanticSerializer.serializer = SchemaSerializer(_pydantic_schema())
+        return _PydanticSerializer.serializer
 
 
 class Record(tuple[Any, ...]):
@@ -27,6 +49,7 @@ class Record(tuple[Any, ...]):
     __slots__ = ()
     _keys: ClassVar[tuple[str, ...]] = ()
     _index: ClassVar[dict[str, int]] = {}
+    __pydantic_serializer__: ClassVar[Any] = _PydanticSerializer()
 
     @overload
     def __getitem__(self, key: str | SupportsIndex) -> Any: ...
@@ -62,6 +85,40 @@ class Record(tuple[Any, ...]):
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (_rebuild, (self._keys, tuple(self)))
+
+    @classmethod
+    def __get_pydantic_core_schema__(cls, source: Any, handler: Any) -> Any:
+        """pydantic/FastAPI: validate from a record or a mapping, serialise as a JSON object."""
+        return _pydantic_schema()
+
+
+Mapping.register(Record)  # read by column name wherever a mapping is accepted
+
+
+def _pydantic_schema() -> Any:
+    from pydantic_core import core_schema
+
+    as_object = core_schema.dict_schema(core_schema.str_schema(), core_schema.any_schema())
+    return core_schema.no_info_plain_validator_function(
+        _from_mapping,
+        json_schema_input_schema=as_object,
+        serialization=core_schema.plain_serializer_function_ser_schema(
+            as_dict, return_schema=as_object
+        ),
+    )
+
+
+def as_dict(record: Record) -> dict[str, Any]:
+    """The record as a plain ``{column: value}`` dict (the first of duplicate names wins)."""
+    return {key: tuple.__getitem__(record, index) for key, index in record._index.items()}
+
+
+def _from_mapping(value: Any) -> Record:
+    if isinstance(value, Record):
+        return value
+    if isinstance(value, dict):
+        return record_class(tuple(value))(value.values())
+    raise ValueError(f"expected a Record or a dict, not {type(value).__name__}")
 
 
 def _rebuild(keys: tuple[str, ...], values: tuple[Any, ...]) -> Record:

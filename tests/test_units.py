@@ -125,12 +125,14 @@ def test_public_exports_are_pinned() -> None:
             "CannotConnect", "CheckViolation", "Connecting", "ConnectionLost", "DataError",
             "Database", "DatabaseBusy", "DatabaseError", "DeadlockDetected", "Error",
             "ForeignKeyViolation", "IntegrityError", "InterfaceError", "MigrationError",
-            "NotNullViolation",
+            "LoopMonitor", "LoopStats", "NotNullViolation", "OffloadStats", "Offloader",
+            "Overloaded",
             "OperationalError", "PinnedConnection", "PoolOverloaded", "PoolTimeout",
             "ProgrammingError", "QueryTimeout", "Record", "Rows", "SerializationFailure",
             "StatsSnapshot", "SyncDatabase", "SyncPinnedConnection", "SyncRows",
             "SyncTransaction", "SyncView", "Transaction", "TransactionAborted", "TransactionState",
             "TransientError", "UniqueViolation", "__version__", "connect", "connect_sync",
+            "off_loop", "offload",
         ]
     )  # fmt: skip
     for name in awaitdb.__all__:
