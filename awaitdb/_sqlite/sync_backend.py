@@ -36,6 +36,7 @@ from .common import (
     translate,
     wait_out_busy,
 )
+from .deadline import Watch
 
 __all__ = ["SyncSQLiteBackend"]
 
@@ -50,7 +51,7 @@ _TXCONTROL_MESSAGE = (
 class _Conn:
     """A connection with the lock that serializes its use and its timeout deadline."""
 
-    __slots__ = ("__weakref__", "closing", "conn", "deadline", "identity", "lock", "target")
+    __slots__ = ("__weakref__", "closing", "conn", "identity", "lock", "target", "watch")
 
     def __init__(
         self,
@@ -64,7 +65,7 @@ class _Conn:
         self.closing = closing  # set by close(): a wait for another's lock stops
         self.identity = identity  # the writer's file, to refuse writes once it is replaced
         self.lock = threading.Lock()
-        self.deadline = 0.0
+        self.watch = Watch()  # the timeout's progress handler
 
     def run(self, kind: int, info: SqlInfo, params: Any, arg: Any, timeout: float | None) -> Any:
         with self.lock:
@@ -80,8 +81,7 @@ class _Conn:
                 except Exception as exc:  # KeyboardInterrupt, SystemExit: untouched
                     raise translate(exc) from exc
                 return self.wait_out(busy, run_op, (self.conn, kind, info, params, arg), False)
-            self.deadline = time.perf_counter() + timeout
-            self.conn.set_progress_handler(self._expired, 1000)
+            self.conn.set_progress_handler(self.watch.arm(time.perf_counter() + timeout), 1000)
             try:
                 try:
                     return run_op(self.conn, kind, info, params, arg)
@@ -94,6 +94,7 @@ class _Conn:
                 return self.wait_out(busy, run_op, (self.conn, kind, info, params, arg), True)
             finally:
                 self.conn.set_progress_handler(None, 0)
+                self.watch.raise_pending()  # Ctrl-C in the handler: KeyboardInterrupt, as is
 
     def wait_out(
         self, busy: sqlite3.Error, fn: Callable[..., Any], args: tuple[Any, ...], timed: bool
@@ -105,7 +106,7 @@ class _Conn:
                 return InterfaceError(
                     "the database was closed while this statement waited for a lock"
                 )
-            if timed and time.perf_counter() > self.deadline:
+            if timed and time.perf_counter() > self.watch.deadline:
                 return QueryTimeout(
                     "the statement ran past its timeout while it waited for another "
                     "connection's lock",
@@ -123,8 +124,8 @@ class _Conn:
         with self.lock:
             timed = timeout is not None
             if timeout is not None:
-                self.deadline = time.perf_counter() + timeout
-                self.conn.set_progress_handler(self._expired, 1000)
+                deadline = time.perf_counter() + timeout
+                self.conn.set_progress_handler(self.watch.arm(deadline), 1000)
             try:
                 try:
                     return fn(*args)
@@ -138,9 +139,7 @@ class _Conn:
             finally:
                 if timed:
                     self.conn.set_progress_handler(None, 0)
-
-    def _expired(self) -> bool:
-        return time.perf_counter() > self.deadline
+                    self.watch.raise_pending()
 
     def close(self) -> None:
         try:

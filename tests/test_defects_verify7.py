@@ -1,0 +1,79 @@
+"""Defects of issue 7 still open after its merge (found by the independent re-run).
+
+Each test is named for its defect and failed before the fix. Real SQLite files and the real
+PostgreSQL server; no test asserts timing.
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import awaitdb
+
+LONG = (
+    "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 300000000) "
+    "SELECT count(*) FROM c"
+)
+LONG_ROWS = (
+    "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 300000000) "
+    "SELECT x FROM c WHERE x % 100000000 = 0"
+)
+
+
+@contextmanager
+def ctrl_c_after(seconds: float) -> Iterator[None]:
+    """Deliver SIGINT to this (main) thread after ``seconds``, as a Ctrl-C would."""
+    timer = threading.Timer(seconds, signal.raise_signal, (signal.SIGINT,))
+    timer.start()
+    try:
+        yield
+    finally:
+        timer.cancel()
+
+
+def _deep(depth: int = 3000) -> dict[str, Any]:
+    root: dict[str, Any] = {}
+    cur = root
+    for _ in range(depth):
+        cur["a"] = cur = {}
+    return root
+
+
+# -- 1: Ctrl-C under a timeout on the sync SQLite face ---------------------------------------
+
+
+def test_verify7_ctrl_c_under_a_timeout_stays_keyboard_interrupt_sync_sqlite(
+    tmp_path: Path,
+) -> None:
+    url = f"sqlite:///{tmp_path / 'k.db'}"
+    calls: list[Callable[[awaitdb.SyncDatabase], Any]] = [
+        lambda db: db.fetch_val(LONG, timeout=30),
+        lambda db: sum(1 for _ in db.iterate(LONG_ROWS, timeout=30)),
+        _in_transaction,
+    ]
+    with awaitdb.connect_sync(url) as db:
+        db.execute("CREATE TABLE t (id INTEGER)")
+        for call in calls:
+            with ctrl_c_after(0.3), pytest.raises(KeyboardInterrupt):
+                call(db)
+            assert db.fetch_val("SELECT 1", timeout=5) == 1  # the connection still works
+            assert db.stats().pool_in_use == 0
+        with pytest.raises(awaitdb.QueryTimeout):  # a real timeout is still a timeout
+            db.fetch_val(LONG, timeout=0.2)
+    with awaitdb.connect_sync(url, statement_timeout=30) as db:
+        with ctrl_c_after(0.3), pytest.raises(KeyboardInterrupt):
+            db.fetch_val(LONG)
+        assert db.fetch_val("SELECT count(*) FROM t") == 0
+
+
+def _in_transaction(db: awaitdb.SyncDatabase) -> None:
+    with db.transaction(timeout=30) as tx:
+        tx.execute("INSERT INTO t (id) VALUES (1)")
+        tx.fetch_val(LONG)
