@@ -6,6 +6,7 @@ PostgreSQL server; no test asserts timing.
 
 from __future__ import annotations
 
+import asyncio
 import signal
 import threading
 from collections.abc import Callable, Iterator
@@ -77,3 +78,27 @@ def _in_transaction(db: awaitdb.SyncDatabase) -> None:
     with db.transaction(timeout=30) as tx:
         tx.execute("INSERT INTO t (id) VALUES (1)")
         tx.fetch_val(LONG)
+
+
+# -- 2: deep JSON parameter on async SQLite reads --------------------------------------------
+
+
+async def test_verify7_deep_json_parameter_is_a_named_error_async_sqlite(tmp_path: Path) -> None:
+    deep = _deep()
+    for inline in (True, False):
+        url = f"sqlite:///{tmp_path / 'j.db'}"
+        async with awaitdb.connect(url, inline_reads=inline) as db:
+            await db.execute("CREATE TABLE IF NOT EXISTS j (v TEXT)")
+            for sql in ("SELECT :x", "SELECT :x FROM (SELECT 1)", "INSERT INTO j VALUES (:x)"):
+                with pytest.raises((awaitdb.InterfaceError, awaitdb.DataError)) as info:
+                    await db.fetch_val(sql, {"x": deep})
+                assert ":x" in str(info.value)
+                with pytest.raises((awaitdb.InterfaceError, awaitdb.DataError)) as info:
+                    await db.fetch_all("SELECT v FROM j WHERE v IN :ids", {"ids": [deep]})
+                assert "ids" in str(info.value)
+            assert await db.fetch_val("SELECT :x", {"x": {"a": 1}}) == '{"a":1}'
+    with awaitdb.connect_sync(f"sqlite:///{tmp_path / 'j.db'}") as sdb:
+        with pytest.raises((awaitdb.InterfaceError, awaitdb.DataError)) as info:
+            sdb.fetch_val("SELECT :x", {"x": deep})
+        assert ":x" in str(info.value)
+    await asyncio.sleep(0)
