@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import subprocess
+import sys
 import threading
+import traceback
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -102,3 +105,49 @@ async def test_verify7_deep_json_parameter_is_a_named_error_async_sqlite(tmp_pat
             sdb.fetch_val("SELECT :x", {"x": deep})
         assert ":x" in str(info.value)
     await asyncio.sleep(0)
+
+
+# -- 3: the password in a chained driver error -----------------------------------------------
+
+SECRET = "S3cretPW"
+LEAKY_URLS = [
+    f"postgresql://u:{SECRET}%zz@127.0.0.1:5432/db",
+    f"postgresql://u:{SECRET}@x@127.0.0.1:1/db?connect_timeout=1",
+    f"postgresql://u@127.0.0.1:1/db?password={SECRET}&connect_timeout=1",
+]
+
+
+def _formatted(exc: BaseException) -> str:
+    return "".join(traceback.format_exception(exc))
+
+
+@pytest.mark.parametrize("url", LEAKY_URLS)
+def test_verify7_password_never_in_the_traceback_sync_pg(url: str) -> None:
+    with pytest.raises(awaitdb.CannotConnect) as info:
+        awaitdb.connect_sync(url, acquire_timeout=1)
+    text = _formatted(info.value)
+    assert SECRET not in text, text
+    assert "***" in text
+
+
+@pytest.mark.parametrize("url", LEAKY_URLS)
+async def test_verify7_password_never_in_the_traceback_async_pg(url: str) -> None:
+    with pytest.raises(awaitdb.CannotConnect) as info:
+        await awaitdb.connect(url, acquire_timeout=1)
+    text = _formatted(info.value)
+    assert SECRET not in text, text
+    assert "***" in text
+
+
+@pytest.mark.parametrize("url", LEAKY_URLS[:2])
+def test_verify7_password_never_printed_by_cli_backup(url: str, tmp_path: Path) -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "awaitdb.cli", "backup", str(tmp_path / "b"), "--url", url],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=tmp_path,
+    )
+    assert proc.returncode != 0
+    assert SECRET not in proc.stdout + proc.stderr, proc.stdout + proc.stderr

@@ -264,7 +264,7 @@ class PostgresBackend:
                 conn = await asyncpg.connect(
                     config.url, timeout=max(0.5, min(10.0, remaining)), **self._connect_kwargs
                 )
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001 - reported as CannotConnect, retried
                 self.stats.connection_errors += 1
                 state = str(getattr(exc, "sqlstate", "") or "")
                 if is_permanent(exc) or time.monotonic() + delay >= deadline:
@@ -272,7 +272,7 @@ class PostgresBackend:
                     raise CannotConnect(
                         f"cannot connect to {config.redacted_url}: {detail}",
                         sqlstate=state or None,
-                    ) from exc
+                    ) from None  # the driver's own error may quote the password: not chained
                 pause, delay = backoff(delay)
                 await asyncio.sleep(pause)
                 continue

@@ -313,7 +313,7 @@ class SyncPostgresBackend:
                     raise CannotConnect(
                         f"cannot connect to {config.redacted_url}: {detail}",
                         sqlstate=state or None,
-                    ) from exc
+                    ) from None  # the driver's own error may quote the password: not chained
                 pause, delay = backoff(delay)
                 time.sleep(pause)
                 continue
