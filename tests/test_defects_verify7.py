@@ -11,6 +11,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 import traceback
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -151,3 +152,42 @@ def test_verify7_password_never_printed_by_cli_backup(url: str, tmp_path: Path) 
     )
     assert proc.returncode != 0
     assert SECRET not in proc.stdout + proc.stderr, proc.stdout + proc.stderr
+
+
+# -- 4: sync SQLite close(timeout=) while another thread steps a statement -------------------
+
+
+def test_verify7_close_with_timeout_while_another_thread_iterates_sync_sqlite(
+    tmp_path: Path,
+) -> None:
+    for run in range(4):
+        db = awaitdb.connect_sync(f"sqlite:///{tmp_path / f'm{run}.db'}")
+        started = threading.Event()
+        errors: list[BaseException] = []
+
+        def reader(
+            db: awaitdb.SyncDatabase = db,
+            started: threading.Event = started,
+            errors: list[BaseException] = errors,
+        ) -> None:
+            started.set()
+            try:
+                for _ in db.iterate(LONG_ROWS):
+                    pass
+            except BaseException as exc:
+                errors.append(exc)
+
+        thread = threading.Thread(target=reader)
+        thread.start()
+        try:
+            assert started.wait(30)
+            time.sleep(0.3)  # the reader is inside a long step of its statement
+            db.close(timeout=0.2)
+        finally:
+            thread.join(60)
+        assert not thread.is_alive()
+        assert len(errors) == 1, errors
+        error = errors[0]
+        assert isinstance(error, awaitdb.InterfaceError | awaitdb.QueryTimeout), repr(error)
+        assert "closed" in str(error), repr(error)
+        assert not isinstance(error.__cause__, MemoryError), repr(error.__cause__)

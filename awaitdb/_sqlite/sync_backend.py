@@ -8,6 +8,7 @@ exactly as in the async face. ``timeout=`` is enforced with a progress handler.
 
 from __future__ import annotations
 
+import logging
 import sqlite3
 import threading
 import time
@@ -29,6 +30,7 @@ from .common import (
     fetch_batch,
     file_identity,
     is_busy,
+    is_interrupt,
     is_readonly_refusal,
     open_connection,
     open_cursor,
@@ -41,6 +43,8 @@ from .deadline import Watch
 __all__ = ["SyncSQLiteBackend"]
 
 MAX_THREAD_READERS = 64
+CLOSE_WAIT_S = 5.0  # close() waits this long for a thread to leave an interrupted statement
+logger = logging.getLogger("awaitdb")
 
 _TXCONTROL_MESSAGE = (
     "transaction control statements (BEGIN, COMMIT, SAVEPOINT...) need a pinned connection: "
@@ -76,7 +80,7 @@ class _Conn:
                     return run_op(self.conn, kind, info, params, arg)
                 except sqlite3.OperationalError as exc:
                     if not is_busy(exc):
-                        raise translate(exc) from exc
+                        raise self.error(exc, False) from exc
                     busy = exc
                 except Exception as exc:  # KeyboardInterrupt, SystemExit: untouched
                     raise translate(exc) from exc
@@ -87,7 +91,7 @@ class _Conn:
                     return run_op(self.conn, kind, info, params, arg)
                 except sqlite3.OperationalError as exc:
                     if not is_busy(exc):
-                        raise translate(exc, timed_out=True) from exc
+                        raise self.error(exc, True) from exc
                     busy = exc
                 except Exception as exc:  # KeyboardInterrupt, SystemExit: untouched
                     raise translate(exc, timed_out=True) from exc
@@ -131,7 +135,7 @@ class _Conn:
                     return fn(*args)
                 except sqlite3.OperationalError as exc:
                     if not is_busy(exc):
-                        raise translate(exc, timed_out=timed) from exc
+                        raise self.error(exc, timed) from exc
                     busy = exc
                 except Exception as exc:  # KeyboardInterrupt, SystemExit: untouched
                     raise translate(exc, timed_out=timed) from exc
@@ -141,11 +145,30 @@ class _Conn:
                     self.conn.set_progress_handler(None, 0)
                     self.watch.raise_pending()
 
+    def error(self, exc: sqlite3.Error, timed: bool) -> Error:
+        """``translate(exc)``, except that a statement ``close()`` interrupted says so."""
+        error = translate(exc, timed_out=timed)
+        if self.closing.is_set() and is_interrupt(exc):
+            return InterfaceError("the database was closed while this statement ran")
+        return error
+
     def close(self) -> None:
+        """Stop a running statement, wait (bounded) for its thread to let go, then close."""
+        try:
+            self.conn.interrupt()
+        except sqlite3.Error:  # pragma: no cover
+            pass
+        # Closing a connection another thread is stepping corrupts that step (MemoryError):
+        # the interrupted statement returns at its next VM step and releases the lock.
+        if not self.lock.acquire(timeout=CLOSE_WAIT_S):  # pragma: no cover - a stuck callback
+            logger.warning("a SQLite connection stayed busy past close(); left to the collector")
+            return
         try:
             self.conn.close()
         except sqlite3.Error:  # pragma: no cover
             pass
+        finally:
+            self.lock.release()
 
 
 class DirectSession:
@@ -268,17 +291,7 @@ class SyncSQLiteBackend:
                     self._reader_pool.release(pooled)
             if reader is not None:
                 try:
-                    if timeout is None:  # the thread's own connection: no lock needed
-                        try:
-                            return run_op(reader.conn, kind, info, params, arg)
-                        except sqlite3.OperationalError as exc:
-                            if not is_busy(exc):
-                                raise translate(exc) from exc
-                            busy = exc
-                        except Exception as exc:  # KeyboardInterrupt, SystemExit: untouched
-                            raise translate(exc) from exc
-                        args = (reader.conn, kind, info, params, arg)
-                        return reader.wait_out(busy, run_op, args, False)
+                    # Under its lock even untimed: close() from another thread waits for it.
                     return reader.run(kind, info, params, arg, timeout)
                 except InterfaceError:
                     raise
@@ -352,8 +365,4 @@ class SyncSQLiteBackend:
 
 def _close_all(conns: list[_Conn]) -> None:
     for conn in conns:
-        try:
-            conn.conn.interrupt()
-        except sqlite3.Error:  # pragma: no cover
-            pass
         conn.close()
