@@ -191,3 +191,34 @@ def test_verify7_close_with_timeout_while_another_thread_iterates_sync_sqlite(
         assert isinstance(error, awaitdb.InterfaceError | awaitdb.QueryTimeout), repr(error)
         assert "closed" in str(error), repr(error)
         assert not isinstance(error.__cause__, MemoryError), repr(error.__cause__)
+
+
+# -- 1b: Ctrl-C with no timeout stops a sync SQLite statement at once ------------------------
+
+ENDLESS_SCRIPT = """
+import signal, sys, threading, awaitdb
+db = awaitdb.connect_sync(sys.argv[1])
+endless = "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c) SELECT count(*) FROM c"
+for call in (lambda: db.fetch_val(endless), lambda: list(db.iterate(endless))):
+    threading.Timer(0.3, signal.raise_signal, (signal.SIGINT,)).start()
+    try:
+        call()
+    except KeyboardInterrupt:
+        print("KeyboardInterrupt", db.fetch_val("SELECT 1"), flush=True)
+db.close()
+"""
+
+
+def test_verify7_ctrl_c_without_a_timeout_stops_the_statement_sync_sqlite(tmp_path: Path) -> None:
+    # A statement that never ends: before the fix Ctrl-C waited for its end (the child hangs
+    # and is killed by ``timeout``, failing the test).
+    url = f"sqlite:///{tmp_path / 'e.db'}"
+    proc = subprocess.run(
+        [sys.executable, "-c", ENDLESS_SCRIPT, url],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.stdout.split() == ["KeyboardInterrupt", "1"] * 2, proc.stdout + proc.stderr
+    assert proc.returncode == 0, proc.stderr

@@ -1,20 +1,27 @@
-"""A progress handler that stops a statement past its deadline and keeps Ctrl-C a Ctrl-C.
+"""The sync face's progress handler: a statement's deadline, and Ctrl-C delivered mid-statement.
 
 Python runs signal handlers (``KeyboardInterrupt`` for Ctrl-C) at the first check point of the
-next Python frame, and while sqlite3 steps a statement that frame is the progress handler's.
-sqlite3 swallows an exception raised there and reports ``OperationalError('interrupted')``,
-which would read as a timeout. A plain function cannot catch it: the check fires at the
-function's first instruction, before any ``try``. A generator resumed by ``__next__`` checks
-after its ``yield``, inside the ``try`` below, so the exception is caught, kept in ``pending``,
-the statement is aborted, and the caller re-raises it untouched (``raise_pending``).
+next Python frame; while sqlite3 steps a statement, only a progress handler gives it one. So
+every sync connection keeps a handler (every ``PROGRESS_OPS`` VM steps): it stops a statement
+past its deadline, and it lets Ctrl-C stop a statement that has none.
+
+sqlite3 swallows an exception raised in the handler and reports ``OperationalError
+('interrupted')``, which would read as a timeout. A plain function cannot catch it: the check
+fires at the function's first instruction, before any ``try``. A generator resumed by
+``__next__`` checks after its ``yield``, inside the ``try`` below, so the exception is caught,
+kept in ``pending``, the statement is aborted, and ``settle`` re-raises it untouched.
 """
 
 from __future__ import annotations
 
+import math
+import sqlite3
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
-__all__ = ["Watch"]
+__all__ = ["PROGRESS_OPS", "Watch"]
+
+PROGRESS_OPS = 1000  # VM steps between two calls of the handler (a few microseconds)
 
 
 class Watch:
@@ -23,16 +30,14 @@ class Watch:
     __slots__ = ("deadline", "pending")
 
     def __init__(self) -> None:
-        self.deadline = 0.0
+        self.deadline = math.inf
         self.pending: BaseException | None = None
 
-    def arm(self, deadline: float) -> Callable[[], bool]:
-        """A fresh handler (for ``set_progress_handler``) that aborts past ``deadline``."""
-        self.deadline = deadline
-        self.pending = None
+    def arm(self, conn: sqlite3.Connection) -> None:
+        """Install a fresh handler on ``conn`` (the generator does not reference ``conn``)."""
         ticks = self._ticks()
         next(ticks)  # run to the first ``yield``: every later call resumes inside the ``try``
-        return ticks.__next__
+        conn.set_progress_handler(ticks.__next__, PROGRESS_OPS)
 
     def _ticks(self) -> Iterator[bool]:
         try:
@@ -43,12 +48,14 @@ class Watch:
         except BaseException as exc:  # noqa: BLE001 - a signal handler's KeyboardInterrupt...
             self.pending = exc
         while True:
-            yield True  # abort the statement; the caller raises ``pending``
+            yield True  # abort until ``settle`` raises ``pending`` and installs a fresh handler
 
-    def raise_pending(self) -> None:
-        """Raise the exception a signal handler raised in the handler, if any, as it was."""
+    def settle(self, conn: sqlite3.Connection) -> None:
+        """After a statement: clear its deadline; raise what a signal handler raised, as it was."""
+        self.deadline = math.inf
         exc = self.pending
         if exc is not None:
             self.pending = None
+            self.arm(conn)
             exc.__suppress_context__ = True  # not "during handling of OperationalError"
             raise exc

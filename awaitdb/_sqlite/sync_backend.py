@@ -3,12 +3,14 @@
 Reads outside a block run on a reader connection owned by the calling thread (opened on first
 use, at most ``MAX_THREAD_READERS`` threads; beyond that, pooled readers); writes and sessions
 take the single writer through the FIFO pool, so a thread's transaction excludes other writers
-exactly as in the async face. ``timeout=`` is enforced with a progress handler.
+exactly as in the async face. Every connection keeps a progress handler (``deadline.Watch``):
+it enforces ``timeout=`` and lets Ctrl-C stop a statement mid-way, as ``KeyboardInterrupt``.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import sqlite3
 import threading
 import time
@@ -53,7 +55,7 @@ _TXCONTROL_MESSAGE = (
 
 
 class _Conn:
-    """A connection with the lock that serializes its use and its timeout deadline."""
+    """A connection with the lock that serializes its use and its progress handler."""
 
     __slots__ = ("__weakref__", "closing", "conn", "identity", "lock", "target", "watch")
 
@@ -69,36 +71,14 @@ class _Conn:
         self.closing = closing  # set by close(): a wait for another's lock stops
         self.identity = identity  # the writer's file, to refuse writes once it is replaced
         self.lock = threading.Lock()
-        self.watch = Watch()  # the timeout's progress handler
+        self.watch = Watch()  # the progress handler: the deadline, Ctrl-C mid-statement
+        self.watch.arm(conn)
 
     def run(self, kind: int, info: SqlInfo, params: Any, arg: Any, timeout: float | None) -> Any:
         with self.lock:
             if self.identity is not None and info.is_write:
                 self.identity.check(info)
-            if timeout is None:
-                try:
-                    return run_op(self.conn, kind, info, params, arg)
-                except sqlite3.OperationalError as exc:
-                    if not is_busy(exc):
-                        raise self.error(exc, False) from exc
-                    busy = exc
-                except Exception as exc:  # KeyboardInterrupt, SystemExit: untouched
-                    raise translate(exc) from exc
-                return self.wait_out(busy, run_op, (self.conn, kind, info, params, arg), False)
-            self.conn.set_progress_handler(self.watch.arm(time.perf_counter() + timeout), 1000)
-            try:
-                try:
-                    return run_op(self.conn, kind, info, params, arg)
-                except sqlite3.OperationalError as exc:
-                    if not is_busy(exc):
-                        raise self.error(exc, True) from exc
-                    busy = exc
-                except Exception as exc:  # KeyboardInterrupt, SystemExit: untouched
-                    raise translate(exc, timed_out=True) from exc
-                return self.wait_out(busy, run_op, (self.conn, kind, info, params, arg), True)
-            finally:
-                self.conn.set_progress_handler(None, 0)
-                self.watch.raise_pending()  # Ctrl-C in the handler: KeyboardInterrupt, as is
+            return self._locked(run_op, (self.conn, kind, info, params, arg), timeout)
 
     def wait_out(
         self, busy: sqlite3.Error, fn: Callable[..., Any], args: tuple[Any, ...], timed: bool
@@ -126,24 +106,28 @@ class _Conn:
     def call(self, fn: Callable[..., Any], args: tuple[Any, ...], timeout: float | None) -> Any:
         """``fn(*args)`` on this connection under its lock, cancelled past ``timeout``."""
         with self.lock:
-            timed = timeout is not None
-            if timeout is not None:
-                deadline = time.perf_counter() + timeout
-                self.conn.set_progress_handler(self.watch.arm(deadline), 1000)
+            return self._locked(fn, args, timeout)
+
+    def _locked(self, fn: Callable[..., Any], args: tuple[Any, ...], timeout: float | None) -> Any:
+        timed = timeout is not None
+        if timeout is not None:
+            self.watch.deadline = time.perf_counter() + timeout
+        try:
             try:
-                try:
-                    return fn(*args)
-                except sqlite3.OperationalError as exc:
-                    if not is_busy(exc):
-                        raise self.error(exc, timed) from exc
-                    busy = exc
-                except Exception as exc:  # KeyboardInterrupt, SystemExit: untouched
-                    raise translate(exc, timed_out=timed) from exc
-                return self.wait_out(busy, fn, args, timed)
-            finally:
-                if timed:
-                    self.conn.set_progress_handler(None, 0)
-                    self.watch.raise_pending()
+                return fn(*args)
+            except sqlite3.OperationalError as exc:
+                if not is_busy(exc):
+                    raise self.error(exc, timed) from exc
+                busy = exc
+            except Exception as exc:  # KeyboardInterrupt, SystemExit: untouched
+                raise translate(exc, timed_out=timed) from exc
+            return self.wait_out(busy, fn, args, timed)
+        finally:
+            watch = self.watch
+            if timed:
+                watch.deadline = math.inf
+            if watch.pending is not None:
+                watch.settle(self.conn)  # Ctrl-C in the progress handler: raised as is
 
     def error(self, exc: sqlite3.Error, timed: bool) -> Error:
         """``translate(exc)``, except that a statement ``close()`` interrupted says so."""
