@@ -6,6 +6,7 @@ PostgreSQL server; no test asserts timing.
 
 from __future__ import annotations
 
+import _thread
 import asyncio
 import signal
 import subprocess
@@ -222,3 +223,37 @@ def test_verify7_ctrl_c_without_a_timeout_stops_the_statement_sync_sqlite(tmp_pa
     )
     assert proc.stdout.split() == ["KeyboardInterrupt", "1"] * 2, proc.stdout + proc.stderr
     assert proc.returncode == 0, proc.stderr
+
+
+# -- 1c: Ctrl-C during an async SQLite read run inline on the loop thread --------------------
+
+
+def test_verify7_ctrl_c_during_an_inline_read_is_not_lost_async_sqlite(tmp_path: Path) -> None:
+    # ``kick()`` trips SIGINT from inside the statement (``interrupt_main`` only sets the flag):
+    # Python's handler then runs in the inline read's progress handler on the loop thread.
+    def hook(conn: Any) -> None:
+        conn.create_function("kick", 0, _thread.interrupt_main)
+
+    sql = (
+        "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 100000) "
+        "SELECT count(CASE WHEN x = 1 THEN kick() END) FROM c"
+    )
+    seen: list[str] = []
+
+    async def main() -> None:
+        async with awaitdb.connect(f"sqlite:///{tmp_path / 'i.db'}", on_connect=hook) as db:
+            for _ in range(2):
+                try:
+                    await db.fetch_val(sql)
+                except KeyboardInterrupt:
+                    seen.append("KeyboardInterrupt")
+                assert await db.fetch_val("SELECT 1") == 1
+
+    loop = asyncio.new_event_loop()  # no asyncio.Runner: the default SIGINT handler raises
+    try:
+        loop.run_until_complete(main())
+    except KeyboardInterrupt:
+        pytest.fail("the KeyboardInterrupt escaped the read that was running")
+    finally:
+        loop.close()
+    assert seen == ["KeyboardInterrupt"] * 2

@@ -1,9 +1,10 @@
-"""The sync face's progress handler: a statement's deadline, and Ctrl-C delivered mid-statement.
+"""SQLite's progress handler: a statement's deadline, and Ctrl-C delivered mid-statement.
 
 Python runs signal handlers (``KeyboardInterrupt`` for Ctrl-C) at the first check point of the
 next Python frame; while sqlite3 steps a statement, only a progress handler gives it one. So
-every sync connection keeps a handler (every ``PROGRESS_OPS`` VM steps): it stops a statement
-past its deadline, and it lets Ctrl-C stop a statement that has none.
+every sync connection, and the async face's inline reader on the loop thread, keeps a handler
+(every ``PROGRESS_OPS`` VM steps): it stops a statement past its deadline, and it lets Ctrl-C
+stop a statement that has none.
 
 sqlite3 swallows an exception raised in the handler and reports ``OperationalError
 ('interrupted')``, which would read as a timeout. A plain function cannot catch it: the check
