@@ -120,7 +120,13 @@ LEAKY_URLS = [
 
 
 def _formatted(exc: BaseException) -> str:
-    return "".join(traceback.format_exception(exc))
+    """The printed traceback, and every exception chained to it (as error trackers walk it)."""
+    text = "".join(traceback.format_exception(exc))
+    seen: BaseException | None = exc
+    while seen is not None:
+        text += f"\n{type(seen).__name__}: {seen}"
+        seen = seen.__cause__ or seen.__context__
+    return text
 
 
 @pytest.mark.parametrize("url", LEAKY_URLS)
