@@ -260,22 +260,24 @@ class PostgresBackend:
         delay = 0.05
         while True:
             remaining = deadline - time.monotonic()
+            failure: CannotConnect | None = None
             try:
                 conn = await asyncpg.connect(
                     config.url, timeout=max(0.5, min(10.0, remaining)), **self._connect_kwargs
                 )
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001 - reported as CannotConnect, retried
                 self.stats.connection_errors += 1
                 state = str(getattr(exc, "sqlstate", "") or "")
-                if is_permanent(exc) or time.monotonic() + delay >= deadline:
-                    detail = config.hide(f"{type(exc).__name__}: {exc}")
-                    raise CannotConnect(
-                        f"cannot connect to {config.redacted_url}: {detail}",
-                        sqlstate=state or None,
-                    ) from exc
-                pause, delay = backoff(delay)
-                await asyncio.sleep(pause)
-                continue
+                if not (is_permanent(exc) or time.monotonic() + delay >= deadline):
+                    pause, delay = backoff(delay)
+                    await asyncio.sleep(pause)
+                    continue
+                detail = config.hide(f"{type(exc).__name__}: {exc}")
+                failure = CannotConnect(
+                    f"cannot connect to {config.redacted_url}: {detail}", sqlstate=state or None
+                )
+            if failure is not None:  # raised outside ``except``: the driver's error, which may
+                raise failure  # quote the password, is neither its cause nor its context
             try:
                 await self._init(conn)
             except BaseException:

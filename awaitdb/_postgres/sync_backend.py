@@ -295,6 +295,7 @@ class SyncPostgresBackend:
         delay = 0.05
         while True:
             remaining = deadline - time.monotonic()
+            failure: CannotConnect | None = None
             try:
                 conn = psycopg.connect(
                     config.url,
@@ -308,15 +309,16 @@ class SyncPostgresBackend:
             except psycopg.Error as exc:
                 self.stats.connection_errors += 1
                 state = str(getattr(exc, "sqlstate", "") or "")
-                if is_permanent(exc) or time.monotonic() + delay >= deadline:
-                    detail = config.hide(f"{type(exc).__name__}: {exc}")
-                    raise CannotConnect(
-                        f"cannot connect to {config.redacted_url}: {detail}",
-                        sqlstate=state or None,
-                    ) from exc
-                pause, delay = backoff(delay)
-                time.sleep(pause)
-                continue
+                if not (is_permanent(exc) or time.monotonic() + delay >= deadline):
+                    pause, delay = backoff(delay)
+                    time.sleep(pause)
+                    continue
+                detail = config.hide(f"{type(exc).__name__}: {exc}")
+                failure = CannotConnect(
+                    f"cannot connect to {config.redacted_url}: {detail}", sqlstate=state or None
+                )
+            if failure is not None:  # raised outside ``except``: the driver's error, which may
+                raise failure  # quote the password, is neither its cause nor its context
             conn.adapters.register_dumper(dict, _JsonDumper)
             conn.adapters.register_dumper(list, _JsonDumper)
             conn.adapters.register_dumper(SqlArray, ListDumper)  # ``IN :ids`` -> ``= ANY($n)``

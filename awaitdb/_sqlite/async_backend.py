@@ -46,6 +46,7 @@ from .common import (
     run_op,
 )
 from .common import translate as _translate
+from .deadline import Watch
 from .inline import InlinePolicy, limit_inline, too_big_inline
 from .worker import CURSOR_CLOSE, CURSOR_FETCH, CURSOR_OPEN, RESET, STOP, Job, Worker
 
@@ -135,7 +136,7 @@ class SQLiteBackend:
         self._inline_started = 0.0
         self._inline_cpu = 0.0
         self._inline_reset_pending = False
-        self._inline_deadline = 0.0
+        self._inline_watch = Watch()  # the inline read's deadline; Ctrl-C raised in it
         self._policy = InlinePolicy()
         self._closing = False
         self._sessions = 0
@@ -151,7 +152,7 @@ class SQLiteBackend:
                 inline = open_connection(backend._target, readonly=True)
                 await run_hook(backend._target.on_connect, inline)
                 backend._inline = inline
-                backend._inline.set_progress_handler(backend._inline_expired, 1000)
+                backend._inline_watch.arm(backend._inline)
                 limit_inline(backend._inline)
         except BaseException:
             for worker in workers:
@@ -188,10 +189,13 @@ class SQLiteBackend:
             self._loop.call_soon(self._reset_inline)
         elif now - self._inline_started >= INLINE_BUDGET_S:
             return NOT_NOW  # this iteration has run long enough: the loop must turn
-        self._inline_deadline = now + INLINE_QUERY_S
+        watch = self._inline_watch
+        watch.deadline = now + INLINE_QUERY_S
         try:
             result = run_op(conn, kind, info, params, arg)
         except sqlite3.Error as exc:
+            if watch.pending is not None:  # Ctrl-C on the loop thread: KeyboardInterrupt, as is
+                watch.settle(conn)
             if is_interrupt(exc) or too_big_inline(exc):
                 self._policy.to_threads(info)  # too slow or too big for the loop, for now
                 return NOT_NOW
@@ -267,9 +271,6 @@ class SQLiteBackend:
                 if reader.pending < best.pending:
                     best = reader
         return best
-
-    def _inline_expired(self) -> bool:
-        return time.perf_counter() > self._inline_deadline
 
     def _reset_inline(self) -> None:
         self._inline_reset_pending = False

@@ -3,11 +3,14 @@
 Reads outside a block run on a reader connection owned by the calling thread (opened on first
 use, at most ``MAX_THREAD_READERS`` threads; beyond that, pooled readers); writes and sessions
 take the single writer through the FIFO pool, so a thread's transaction excludes other writers
-exactly as in the async face. ``timeout=`` is enforced with a progress handler.
+exactly as in the async face. Every connection keeps a progress handler (``deadline.Watch``):
+it enforces ``timeout=`` and lets Ctrl-C stop a statement mid-way, as ``KeyboardInterrupt``.
 """
 
 from __future__ import annotations
 
+import logging
+import math
 import sqlite3
 import threading
 import time
@@ -29,6 +32,7 @@ from .common import (
     fetch_batch,
     file_identity,
     is_busy,
+    is_interrupt,
     is_readonly_refusal,
     open_connection,
     open_cursor,
@@ -36,10 +40,13 @@ from .common import (
     translate,
     wait_out_busy,
 )
+from .deadline import Watch
 
 __all__ = ["SyncSQLiteBackend"]
 
 MAX_THREAD_READERS = 64
+CLOSE_WAIT_S = 5.0  # close() waits this long for a thread to leave an interrupted statement
+logger = logging.getLogger("awaitdb")
 
 _TXCONTROL_MESSAGE = (
     "transaction control statements (BEGIN, COMMIT, SAVEPOINT...) need a pinned connection: "
@@ -48,9 +55,9 @@ _TXCONTROL_MESSAGE = (
 
 
 class _Conn:
-    """A connection with the lock that serializes its use and its timeout deadline."""
+    """A connection with the lock that serializes its use and its progress handler."""
 
-    __slots__ = ("__weakref__", "closing", "conn", "deadline", "identity", "lock", "target")
+    __slots__ = ("__weakref__", "closing", "conn", "identity", "lock", "target", "watch")
 
     def __init__(
         self,
@@ -64,36 +71,14 @@ class _Conn:
         self.closing = closing  # set by close(): a wait for another's lock stops
         self.identity = identity  # the writer's file, to refuse writes once it is replaced
         self.lock = threading.Lock()
-        self.deadline = 0.0
+        self.watch = Watch()  # the progress handler: the deadline, Ctrl-C mid-statement
+        self.watch.arm(conn)
 
     def run(self, kind: int, info: SqlInfo, params: Any, arg: Any, timeout: float | None) -> Any:
         with self.lock:
             if self.identity is not None and info.is_write:
                 self.identity.check(info)
-            if timeout is None:
-                try:
-                    return run_op(self.conn, kind, info, params, arg)
-                except sqlite3.OperationalError as exc:
-                    if not is_busy(exc):
-                        raise translate(exc) from exc
-                    busy = exc
-                except Exception as exc:  # KeyboardInterrupt, SystemExit: untouched
-                    raise translate(exc) from exc
-                return self.wait_out(busy, run_op, (self.conn, kind, info, params, arg), False)
-            self.deadline = time.perf_counter() + timeout
-            self.conn.set_progress_handler(self._expired, 1000)
-            try:
-                try:
-                    return run_op(self.conn, kind, info, params, arg)
-                except sqlite3.OperationalError as exc:
-                    if not is_busy(exc):
-                        raise translate(exc, timed_out=True) from exc
-                    busy = exc
-                except Exception as exc:  # KeyboardInterrupt, SystemExit: untouched
-                    raise translate(exc, timed_out=True) from exc
-                return self.wait_out(busy, run_op, (self.conn, kind, info, params, arg), True)
-            finally:
-                self.conn.set_progress_handler(None, 0)
+            return self._locked(run_op, (self.conn, kind, info, params, arg), timeout)
 
     def wait_out(
         self, busy: sqlite3.Error, fn: Callable[..., Any], args: tuple[Any, ...], timed: bool
@@ -105,7 +90,7 @@ class _Conn:
                 return InterfaceError(
                     "the database was closed while this statement waited for a lock"
                 )
-            if timed and time.perf_counter() > self.deadline:
+            if timed and time.perf_counter() > self.watch.deadline:
                 return QueryTimeout(
                     "the statement ran past its timeout while it waited for another "
                     "connection's lock",
@@ -121,32 +106,53 @@ class _Conn:
     def call(self, fn: Callable[..., Any], args: tuple[Any, ...], timeout: float | None) -> Any:
         """``fn(*args)`` on this connection under its lock, cancelled past ``timeout``."""
         with self.lock:
-            timed = timeout is not None
-            if timeout is not None:
-                self.deadline = time.perf_counter() + timeout
-                self.conn.set_progress_handler(self._expired, 1000)
-            try:
-                try:
-                    return fn(*args)
-                except sqlite3.OperationalError as exc:
-                    if not is_busy(exc):
-                        raise translate(exc, timed_out=timed) from exc
-                    busy = exc
-                except Exception as exc:  # KeyboardInterrupt, SystemExit: untouched
-                    raise translate(exc, timed_out=timed) from exc
-                return self.wait_out(busy, fn, args, timed)
-            finally:
-                if timed:
-                    self.conn.set_progress_handler(None, 0)
+            return self._locked(fn, args, timeout)
 
-    def _expired(self) -> bool:
-        return time.perf_counter() > self.deadline
+    def _locked(self, fn: Callable[..., Any], args: tuple[Any, ...], timeout: float | None) -> Any:
+        timed = timeout is not None
+        if timeout is not None:
+            self.watch.deadline = time.perf_counter() + timeout
+        try:
+            try:
+                return fn(*args)
+            except sqlite3.OperationalError as exc:
+                if not is_busy(exc):
+                    raise self.error(exc, timed) from exc
+                busy = exc
+            except Exception as exc:  # KeyboardInterrupt, SystemExit: untouched
+                raise translate(exc, timed_out=timed) from exc
+            return self.wait_out(busy, fn, args, timed)
+        finally:
+            watch = self.watch
+            if timed:
+                watch.deadline = math.inf
+            if watch.pending is not None:
+                watch.settle(self.conn)  # Ctrl-C in the progress handler: raised as is
+
+    def error(self, exc: sqlite3.Error, timed: bool) -> Error:
+        """``translate(exc)``, except that a statement ``close()`` interrupted says so."""
+        error = translate(exc, timed_out=timed)
+        if self.closing.is_set() and is_interrupt(exc):
+            return InterfaceError("the database was closed while this statement ran")
+        return error
 
     def close(self) -> None:
+        """Stop a running statement, wait (bounded) for its thread to let go, then close."""
+        try:
+            self.conn.interrupt()
+        except sqlite3.Error:  # pragma: no cover
+            pass
+        # Closing a connection another thread is stepping corrupts that step (MemoryError):
+        # the interrupted statement returns at its next VM step and releases the lock.
+        if not self.lock.acquire(timeout=CLOSE_WAIT_S):  # pragma: no cover - a stuck callback
+            logger.warning("a SQLite connection stayed busy past close(); left to the collector")
+            return
         try:
             self.conn.close()
         except sqlite3.Error:  # pragma: no cover
             pass
+        finally:
+            self.lock.release()
 
 
 class DirectSession:
@@ -269,17 +275,7 @@ class SyncSQLiteBackend:
                     self._reader_pool.release(pooled)
             if reader is not None:
                 try:
-                    if timeout is None:  # the thread's own connection: no lock needed
-                        try:
-                            return run_op(reader.conn, kind, info, params, arg)
-                        except sqlite3.OperationalError as exc:
-                            if not is_busy(exc):
-                                raise translate(exc) from exc
-                            busy = exc
-                        except Exception as exc:  # KeyboardInterrupt, SystemExit: untouched
-                            raise translate(exc) from exc
-                        args = (reader.conn, kind, info, params, arg)
-                        return reader.wait_out(busy, run_op, args, False)
+                    # Under its lock even untimed: close() from another thread waits for it.
                     return reader.run(kind, info, params, arg, timeout)
                 except InterfaceError:
                     raise
@@ -353,8 +349,4 @@ class SyncSQLiteBackend:
 
 def _close_all(conns: list[_Conn]) -> None:
     for conn in conns:
-        try:
-            conn.conn.interrupt()
-        except sqlite3.Error:  # pragma: no cover
-            pass
         conn.close()

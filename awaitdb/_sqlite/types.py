@@ -110,6 +110,12 @@ def adapt_value(name: str, value: Any) -> Any:
         return adapter(value)
     except (TypeError, ValueError) as exc:
         raise InterfaceError(f"cannot bind parameter :{name}: {exc}") from exc
+    except RecursionError:
+        raise DataError(
+            f"cannot bind parameter :{name}: the {kind.__name__} is nested too deeply to encode "
+            "as JSON",
+            sqlstate="22000",
+        ) from None
 
 
 def adapt_params(params: Mapping[str, Any] | None) -> Mapping[str, Any] | tuple[Any, ...]:
