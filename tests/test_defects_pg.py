@@ -33,7 +33,8 @@ def _terminate_all(url: str, app: str) -> int:
     with psycopg.connect(url.split("?", maxsplit=1)[0], autocommit=True) as conn:
         rows = conn.execute(
             "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-            "WHERE application_name = %s AND pid <> pg_backend_pid()",
+            "WHERE datname = current_database() AND application_name = %s "
+            "AND pid <> pg_backend_pid()",
             (app,),
         ).fetchall()
     return len(rows)
@@ -329,8 +330,8 @@ def test_defect11_ctrl_c_during_a_query_sync_pg(pg_url: str) -> None:
     with psycopg.connect(pg_url.split("?", maxsplit=1)[0], autocommit=True) as conn:
         for _ in range(100):  # the server ends a closed connection's backend shortly
             row = conn.execute(
-                "SELECT count(*) FROM pg_stat_activity WHERE application_name = %s "
-                "AND state = 'active'",
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                "AND application_name = %s AND state = 'active'",
                 ("awaitdb-test-ctrlc",),
             ).fetchone()
             assert row is not None

@@ -129,7 +129,9 @@ def _pg_sync_hook(conn: Any) -> None:
 def _server_connections(url: str, app: str) -> int:
     with psycopg.connect(url, autocommit=True) as conn:
         row = conn.execute(
-            "SELECT count(*) FROM pg_stat_activity WHERE application_name = %s", (app,)
+            "SELECT count(*) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND application_name = %s",
+            (app,),
         ).fetchone()
     assert row is not None
     return int(row[0])

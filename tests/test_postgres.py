@@ -25,7 +25,8 @@ def _terminate_all(url: str, app: str) -> int:
     with _server(url) as conn:
         rows = conn.execute(
             "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-            "WHERE application_name = %s AND pid <> pg_backend_pid()",
+            "WHERE datname = current_database() AND application_name = %s "
+            "AND pid <> pg_backend_pid()",
             (app,),
         ).fetchall()
     return len(rows)
@@ -33,7 +34,10 @@ def _terminate_all(url: str, app: str) -> int:
 
 def _sessions(url: str, app: str, state: str | None = None) -> int:
     with _server(url) as conn:
-        sql = "SELECT count(*) FROM pg_stat_activity WHERE application_name = %s"
+        sql = (  # this database only: a shared server runs other suites too
+            "SELECT count(*) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND application_name = %s"
+        )
         args: tuple[Any, ...] = (app,)
         if state is not None:
             sql += " AND state = %s"
