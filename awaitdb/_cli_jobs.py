@@ -82,8 +82,10 @@ def _load(target: str) -> Any:
         sys.path.insert(0, os.getcwd())
     try:
         module = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise click.BadParameter(f"cannot import {module_name!r}: {exc}") from None
+    except Exception as exc:  # noqa: BLE001 - any failure of the user's module at import
+        raise click.BadParameter(
+            f"cannot import {module_name!r}: {type(exc).__name__}: {exc}"
+        ) from None
     try:
         return getattr(module, attr)
     except AttributeError:

@@ -220,13 +220,19 @@ class SyncQueue:
         sql, params = self.dialect.stmt("retry", id=_check_id(job_id))
         try:
             queue = self.db.fetch_val(sql, params)
-        except IntegrityError:
+        except IntegrityError:  # the key was taken between the check and the write
             raise InterfaceError(
                 f"job {job_id} cannot be retried: another live job holds its key"
             ) from None
-        if queue is not None:
-            self._notify(channel_of(queue))
-        return queue is not None
+        if queue is None:
+            sql, params = self.dialect.stmt("retry_blocked", id=job_id)
+            if self.db.fetch_val(sql, params) is not None:
+                raise InterfaceError(
+                    f"job {job_id} cannot be retried: another live job holds its key"
+                )
+            return False
+        self._notify(channel_of(queue))
+        return True
 
     def stats(self) -> QueueStats:
         """Counts by status and task, oldest ready job's wait, done per second."""
