@@ -6,9 +6,11 @@ Every test is bounded (``wait_for``/``until``) and asserts outcomes, never durat
 from __future__ import annotations
 
 import asyncio
+import signal
 import sqlite3
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -342,3 +344,64 @@ def test_retry_with_a_held_key_keeps_the_callers_transaction_sync(
             queue.retry(old)
         sdb.execute("INSERT INTO notes VALUES (2)")
     assert sdb.fetch_val("SELECT count(*) FROM notes") == 2
+
+
+STUBBORN_APP = """
+import asyncio
+from awaitdb import jobs
+
+def make(db):
+    queue = jobs.Queue(db)
+
+    @queue.task(name="stubborn")
+    async def stubborn() -> None:
+        for _ in range(1200):  # 2 minutes at most
+            try:
+                await asyncio.sleep(0.1)
+            except asyncio.CancelledError:
+                pass
+
+    @queue.task(name="sleepy")
+    async def sleepy() -> None:
+        await asyncio.sleep(120)
+
+    return queue
+"""
+
+
+@pytest.mark.parametrize(
+    ("task", "grace", "signals"),
+    [("stubborn", "0.3", 1), ("sleepy", "120", 2)],
+    ids=["ignores-cancellation", "second-signal"],
+)
+def test_worker_command_stops_on_signals(
+    tmp_path: Path, task: str, grace: str, signals: int
+) -> None:
+    (tmp_path / "stub_app.py").write_text(STUBBORN_APP)
+    url = f"sqlite:///{tmp_path / 'w.db'}"
+    db = awaitdb.connect_sync(url)
+    proc: subprocess.Popen[str] | None = None
+    try:
+        queue = jobs.SyncQueue(db)
+        job_id = queue.enqueue(task)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "awaitdb.cli", "worker", "stub_app:make", "--url", url,
+             "--grace", grace],
+            cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        deadline = time.monotonic() + 30
+        while (info := queue.get(job_id)) is None or info.status != "running":
+            assert time.monotonic() < deadline, "the job never started"
+            time.sleep(0.05)
+        for _ in range(signals):
+            proc.send_signal(signal.SIGTERM)
+            time.sleep(0.3)
+        _, stderr = proc.communicate(timeout=30)  # exits: no hang
+        assert proc.returncode == 0, stderr
+        info = queue.get(job_id)
+        assert info is not None and info.status == "queued" and info.attempts == 0, stderr
+    finally:
+        if proc is not None and proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+        db.close()

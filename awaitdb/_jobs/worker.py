@@ -139,6 +139,11 @@ class Worker:
         """Jobs running now."""
         return len(self._running)
 
+    @property
+    def abandoned(self) -> int:
+        """Tasks that ignored cancellation at shutdown and still run (their jobs were released)."""
+        return len(self._abandoned)
+
     # -- lifecycle -------------------------------------------------------------------------------
 
     async def run(self) -> None:
