@@ -228,6 +228,45 @@ async def test_cancel_a_running_transactional_job(adb: awaitdb.Database) -> None
     assert await adb.fetch_val("SELECT count(*) FROM effects") == 0  # rolled back
 
 
+async def test_cancel_behind_another_connections_write_lock_is_explained(tmp_path: Path) -> None:
+    """SQLite: another process's transactional job holds the one writer; cancel says so."""
+    path = tmp_path / "locked.db"
+    db = await awaitdb.connect(f"sqlite:///{path}?busy_timeout=0.2")
+    blocker = sqlite3.connect(path, isolation_level=None, timeout=0.1)
+    try:
+        queue = jobs.Queue(db)
+        job_id = await queue.enqueue(queue.task(name="t")(_noop))
+        blocker.execute("BEGIN IMMEDIATE")  # like a running transactional job elsewhere
+        with pytest.raises(awaitdb.DatabaseBusy, match=f"job {job_id}.*transactional"):
+            await queue.cancel(job_id)
+        blocker.rollback()
+        assert await queue.cancel(job_id) is True
+    finally:
+        blocker.close()
+        await db.close()
+
+
+def test_cancel_behind_another_connections_write_lock_is_explained_sync(tmp_path: Path) -> None:
+    path = tmp_path / "locked.db"
+    db = awaitdb.connect_sync(f"sqlite:///{path}?busy_timeout=0.2")
+    blocker = sqlite3.connect(path, isolation_level=None, timeout=0.1)
+    try:
+        queue = jobs.SyncQueue(db)
+        job_id = queue.enqueue("t")
+        blocker.execute("BEGIN IMMEDIATE")
+        with pytest.raises(awaitdb.DatabaseBusy, match=f"job {job_id}.*transactional"):
+            queue.cancel(job_id)
+        blocker.rollback()
+        assert queue.cancel(job_id) is True
+    finally:
+        blocker.close()
+        db.close()
+
+
+async def _noop() -> None:
+    pass
+
+
 # -- 6. / 8. bad input gets a clear error naming the argument ----------------------------------
 
 

@@ -19,7 +19,7 @@ import weakref
 from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from .._errors import DataError, IntegrityError, InterfaceError
+from .._errors import DatabaseBusy, DataError, IntegrityError, InterfaceError
 from .._wakeup import waker_for
 from .cron import CronSchedule
 from .dialect import JobsDialect, dialect_for
@@ -29,7 +29,7 @@ from .models import STATUSES, JobInfo, QueueStats
 if TYPE_CHECKING:
     from .._async.database import Database
 
-__all__ = ["RESERVED", "Queue", "Task", "encode_args", "run_at_epoch"]
+__all__ = ["RESERVED", "Queue", "Task", "cancel_busy", "encode_args", "run_at_epoch"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -83,6 +83,15 @@ def _storable(text: str) -> str:
     if not text.isascii():
         text.encode()
     return text
+
+
+def cancel_busy(job_id: int, exc: DatabaseBusy) -> DatabaseBusy:
+    """The error of a cancel that waited past busy_timeout for SQLite's one writer."""
+    return DatabaseBusy(
+        f"job {job_id} was not cancelled: {exc}. On SQLite a running transactional job of a "
+        "worker in another process (or another open transaction) holds the file's one writer "
+        "until it ends; cancel again after it"
+    )
 
 
 def run_at_epoch(delay: Any, run_at: Any) -> tuple[float | None, float]:
@@ -538,7 +547,10 @@ class Queue:
 
             await stop_local_transactional(self.db, job_id)
         sql, params = self.dialect.stmt("cancel", id=job_id)
-        queue = await self.db.fetch_val(sql, params)
+        try:
+            queue = await self.db.fetch_val(sql, params)
+        except DatabaseBusy as exc:
+            raise cancel_busy(job_id, exc) from None
         if queue is None:
             return False
         await waker_for(self.db).notify(cancel_channel_of(queue))

@@ -13,7 +13,7 @@ import json
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
-from .._errors import IntegrityError, InterfaceError
+from .._errors import DatabaseBusy, IntegrityError, InterfaceError
 from .dialect import JobsDialect, dialect_for
 from .models import STATUSES, JobInfo, QueueStats
 from .queue import (
@@ -22,6 +22,7 @@ from .queue import (
     _check_int,
     _now,
     _stored_status,
+    cancel_busy,
     cancel_channel_of,
     channel_of,
     check_queue_name,
@@ -203,7 +204,10 @@ class SyncQueue:
         """Cancel a queued, scheduled or running job; False when it had already ended."""
         self.ready()
         sql, params = self.dialect.stmt("cancel", id=_check_id(job_id))
-        queue = self.db.fetch_val(sql, params)
+        try:
+            queue = self.db.fetch_val(sql, params)
+        except DatabaseBusy as exc:
+            raise cancel_busy(job_id, exc) from None
         if queue is None:
             return False
         self._notify(cancel_channel_of(queue))
