@@ -13,9 +13,10 @@ import sys
 import time
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import pytest
-from conftest import pg_url_or_skip, reset_pg_schema
+from conftest import pg_url_or_skip, reset_pg_schema, with_app_name
 from test_jobs import _true, status_of, until
 
 import awaitdb
@@ -202,6 +203,55 @@ async def test_shutdown_gives_up_done_marks_it_cannot_write(tmp_path: Path) -> N
         if blocker is not None:
             blocker.close()
         await db.close()
+
+
+async def test_shutdown_gives_up_when_postgresql_is_unreachable() -> None:
+    url = pg_url_or_skip()
+    reset_pg_schema(url)
+    parts = urlsplit(url)
+    dbname = parts.path.lstrip("/")
+    admin = await awaitdb.connect(urlunsplit(parts._replace(path="/postgres")))
+    wdb = await awaitdb.connect(with_app_name(url, "aw-unreachable"))
+    locked = False
+    try:
+        queue = jobs.Queue(wdb)
+        gate = asyncio.Event()
+
+        @queue.task(name="g")
+        async def g() -> None:
+            await gate.wait()
+
+        job_id = await g.enqueue()
+        worker = jobs.Worker(queue, grace=0.5, lease=30)
+        runner = asyncio.ensure_future(worker.run())
+        try:
+            await until(lambda: _true(worker.running == 1))
+            await admin.execute(f'ALTER DATABASE "{dbname}" ALLOW_CONNECTIONS false')
+            locked = True
+            await admin.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE datname = :d AND application_name = 'aw-unreachable'",
+                {"d": dbname},
+            )
+            gate.set()
+            await until(lambda: _true(worker.running == 0))
+            worker.stop()
+            await asyncio.wait_for(asyncio.shield(runner), 20)  # gives up, returns
+        finally:
+            runner.cancel()
+            await asyncio.gather(runner, return_exceptions=True)
+        assert worker.counts["done"] == 0
+    finally:
+        if locked:
+            await admin.execute(f'ALTER DATABASE "{dbname}" ALLOW_CONNECTIONS true')
+        await wdb.close(timeout=1)
+        await admin.close()
+    check = await awaitdb.connect(url)
+    try:
+        info = await jobs.Queue(check).get(job_id)
+        assert info is not None and info.status == "running"  # re-runs after its lease
+    finally:
+        await check.close()
 
 
 # -- 5. cancelling a running transactional job -------------------------------------------------

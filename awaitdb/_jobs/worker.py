@@ -125,6 +125,7 @@ class Worker:
         self._renew_now: asyncio.Event | None = None
         self._flush_lock = asyncio.Lock()
         self._force: asyncio.Event | None = None
+        self._stopped: asyncio.Event | None = None
         self._claiming: asyncio.Task[list[Any]] | None = None
         self._tx_slots: asyncio.Semaphore | None = None
         self._tx_running: set[int] = set()
@@ -172,7 +173,7 @@ class Worker:
     def stop(self) -> None:
         """Stop claiming and shut down (running jobs get ``grace`` seconds)."""
         self._stopping = True
-        for event in (self._wake, self._slot):
+        for event in (self._wake, self._slot, self._stopped):
             if event is not None:
                 event.set()
 
@@ -193,7 +194,7 @@ class Worker:
         self._wake, self._slot = asyncio.Event(), asyncio.Event()
         self._flush_now, self._renew_now = asyncio.Event(), asyncio.Event()
         self._flush_lock = asyncio.Lock()
-        self._force = asyncio.Event()
+        self._force, self._stopped = asyncio.Event(), asyncio.Event()
         # Transactional tasks hold a connection for their whole run: leave the heartbeat one
         # (PostgreSQL's pool; SQLite's single writer serializes them anyway).
         reserve = self.queues[0].dialect.HEARTBEAT_CONNECTIONS
@@ -243,7 +244,7 @@ class Worker:
     # -- claiming --------------------------------------------------------------------------------
 
     async def _claim_loop(self) -> None:
-        assert self._wake is not None and self._slot is not None
+        assert self._wake is not None and self._slot is not None and self._stopped is not None
         queues = self.queues
         refill = max(1, min(self.batch, self.concurrency) // 2)
         turn = 0
@@ -259,13 +260,15 @@ class Worker:
             try:
                 for i in range(len(queues)):
                     queue = queues[(turn + i) % len(queues)]
-                    # Shielded: if run() is cancelled now, the claim still returns its rows and
-                    # the shutdown releases them (see _release_claim).
-                    self._claiming = asyncio.ensure_future(
+                    # Not cancelled by stop() or by cancelling run(): the shutdown waits for the
+                    # claim in flight and releases the rows it returns (see _release_claim).
+                    claim = self._claiming = asyncio.ensure_future(
                         self._claim(queue, min(free, self.batch))
                     )
-                    rows = await asyncio.shield(self._claiming)
+                    if not await self._unless_stopped(claim):
+                        return
                     self._claiming = None
+                    rows = claim.result()
                     for row in rows:
                         self._start(queue, row)
                     claimed += len(rows)
@@ -276,16 +279,41 @@ class Worker:
             except Exception:
                 failures += 1
                 logger.warning("claiming jobs failed (attempt %d)", failures, exc_info=True)
-                await asyncio.sleep(min(5.0, 0.1 * 2**failures))
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(min(5.0, 0.1 * 2**failures)):
+                        await self._stopped.wait()
                 continue
             turn += 1
             if claimed or self._stopping:
                 continue
-            timeout = await self._idle_timeout()
+            idle = asyncio.ensure_future(self._idle_timeout())
+            try:
+                if not await self._unless_stopped(idle):
+                    idle.cancel()
+                    return
+            except BaseException:
+                idle.cancel()
+                raise
+            timeout = idle.result()
             if timeout > 0:
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(timeout):
                         await self._wake.wait()
+
+    async def _unless_stopped(self, fut: asyncio.Future[Any]) -> bool:
+        """Wait for ``fut`` (never cancelling it) or ``stop()``; True when ``fut`` is done.
+
+        A database that cannot be reached can make a statement wait for a connection for
+        ``acquire_timeout`` seconds: stopping does not wait for that.
+        """
+        assert self._stopped is not None
+        if not fut.done():
+            stopper = asyncio.ensure_future(self._stopped.wait())
+            try:
+                await asyncio.wait([fut, stopper], return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                stopper.cancel()
+        return fut.done()
 
     async def _claim(self, queue: Queue, n: int) -> list[Any]:
         sql, params = queue.dialect.stmt(
