@@ -289,6 +289,14 @@ async def test_cancel_behind_another_connections_write_lock_is_explained(tmp_pat
         blocker.execute("BEGIN IMMEDIATE")  # like a running transactional job elsewhere
         with pytest.raises(awaitdb.DatabaseBusy, match=f"job {job_id}.*transactional"):
             await queue.cancel(job_id)
+        fresh = await awaitdb.connect(f"sqlite:///{path}?busy_timeout=0.2")
+        try:  # a new process's first use of the queue reads the schema version: no write
+            other = jobs.Queue(fresh)
+            assert await other.get(job_id) is not None
+            with pytest.raises(awaitdb.DatabaseBusy, match=f"job {job_id}.*transactional"):
+                await other.cancel(job_id)
+        finally:
+            await fresh.close()
         blocker.rollback()
         assert await queue.cancel(job_id) is True
     finally:
@@ -306,6 +314,14 @@ def test_cancel_behind_another_connections_write_lock_is_explained_sync(tmp_path
         blocker.execute("BEGIN IMMEDIATE")
         with pytest.raises(awaitdb.DatabaseBusy, match=f"job {job_id}.*transactional"):
             queue.cancel(job_id)
+        fresh = awaitdb.connect_sync(f"sqlite:///{path}?busy_timeout=0.2")
+        try:
+            other = jobs.SyncQueue(fresh)
+            assert other.get(job_id) is not None
+            with pytest.raises(awaitdb.DatabaseBusy, match=f"job {job_id}.*transactional"):
+                other.cancel(job_id)
+        finally:
+            fresh.close()
         blocker.rollback()
         assert queue.cancel(job_id) is True
     finally:

@@ -13,7 +13,7 @@ import json
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
-from .._errors import DatabaseBusy, IntegrityError, InterfaceError
+from .._errors import DatabaseBusy, DatabaseError, IntegrityError, InterfaceError
 from .dialect import JobsDialect, dialect_for
 from .models import STATUSES, JobInfo, QueueStats
 from .queue import (
@@ -39,6 +39,13 @@ __all__ = ["SyncQueue", "install_sync"]
 def install_sync(db: SyncDatabase) -> int:
     """Create or upgrade the jobs tables from sync code; versions applied."""
     dialect = dialect_for(db.backend)
+    if db._scope.get() is None:  # up to date: a read, so no wait for SQLite's writer
+        try:
+            sql, params = dialect.stmt("schema_version")
+            if int(db.fetch_val(sql, params) or 0) >= len(dialect.SCHEMA):
+                return 0
+        except DatabaseError:
+            pass  # no ledger yet
     with db.transaction():
         if dialect.LOCK_SCHEMA:
             db.execute(dialect.LOCK_SCHEMA, {"key": dialect.lock_key("awaitdb_jobs_schema")})
