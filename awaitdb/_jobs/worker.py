@@ -15,11 +15,11 @@ One worker is a handful of tasks on the event loop::
 
 Shutdown (``stop()``, SIGTERM in ``run()``, cancelling ``run()``, leaving ``async with``)::
 
-    stop claiming ── a claim in flight finishes (shielded); rows it returned but that were never
-    │                started are released (their attempt is not counted)
+    stop claiming ── a claim in flight is never cancelled: it gets ``max(grace, 1)`` seconds and
+    │                the rows it returns are released unstarted (their attempt is not counted)
     grace ────────── running jobs get ``grace`` seconds to finish
-    cancel ───────── the rest are cancelled and get ``cancel_wait`` more seconds (grace clamped
-    │                to 0.5-5 s); a task that ignores cancellation is abandoned: no more renewals
+    cancel ───────── the rest are cancelled and get ``grace`` more seconds (clamped to 0.5-5 s);
+    │                a task that ignores cancellation is abandoned: no more renewals
     release ──────── the unfinished jobs' leases are released (attempt not counted), so another
     │                worker takes them at once
     flush ─────────── queued "done" marks are written; when the database cannot be reached this
@@ -579,10 +579,9 @@ class Worker:
                     task.cancel()
                 stuck = await self._wait(pending, max(0.5, min(self.grace, 5.0)))
                 for job_id in ids:
+                    # A task that ignores cancellation is abandoned: no longer ours to renew.
                     task = self._running.get(job_id)
-                    if (
-                        task is not None and task in stuck
-                    ):  # ignores cancellation: abandoned, no longer renewed
+                    if task is not None and task in stuck:
                         logger.warning("job %d ignored cancellation; abandoning it", job_id)
                         self._abandoned.add(task)
                         task.add_done_callback(self._abandoned.discard)
