@@ -82,8 +82,10 @@ def _load(target: str) -> Any:
         sys.path.insert(0, os.getcwd())
     try:
         module = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise click.BadParameter(f"cannot import {module_name!r}: {exc}") from None
+    except Exception as exc:  # noqa: BLE001 - any failure of the user's module at import
+        raise click.BadParameter(
+            f"cannot import {module_name!r}: {type(exc).__name__}: {exc}"
+        ) from None
     try:
         return getattr(module, attr)
     except AttributeError:
@@ -124,7 +126,22 @@ async def _serve(
             await asyncio.gather(reporter, return_exceptions=True)
             if live:
                 err.print()
+        if work.abandoned:
+            # Tasks that ignore cancellation would keep asyncio.run() waiting for them forever;
+            # their jobs are already released, so the process ends here.
+            err.print(f"exiting without {work.abandoned} task(s) that ignored cancellation")
+            _print_stopped(dict(work.counts), as_json)
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(0)
         return dict(work.counts)
+
+
+def _print_stopped(counts: dict[str, int], as_json: bool) -> None:
+    if as_json:  # JSON lines, like the progress lines
+        print(json.dumps({"stopped": True, **counts}), flush=True)
+    else:
+        err.print(f"stopped: {counts}", highlight=False)
 
 
 async def _report(work: Worker, as_json: bool, live: bool) -> None:
@@ -158,13 +175,11 @@ async def _report(work: Worker, as_json: bool, live: bool) -> None:
 def worker(
     target: str, url: str | None, as_json: bool, concurrency: int, lease: float, grace: float
 ) -> None:
-    """Run a jobs worker until SIGTERM or Ctrl-C (then a graceful shutdown)."""
+    """Run a jobs worker until SIGTERM or Ctrl-C (then a graceful shutdown; a second one skips
+    the grace time)."""
     found = _load(target)
     counts = _run(_serve(url, found, concurrency, lease, grace, as_json))
-    if as_json:  # JSON lines, like the progress lines
-        print(json.dumps({"stopped": True, **counts}), flush=True)
-    else:
-        err.print(f"stopped: {counts}", highlight=False)
+    _print_stopped(counts, as_json)
 
 
 # -- awaitdb jobs ... ----------------------------------------------------------------------------

@@ -67,6 +67,10 @@ class JobsDialect:
     LOCK_SCHEMA: str | None = None
     #: A statement that wakes other processes' workers on ``:channel`` (None: commits do).
     NOTIFY: str | None = None
+    #: Pool connections a worker keeps free of transactional tasks for its lease renewals.
+    HEARTBEAT_CONNECTIONS = 0
+    #: One writer per database (SQLite): a running transactional job blocks every other write.
+    ONE_WRITER = False
 
     def __init__(self) -> None:
         self.sql: dict[str, str] = {
@@ -106,6 +110,12 @@ class JobsDialect:
 
     def _statements(self) -> dict[str, str]:
         live = "status IN ('queued', 'running')"
+        # Another live job with the same key (checked first: a unique violation inside the
+        # caller's transaction would abort it on PostgreSQL).
+        held = (
+            f"SELECT 1 FROM {JOBS} AS o WHERE o.queue = {JOBS}.queue AND o.key = {JOBS}.key "
+            "AND o.status IN ('queued', 'running')"
+        )
         return {
             "schema_version": "SELECT max(version) FROM awaitdb_jobs_schema",
             "schema_mark": (
@@ -164,7 +174,13 @@ class JobsDialect:
             "retry": (
                 f"UPDATE {JOBS} SET status = 'queued', run_at = {{now}}, attempts = 0, "
                 "worker = NULL, lease_until = NULL, finished_at = NULL "
-                "WHERE id = :id AND status IN ('failed', 'cancelled') RETURNING queue"
+                "WHERE id = :id AND status IN ('failed', 'cancelled') "
+                f"AND NOT EXISTS ({held}) RETURNING queue"
+            ),
+            # Why "retry" changed nothing: 1 when another live job holds the job's key.
+            "retry_blocked": (
+                f"SELECT 1 FROM {JOBS} WHERE id = :id AND status IN ('failed', 'cancelled') "
+                f"AND EXISTS ({held})"
             ),
             "stats_counts": (
                 "SELECT CASE WHEN status = 'queued' AND run_at > {now} THEN 'scheduled' "

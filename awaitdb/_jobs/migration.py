@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from .._errors import DatabaseError
 from .dialect import JobsDialect, dialect_for
 
 __all__ = ["install"]
@@ -35,9 +36,23 @@ async def install(target: Any) -> int:
     db = getattr(target, "_db", target)
     dialect = dialect_for(db.backend)
     if hasattr(target, "transaction") and getattr(target, "_db", None) is None:
+        if db._scope.get() is None and await _current(db, dialect) >= len(dialect.SCHEMA):
+            return 0  # up to date: a read, so no wait for SQLite's writer
         async with target.transaction():
             return await _apply(target, dialect)
     return await _apply(target, dialect)  # already inside the caller's transaction
+
+
+async def _current(db: Any, dialect: JobsDialect) -> int:
+    """The schema version installed, read without writing (0 when there is no ledger yet).
+
+    Only outside a transaction: on PostgreSQL a failed read would abort the caller's.
+    """
+    sql, params = dialect.stmt("schema_version")
+    try:
+        return int(await db.fetch_val(sql, params) or 0)
+    except DatabaseError:
+        return 0
 
 
 async def _apply(q: Any, dialect: JobsDialect) -> int:

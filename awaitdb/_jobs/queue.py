@@ -19,7 +19,7 @@ import weakref
 from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from .._errors import DataError, IntegrityError, InterfaceError
+from .._errors import DatabaseBusy, DataError, IntegrityError, InterfaceError
 from .._wakeup import waker_for
 from .cron import CronSchedule
 from .dialect import JobsDialect, dialect_for
@@ -29,7 +29,7 @@ from .models import STATUSES, JobInfo, QueueStats
 if TYPE_CHECKING:
     from .._async.database import Database
 
-__all__ = ["RESERVED", "Queue", "Task", "encode_args", "run_at_epoch"]
+__all__ = ["RESERVED", "Queue", "Task", "cancel_busy", "encode_args", "run_at_epoch"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -64,16 +64,34 @@ def cancel_channel_of(queue: str) -> str:
 def encode_args(task: str, args: Mapping[str, Any]) -> str:
     """The arguments as JSON text; ``DataError`` naming the argument that cannot be stored."""
     try:
-        return json.dumps(args, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+        return _storable(
+            json.dumps(args, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+        )
     except (TypeError, ValueError) as exc:
         for name, value in args.items():
             try:
-                json.dumps(value, allow_nan=False)
+                _storable(json.dumps(value, allow_nan=False, ensure_ascii=False))
             except (TypeError, ValueError) as inner:
                 raise DataError(
                     f"argument {name!r} of task {task!r} cannot be stored as JSON: {inner}"
                 ) from None
         raise DataError(f"the arguments of task {task!r} cannot be stored: {exc}") from None
+
+
+def _storable(text: str) -> str:
+    """``text`` when it can be stored (UTF-8); ``UnicodeEncodeError`` (a lone surrogate) else."""
+    if not text.isascii():
+        text.encode()
+    return text
+
+
+def cancel_busy(job_id: int, exc: DatabaseBusy) -> DatabaseBusy:
+    """The error of a cancel that waited past busy_timeout for SQLite's one writer."""
+    return DatabaseBusy(
+        f"job {job_id} was not cancelled: {exc}. On SQLite a running transactional job of a "
+        "worker in another process (or another open transaction) holds the file's one writer "
+        "until it ends; cancel again after it"
+    )
 
 
 def run_at_epoch(delay: Any, run_at: Any) -> tuple[float | None, float]:
@@ -92,6 +110,17 @@ def run_at_epoch(delay: Any, run_at: Any) -> tuple[float | None, float]:
     if not math.isfinite(seconds) or seconds < 0:
         raise InterfaceError(f"delay must be a finite number of seconds >= 0, got {delay!r}")
     return None, float(seconds)
+
+
+def _check_seconds(name: str, value: object) -> float:
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | float)
+        or not math.isfinite(value)
+        or value <= 0
+    ):
+        raise InterfaceError(f"{name} must be a finite number of seconds > 0, got {value!r}")
+    return float(value)
 
 
 def _check_int(name: str, value: object, low: int = -(2**31), high: int = 2**31 - 1) -> int:
@@ -120,15 +149,13 @@ class Task:
         self.fn = fn
         self.name = name
         self.retries = _check_int("retries", retries, 0, 1000)
-        if timeout is not None and (isinstance(timeout, bool) or not timeout > 0):
-            raise InterfaceError(f"timeout must be a positive number of seconds, got {timeout!r}")
-        self.timeout = timeout
+        self.timeout = None if timeout is None else _check_seconds("timeout", timeout)
         self.priority = _check_int("priority", priority)
         self.transactional = transactional
-        if not backoff > 0 or not max_backoff >= backoff:
-            raise InterfaceError("backoff must be > 0 and max_backoff >= backoff")
-        self.backoff = float(backoff)
-        self.max_backoff = float(max_backoff)
+        self.backoff = _check_seconds("backoff", backoff)
+        self.max_backoff = _check_seconds("max_backoff", max_backoff)
+        if self.max_backoff < self.backoff:
+            raise InterfaceError(f"max_backoff ({max_backoff!r}) must be >= backoff ({backoff!r})")
         self.is_async = inspect.iscoroutinefunction(fn)
         if transactional and not self.is_async:
             raise InterfaceError(
@@ -256,6 +283,9 @@ class Queue:
         Failed attempts are retried ``retries`` times after ``backoff * 2**(attempt-1)`` seconds
         (capped at ``max_backoff``, with jitter). Higher ``priority`` runs first.
         """
+
+        if name is not None and (not isinstance(name, str) or not name):
+            raise InterfaceError(f"task name must be a non-empty string or None, got {name!r}")
 
         def register(fn: Callable[..., Any]) -> Task:
             task_name = name or f"{fn.__module__}.{fn.__qualname__}"
@@ -449,7 +479,11 @@ class Queue:
             chunk = items[start : start + _BATCH]
             try:
                 payloads.append(
-                    json.dumps(chunk, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+                    _storable(
+                        json.dumps(
+                            chunk, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+                        )
+                    )
                 )
             except (TypeError, ValueError):
                 for kwargs in chunk:
@@ -502,27 +536,46 @@ class Queue:
     async def cancel(self, job_id: int) -> bool:
         """Cancel a queued, scheduled or running job; False when it had already ended.
 
-        A running job's worker notices within moments (it is woken) and stops it.
+        A running job's worker notices within moments (it is woken) and stops it. On SQLite a
+        running transactional job holds the file's one writer: a worker of this process stops
+        it first (its transaction rolls back); see docs/jobs.md for other processes.
         """
         await self.ready()
-        sql, params = self.dialect.stmt("cancel", id=_check_id(job_id))
-        queue = await self.db.fetch_val(sql, params)
+        _check_id(job_id)
+        if self.dialect.ONE_WRITER and self.db._scope.get() is None:
+            from .worker import stop_local_transactional
+
+            await stop_local_transactional(self.db, job_id)
+        sql, params = self.dialect.stmt("cancel", id=job_id)
+        try:
+            queue = await self.db.fetch_val(sql, params)
+        except DatabaseBusy as exc:
+            raise cancel_busy(job_id, exc) from None
         if queue is None:
             return False
         await waker_for(self.db).notify(cancel_channel_of(queue))
         return True
 
     async def retry(self, job_id: int) -> bool:
-        """Queue a failed or cancelled job again, with its attempts reset; False otherwise."""
+        """Queue a failed or cancelled job again, with its attempts reset; False otherwise.
+
+        ``InterfaceError`` when another live job holds its key; the caller's transaction, if
+        any, stays usable.
+        """
         await self.ready()
         sql, params = self.dialect.stmt("retry", id=_check_id(job_id))
         try:
             queue = await self.db.fetch_val(sql, params)
-        except IntegrityError:
+        except IntegrityError:  # the key was taken between the check and the write
             raise InterfaceError(
                 f"job {job_id} cannot be retried: another live job holds its key"
             ) from None
         if queue is None:
+            sql, params = self.dialect.stmt("retry_blocked", id=job_id)
+            if await self.db.fetch_val(sql, params) is not None:
+                raise InterfaceError(
+                    f"job {job_id} cannot be retried: another live job holds its key"
+                )
             return False
         await waker_for(self.db).notify(channel_of(queue))
         return True

@@ -13,7 +13,7 @@ import json
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
-from .._errors import IntegrityError, InterfaceError
+from .._errors import DatabaseBusy, DatabaseError, IntegrityError, InterfaceError
 from .dialect import JobsDialect, dialect_for
 from .models import STATUSES, JobInfo, QueueStats
 from .queue import (
@@ -22,6 +22,7 @@ from .queue import (
     _check_int,
     _now,
     _stored_status,
+    cancel_busy,
     cancel_channel_of,
     channel_of,
     check_queue_name,
@@ -38,6 +39,13 @@ __all__ = ["SyncQueue", "install_sync"]
 def install_sync(db: SyncDatabase) -> int:
     """Create or upgrade the jobs tables from sync code; versions applied."""
     dialect = dialect_for(db.backend)
+    if db._scope.get() is None:  # up to date: a read, so no wait for SQLite's writer
+        try:
+            sql, params = dialect.stmt("schema_version")
+            if int(db.fetch_val(sql, params) or 0) >= len(dialect.SCHEMA):
+                return 0
+        except DatabaseError:
+            pass  # no ledger yet
     with db.transaction():
         if dialect.LOCK_SCHEMA:
             db.execute(dialect.LOCK_SCHEMA, {"key": dialect.lock_key("awaitdb_jobs_schema")})
@@ -203,7 +211,10 @@ class SyncQueue:
         """Cancel a queued, scheduled or running job; False when it had already ended."""
         self.ready()
         sql, params = self.dialect.stmt("cancel", id=_check_id(job_id))
-        queue = self.db.fetch_val(sql, params)
+        try:
+            queue = self.db.fetch_val(sql, params)
+        except DatabaseBusy as exc:
+            raise cancel_busy(job_id, exc) from None
         if queue is None:
             return False
         self._notify(cancel_channel_of(queue))
@@ -220,13 +231,19 @@ class SyncQueue:
         sql, params = self.dialect.stmt("retry", id=_check_id(job_id))
         try:
             queue = self.db.fetch_val(sql, params)
-        except IntegrityError:
+        except IntegrityError:  # the key was taken between the check and the write
             raise InterfaceError(
                 f"job {job_id} cannot be retried: another live job holds its key"
             ) from None
-        if queue is not None:
-            self._notify(channel_of(queue))
-        return queue is not None
+        if queue is None:
+            sql, params = self.dialect.stmt("retry_blocked", id=job_id)
+            if self.db.fetch_val(sql, params) is not None:
+                raise InterfaceError(
+                    f"job {job_id} cannot be retried: another live job holds its key"
+                )
+            return False
+        self._notify(channel_of(queue))
+        return True
 
     def stats(self) -> QueueStats:
         """Counts by status and task, oldest ready job's wait, done per second."""

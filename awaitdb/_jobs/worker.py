@@ -13,9 +13,20 @@ One worker is a handful of tasks on the event loop::
     │             every ``lease/2`` seconds returns jobs with expired leases to the queue
     periodic ──── enqueues each periodic task once per cron slot (one winner across workers)
 
-Shutdown (``stop()``, SIGTERM in ``run()``, cancelling ``run()``, leaving ``async with``): stop
-claiming, let running jobs finish for ``grace`` seconds, cancel the rest and release their leases
-(their attempt is not counted) so another worker takes them at once, flush, return.
+Shutdown (``stop()``, SIGTERM in ``run()``, cancelling ``run()``, leaving ``async with``)::
+
+    stop claiming ── a claim in flight is never cancelled: it gets ``max(grace, 1)`` seconds and
+    │                the rows it returns are released unstarted (their attempt is not counted)
+    grace ────────── running jobs get ``grace`` seconds to finish
+    cancel ───────── the rest are cancelled and get ``grace`` more seconds (clamped to 0.5-5 s);
+    │                a task that ignores cancellation is abandoned: no more renewals
+    release ──────── the unfinished jobs' leases are released (attempt not counted), so another
+    │                worker takes them at once
+    flush ─────────── queued "done" marks are written; when the database cannot be reached this
+                     gives up after ``max(grace, 1)`` seconds: those jobs run again after their
+                     lease expires (at-least-once)
+
+A second SIGTERM/SIGINT in ``run()`` skips the waits (grace and cancel wait) at once.
 """
 
 from __future__ import annotations
@@ -25,6 +36,7 @@ import contextlib
 import functools
 import json
 import logging
+import math
 import os
 import random
 import signal
@@ -32,6 +44,7 @@ import socket
 import time
 import traceback
 import uuid
+import weakref
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -43,6 +56,18 @@ from .queue import Periodic, Queue, Task, channel_of
 __all__ = ["Worker"]
 
 logger = logging.getLogger("awaitdb.jobs")
+
+#: Workers serving now in this process (``Queue.cancel`` stops a local transactional job here).
+_serving: weakref.WeakSet[Worker] = weakref.WeakSet()
+
+
+def _seconds(label: str, value: object, low: float, strict: bool) -> float:
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        number = float(value)
+        if math.isfinite(number) and (number > low or (number == low and not strict)):
+            return number
+    sign = ">" if strict else ">="
+    raise InterfaceError(f"{label} must be a finite number of seconds {sign} {low:g}: {value!r}")
 
 
 class _LeaseLost(Exception):
@@ -72,18 +97,19 @@ class Worker:
             raise InterfaceError("a Worker was given the same queue twice")
         if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
             raise InterfaceError(f"concurrency must be an integer >= 1, got {concurrency!r}")
-        for label, value in (("lease", lease), ("poll", poll)):
-            if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
-                raise InterfaceError(f"{label} must be a positive number of seconds: {value!r}")
-        if isinstance(grace, bool) or not isinstance(grace, int | float) or grace < 0:
-            raise InterfaceError(f"grace must be a number of seconds >= 0: {grace!r}")
+        self.lease = _seconds("lease", lease, 0, strict=True)
+        self.poll = _seconds("poll", poll, 0, strict=True)
+        self.grace = _seconds("grace", grace, 0, strict=False)
+        if batch is not None and (
+            isinstance(batch, bool) or not isinstance(batch, int) or batch < 1
+        ):
+            raise InterfaceError(f"batch must be an integer >= 1 or None, got {batch!r}")
+        if name is not None and (not isinstance(name, str) or not name):
+            raise InterfaceError(f"name must be a non-empty string or None, got {name!r}")
         self.queues = items
         self.db = items[0].db
         self.concurrency = concurrency
-        self.lease = float(lease)
-        self.grace = float(grace)
-        self.poll = float(poll)
-        self.batch = concurrency if batch is None else max(1, int(batch))
+        self.batch = concurrency if batch is None else batch
         self.id = name or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         #: Outcomes recorded by this worker: done, retried, failed, cancelled, released.
         self.counts = dict.fromkeys(("done", "retried", "failed", "cancelled", "released"), 0)
@@ -98,6 +124,12 @@ class Worker:
         self._flush_now: asyncio.Event | None = None
         self._renew_now: asyncio.Event | None = None
         self._flush_lock = asyncio.Lock()
+        self._force: asyncio.Event | None = None
+        self._stopped: asyncio.Event | None = None
+        self._claiming: asyncio.Task[list[Any]] | None = None
+        self._tx_slots: asyncio.Semaphore | None = None
+        self._tx_running: set[int] = set()
+        self._abandoned: set[asyncio.Task[None]] = set()
 
     def __repr__(self) -> str:
         names = ", ".join(q.name for q in self.queues)
@@ -108,6 +140,11 @@ class Worker:
         """Jobs running now."""
         return len(self._running)
 
+    @property
+    def abandoned(self) -> int:
+        """Tasks that ignored cancellation at shutdown and still run (their jobs were released)."""
+        return len(self._abandoned)
+
     # -- lifecycle -------------------------------------------------------------------------------
 
     async def run(self) -> None:
@@ -116,7 +153,7 @@ class Worker:
         installed = []
         for sig in (signal.SIGTERM, signal.SIGINT):
             try:
-                loop.add_signal_handler(sig, self.stop)
+                loop.add_signal_handler(sig, self._on_signal)
                 installed.append(sig)
             except (NotImplementedError, RuntimeError, ValueError):
                 pass  # not the main thread, or no signals here: stop() and cancel still work
@@ -126,10 +163,17 @@ class Worker:
             for sig in installed:
                 loop.remove_signal_handler(sig)
 
+    def _on_signal(self) -> None:
+        """SIGTERM/SIGINT: the first stops gracefully, a second skips the remaining waits."""
+        if self._stopping and self._force is not None:
+            logger.warning("second signal: stopping now, without waiting for running jobs")
+            self._force.set()
+        self.stop()
+
     def stop(self) -> None:
         """Stop claiming and shut down (running jobs get ``grace`` seconds)."""
         self._stopping = True
-        for event in (self._wake, self._slot):
+        for event in (self._wake, self._slot, self._stopped):
             if event is not None:
                 event.set()
 
@@ -150,6 +194,14 @@ class Worker:
         self._wake, self._slot = asyncio.Event(), asyncio.Event()
         self._flush_now, self._renew_now = asyncio.Event(), asyncio.Event()
         self._flush_lock = asyncio.Lock()
+        self._force, self._stopped = asyncio.Event(), asyncio.Event()
+        # Transactional tasks hold a connection for their whole run: leave the heartbeat one
+        # (PostgreSQL's pool; SQLite's single writer serializes them anyway).
+        reserve = self.queues[0].dialect.HEARTBEAT_CONNECTIONS
+        max_size = self.db._backend.pool_stats()["max_size"]
+        self._tx_slots = asyncio.Semaphore(
+            self.concurrency if not reserve else max(1, min(self.concurrency, max_size - reserve))
+        )
         waker = waker_for(self.db)
         subs: list[Subscription] = []
         helpers: list[asyncio.Task[None]] = []
@@ -166,12 +218,14 @@ class Worker:
             helpers.append(loop.create_task(self._heartbeat()))
             helpers.append(loop.create_task(self._flusher()))
             helpers.append(loop.create_task(self._periodic()))
+            _serving.add(self)
             try:
                 await self._claim_loop()
             except asyncio.CancelledError:
                 cancelled = True
             await self._shutdown()
         finally:
+            _serving.discard(self)
             for helper in helpers:
                 helper.cancel()
             await asyncio.gather(*helpers, return_exceptions=True)
@@ -190,7 +244,7 @@ class Worker:
     # -- claiming --------------------------------------------------------------------------------
 
     async def _claim_loop(self) -> None:
-        assert self._wake is not None and self._slot is not None
+        assert self._wake is not None and self._slot is not None and self._stopped is not None
         queues = self.queues
         refill = max(1, min(self.batch, self.concurrency) // 2)
         turn = 0
@@ -206,7 +260,15 @@ class Worker:
             try:
                 for i in range(len(queues)):
                     queue = queues[(turn + i) % len(queues)]
-                    rows = await self._claim(queue, min(free, self.batch))
+                    # Not cancelled by stop() or by cancelling run(): the shutdown waits for the
+                    # claim in flight and releases the rows it returns (see _release_claim).
+                    claim = self._claiming = asyncio.ensure_future(
+                        self._claim(queue, min(free, self.batch))
+                    )
+                    if not await self._unless_stopped(claim):
+                        return
+                    self._claiming = None
+                    rows = claim.result()
                     for row in rows:
                         self._start(queue, row)
                     claimed += len(rows)
@@ -217,16 +279,41 @@ class Worker:
             except Exception:
                 failures += 1
                 logger.warning("claiming jobs failed (attempt %d)", failures, exc_info=True)
-                await asyncio.sleep(min(5.0, 0.1 * 2**failures))
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(min(5.0, 0.1 * 2**failures)):
+                        await self._stopped.wait()
                 continue
             turn += 1
             if claimed or self._stopping:
                 continue
-            timeout = await self._idle_timeout()
+            idle = asyncio.ensure_future(self._idle_timeout())
+            try:
+                if not await self._unless_stopped(idle):
+                    idle.cancel()
+                    return
+            except BaseException:
+                idle.cancel()
+                raise
+            timeout = idle.result()
             if timeout > 0:
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(timeout):
                         await self._wake.wait()
+
+    async def _unless_stopped(self, fut: asyncio.Future[Any]) -> bool:
+        """Wait for ``fut`` (never cancelling it) or ``stop()``; True when ``fut`` is done.
+
+        A database that cannot be reached can make a statement wait for a connection for
+        ``acquire_timeout`` seconds: stopping does not wait for that.
+        """
+        assert self._stopped is not None
+        if not fut.done():
+            stopper = asyncio.ensure_future(self._stopped.wait())
+            try:
+                await asyncio.wait([fut, stopper], return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                stopper.cancel()
+        return fut.done()
 
     async def _claim(self, queue: Queue, n: int) -> list[Any]:
         sql, params = queue.dialect.stmt(
@@ -258,8 +345,9 @@ class Worker:
         self._running[job_id] = task
         task.add_done_callback(functools.partial(self._finished, job_id))
 
-    def _finished(self, job_id: int, _task: object = None) -> None:
-        self._running.pop(job_id, None)
+    def _finished(self, job_id: int, task: object = None) -> None:
+        if self._running.get(job_id) is task:
+            del self._running[job_id]
         if self._slot is not None:
             self._slot.set()
 
@@ -285,7 +373,13 @@ class Worker:
                 )
                 return
             if task.transactional:
-                await self._run_transactional(queue, task, job_id, attempts, kwargs)
+                assert self._tx_slots is not None
+                async with self._tx_slots:
+                    self._tx_running.add(job_id)
+                    try:
+                        await self._run_transactional(queue, task, job_id, attempts, kwargs)
+                    finally:
+                        self._tx_running.discard(job_id)
                 return
             coro = task.fn(**kwargs) if task.is_async else run_off_loop(task.fn, kwargs)
             if task.timeout is None:
@@ -381,6 +475,9 @@ class Worker:
             sql, params = self.queues[0].dialect.stmt("done_many", done=json.dumps(batch))
             try:
                 marked = await self.db.execute(sql, params)
+            except asyncio.CancelledError:  # a bounded final flush gave up: keep them counted
+                self._done[:0] = batch
+                raise
             except Exception:
                 logger.warning("recording %d done jobs failed; retrying", len(batch), exc_info=True)
                 self._done[:0] = batch
@@ -449,23 +546,84 @@ class Worker:
 
     # -- shutdown --------------------------------------------------------------------------------
 
+    async def _wait(self, tasks: Iterable[asyncio.Future[Any]], timeout: float) -> set[Any]:
+        """Wait until ``tasks`` are done, ``timeout`` passes or a second signal; the pending."""
+        assert self._force is not None
+        pending = {t for t in tasks if not t.done()}
+        forced = asyncio.ensure_future(self._force.wait())
+        deadline = time.monotonic() + timeout
+        try:
+            while pending and not forced.done():
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    break
+                await asyncio.wait(
+                    [*pending, forced], timeout=left, return_when=asyncio.FIRST_COMPLETED
+                )
+                pending = {t for t in pending if not t.done()}
+        finally:
+            forced.cancel()
+        return pending
+
     async def _shutdown(self) -> None:
         self._stopping = True
+        bound = max(1.0, self.grace)  # for each database step while stopping
+        await self._release_claim(bound)
         tasks = list(self._running.values())
         if tasks:
-            _, pending = await asyncio.wait(tasks, timeout=self.grace)
+            pending = await self._wait(tasks, self.grace)
             if pending:
                 ids = [i for i, t in self._running.items() if t in pending]
                 self._releasing.update(ids)
                 for task in pending:
                     task.cancel()
-                await asyncio.gather(*pending, return_exceptions=True)
-                await self._release(ids)
-                self._releasing.difference_update(ids)
-        await self._flush()
+                stuck = await self._wait(pending, max(0.5, min(self.grace, 5.0)))
+                for job_id in ids:
+                    # A task that ignores cancellation is abandoned: no longer ours to renew.
+                    task = self._running.get(job_id)
+                    if task is not None and task in stuck:
+                        logger.warning("job %d ignored cancellation; abandoning it", job_id)
+                        self._abandoned.add(task)
+                        task.add_done_callback(self._abandoned.discard)
+                        del self._running[job_id]
+                await self._bounded(self._release(ids), bound, f"releasing {len(ids)} job(s)")
+                self._releasing.difference_update(i for i in ids if i not in self._running)
+        if not await self._bounded(self._flush(), bound, "recording done jobs"):
+            logger.warning(
+                "%d done job(s) could not be recorded; they run again once their lease expires",
+                len(self._done),
+            )
+
+    async def _release_claim(self, bound: float) -> None:
+        """Release the rows of a claim cut short by cancellation: they were never started."""
+        claim, self._claiming = self._claiming, None
+        if claim is None:
+            return
+        if await self._wait([claim], bound):
+            claim.cancel()
+            logger.warning("a claim in flight did not finish; its jobs' leases will expire")
+            return
+        if claim.cancelled() or claim.exception() is not None:
+            return
+        ids = [int(row[0]) for row in claim.result()]
+        if ids:
+            await self._bounded(self._release(ids), bound, f"releasing {len(ids)} claimed job(s)")
+
+    @staticmethod
+    async def _bounded(coro: Any, seconds: float, what: str) -> bool:
+        """Await ``coro`` for at most ``seconds``; False (logged) when it had to give up."""
+        try:
+            async with asyncio.timeout(seconds):
+                await coro
+        except TimeoutError:
+            logger.warning("%s gave up after %gs (database unreachable?)", what, seconds)
+            return False
+        return True
 
     async def _release(self, ids: Iterable[int]) -> None:
         ids = list(ids)
+        if not ids:
+            return
         sql, params = self.queues[0].dialect.stmt("release", worker=self.id, ids=json.dumps(ids))
         try:
             self.counts["released"] += await self.db.execute(sql, params)
@@ -477,6 +635,27 @@ class Worker:
         waker = waker_for(self.db)
         for queue in self.queues:
             await waker.notify(queue.channel)
+
+
+async def stop_local_transactional(db: Any, job_id: int) -> None:
+    """Stop job ``job_id`` if a worker of this process runs it as a transactional task on ``db``.
+
+    Its transaction rolls back and the job stays "running" (the caller then marks it
+    cancelled). On SQLite this is what lets ``cancel`` write at all: the job's transaction holds
+    the file's one writer until it ends.
+    """
+    for worker in list(_serving):
+        if worker.db is not db and worker.db.url != db.url:
+            continue
+        task = worker._running.get(job_id)
+        if task is None or job_id not in worker._tx_running:
+            continue
+        worker._lost.add(job_id)
+        task.cancel()
+        if await worker._wait([task], 5.0):
+            logger.warning("job %d: its transactional task did not stop within 5s", job_id)
+        elif not task.cancelled() and job_id in worker._lost:
+            worker._lost.discard(job_id)  # it finished first; nothing was cancelled
 
 
 async def fire_periodic(queue: Queue, periodic: Periodic, slot: float) -> int | None:

@@ -31,6 +31,7 @@ class PostgresJobs(JobsDialect):
     ID_LIST = "SELECT json_array_elements_text(CAST(:{p} AS text)::json)::bigint"
     LOCK_SCHEMA = "SELECT pg_advisory_xact_lock(:key)"
     NOTIFY = "SELECT pg_notify(:channel, '')"
+    HEARTBEAT_CONNECTIONS = 1
     SCHEMA = (
         (
             "CREATE TABLE IF NOT EXISTS awaitdb_jobs ("

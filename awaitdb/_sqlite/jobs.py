@@ -20,6 +20,7 @@ class SQLiteJobs(JobsDialect):
     NOW = ":now"
     LIST = "SELECT value FROM json_each(:{p})"
     ID_LIST = "SELECT value FROM json_each(:{p})"
+    ONE_WRITER = True
     SCHEMA = (
         (
             "CREATE TABLE IF NOT EXISTS awaitdb_jobs ("
