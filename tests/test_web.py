@@ -350,3 +350,86 @@ async def test_a_task_consumer_and_stream_style_stats(sqlite_url: str) -> None:
         assert figures == [("consumer", "events", {"lag": {"audit": 4, "mail": 0}})]
         task = runtime.services[0].obj.task
     assert task.cancelled()  # the task consumer was cancelled on shutdown
+
+
+def test_ready_is_503_and_service_down_after_a_jobs_worker_died(
+    sqlite_url: str, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    from awaitdb import jobs
+
+    crash = asyncio.Event()
+
+    async def claim_then_crash(self: jobs.Worker) -> None:
+        await crash.wait()
+        raise RuntimeError("claim loop broke")
+
+    monkeypatch.setattr(jobs.Worker, "_claim_loop", claim_then_crash)
+
+    async def make_queue(db: awaitdb.Database) -> jobs.Queue:
+        return jobs.Queue(db)
+
+    app = Starlette(
+        routes=[
+            *awaitdb.web.health_routes(),
+            Mount("/metrics", app=awaitdb.web.metrics_app(include_default_registry=False)),
+        ],
+        lifespan=awaitdb.web.lifespan(sqlite_url, workers=[make_queue], grace=5),
+    )
+    with TestClient(app) as client:
+        assert client.get("/health/ready").status_code == 200
+        assert 'awaitdb_service_up{kind="worker",name="Worker"} 1.0' in client.get("/metrics").text
+        client.portal.call(crash.set)  # type: ignore[union-attr]
+        for _ in range(200):  # bounded: the worker task ends within a few loop turns
+            ready = client.get("/health/ready")
+            if ready.status_code == 503:
+                break
+            client.portal.call(asyncio.sleep, 0.02)  # type: ignore[union-attr]
+        assert ready.status_code == 503
+        assert ready.json()["reasons"] == ["worker Worker: not running"]
+        assert 'awaitdb_service_up{kind="worker",name="Worker"} 0.0' in client.get("/metrics").text
+    assert "worker Worker stopped with an error" in caplog.text
+    assert "claim loop broke" in caplog.text
+
+
+async def test_shutdown_walks_away_from_services_that_ignore_cancellation(
+    sqlite_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    released = False
+
+    async def deaf() -> None:  # swallows every cancellation until the test releases it
+        while not released:
+            try:
+                await asyncio.sleep(0.02)
+            except asyncio.CancelledError:
+                pass
+
+    class DeafWorker:
+        name = "deaf-worker"
+
+        def start(self) -> None:
+            pass
+
+        async def stop(self) -> None:
+            await deaf()
+
+    span = awaitdb.web.lifespan(
+        sqlite_url,
+        workers=[DeafWorker()],
+        consumers=[lambda db: asyncio.get_running_loop().create_task(deaf(), name="deaf-task")],
+        grace=0.3,
+    )
+    entered = span(Starlette())
+    state = await entered.__aenter__()
+    runtime: awaitdb.web.Runtime = state["awaitdb"]
+    exiting = asyncio.ensure_future(entered.__aexit__(None, None, None))
+    try:
+        done, _ = await asyncio.wait({exiting}, timeout=10)  # bounded; grace is 0.3 s
+        assert done, "lifespan shutdown hung on services that ignore cancellation"
+        assert runtime.db.closed
+        assert "consumer deaf-task did not stop within the grace time" in caplog.text
+        assert "worker deaf-worker did not stop within the grace time" in caplog.text
+        assert len(runtime.abandoned) == 2
+    finally:
+        released = True
+        await asyncio.wait({exiting, *runtime.abandoned}, timeout=10)
+    assert not runtime.abandoned
