@@ -433,3 +433,33 @@ async def test_shutdown_walks_away_from_services_that_ignore_cancellation(
         released = True
         await asyncio.wait({exiting, *runtime.abandoned}, timeout=10)
     assert not runtime.abandoned
+
+
+async def test_acquire_histogram_books_a_timed_out_wait_as_slow(db_url: str) -> None:
+    """A timed-out acquisition is counted once, with its wait, not as an instant one."""
+    from awaitdb.web._metrics import Histogram
+
+    async with awaitdb.connect(db_url, max_size=1, acquire_timeout=0.2) as db:
+        holding, done = asyncio.Event(), asyncio.Event()
+
+        async def hold() -> None:
+            async with db.transaction() as tx:
+                await tx.execute("SELECT 1")
+                holding.set()
+                await done.wait()
+
+        holder = asyncio.create_task(hold())
+        await holding.wait()
+        with pytest.raises(awaitdb.PoolTimeout):
+            async with db.transaction():
+                pass
+        done.set()
+        await holder
+        stats, raw = db.stats(), db._stats
+        assert stats.acquire_timeouts == 1
+        assert len(raw.acquire_waits) == stats.acquisitions  # one wait sample per acquisition
+        histogram = Histogram()
+        histogram.update(stats.acquisitions, raw.acquire_waits)
+        quick = sum(c for b, c in zip(histogram.buckets, histogram.counts, strict=False) if b < 0.2)
+        assert quick == stats.acquisitions - 1  # the timed-out one waited the full 0.2 s
+        assert histogram.sum >= 0.2
