@@ -155,3 +155,25 @@ def test_the_pytest_plugin_can_also_be_named_explicitly(tmp_path: Path, how: str
     out = result.stdout + result.stderr
     assert result.returncode == 0, out
     assert "1 passed" in out, out
+
+
+def test_a_monitor_never_stopped_ends_its_watchdog_when_the_loop_closes() -> None:
+    monitor = LoopMonitor(threshold_ms=50)
+
+    async def forget_to_stop() -> None:
+        monitor.start()
+        await asyncio.sleep(0.01)
+
+    asyncio.run(forget_to_stop())  # closes the loop with the monitor still started
+    thread = monitor._thread
+    assert thread is not None
+    thread.join(timeout=10)  # bounded: the watchdog notices the closed loop within a tick
+    assert not thread.is_alive(), "the watchdog thread outlived its closed loop"
+    assert not monitor.running
+
+    async def start_again() -> None:
+        async with monitor:  # a monitor whose loop closed can watch a new loop
+            assert monitor.running
+
+    asyncio.run(start_again())
+    assert not monitor.running
