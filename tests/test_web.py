@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -463,3 +464,52 @@ async def test_acquire_histogram_books_a_timed_out_wait_as_slow(db_url: str) -> 
         quick = sum(c for b, c in zip(histogram.buckets, histogram.counts, strict=False) if b < 0.2)
         assert quick == stats.acquisitions - 1  # the timed-out one waited the full 0.2 s
         assert histogram.sum >= 0.2
+
+
+def test_which_error_responses_roll_the_request_transaction_back(sqlite_url: str) -> None:
+    """The rules docs/services.md states: the transaction sees exceptions raised inside it and
+    the status set on the injected ``Response``; not a returned response, and not a dependency
+    declared before ``tx`` that fails after its ``yield`` (its exit runs after the COMMIT)."""
+    from fastapi import Depends
+
+    async def audit() -> AsyncIterator[None]:
+        yield
+        raise HTTPException(403, "audit refused it")  # after the endpoint returned
+
+    audited = Depends(audit, scope="function")
+
+    async def setup(db: awaitdb.Database) -> Recorder:
+        await db.execute("CREATE TABLE t (name TEXT)")
+        return Recorder([], "setup")
+
+    app = FastAPI(lifespan=awaitdb.web.lifespan(sqlite_url, consumers=[setup], monitor=False))
+
+    @app.post("/audit-before")  # audit exits after tx: tx has committed already
+    async def audit_before(_: None = audited, *, tx: awaitdb.web.Transaction) -> None:
+        await tx.execute("INSERT INTO t VALUES ('audit-before')")
+
+    @app.post("/audit-after")  # audit exits first, inside tx: its error rolls tx back
+    async def audit_after(tx: awaitdb.web.Transaction, _: None = audited) -> None:
+        await tx.execute("INSERT INTO t VALUES ('audit-after')")
+
+    @app.post("/returned-500")  # a returned response is invisible to the dependency
+    async def returned_500(tx: awaitdb.web.Transaction) -> JSONResponse:
+        await tx.execute("INSERT INTO t VALUES ('returned-500')")
+        return JSONResponse({"detail": "failed"}, status_code=500)
+
+    @app.post("/status-500")  # the status set on the injected Response is seen
+    async def status_500(tx: awaitdb.web.Transaction, response: Response) -> dict[str, str]:
+        await tx.execute("INSERT INTO t VALUES ('status-500')")
+        response.status_code = 500
+        return {"detail": "failed"}
+
+    @app.get("/rows")
+    async def rows(db: awaitdb.web.DB) -> list[str]:
+        return [r["name"] for r in await db.fetch_all("SELECT name FROM t ORDER BY name")]
+
+    with TestClient(app, raise_server_exceptions=False) as client:
+        for path in ("/audit-before", "/audit-after"):
+            assert client.post(path).status_code == 403
+        for path in ("/returned-500", "/status-500"):
+            assert client.post(path).status_code == 500
+        assert client.get("/rows").json() == ["audit-before", "returned-500"]
