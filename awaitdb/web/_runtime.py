@@ -180,7 +180,11 @@ class Runtime:
             remaining = max(0.01, deadline - time.monotonic())
             stopping = asyncio.get_running_loop().create_task(service.stop())
             # Not wait_for: it waits for a cancelled call to end, forever if it ignores that.
-            done, _ = await asyncio.wait({stopping}, timeout=remaining)
+            try:
+                done, _ = await asyncio.wait({stopping}, timeout=remaining)
+            except asyncio.CancelledError:
+                stopping.cancel()
+                raise
             if not done:
                 stopping.cancel()
                 self.abandoned.add(stopping)
