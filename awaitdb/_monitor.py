@@ -178,13 +178,14 @@ class LoopMonitor:
 
     @property
     def running(self) -> bool:
-        return self._thread is not None
+        """True while the watchdog runs: started, not stopped, and its loop not closed."""
+        return self._thread is not None and self._thread.is_alive()
 
     # -- lifecycle -------------------------------------------------------------------------------
 
     def start(self) -> LoopMonitor:
         """Watch the running loop (call it from the loop's thread)."""
-        if self._thread is not None:
+        if self.running:
             raise InterfaceError("this LoopMonitor is already running")
         try:
             loop = asyncio.get_running_loop()
@@ -254,6 +255,8 @@ class LoopMonitor:
         loop = self._loop
         assert loop is not None
         while not self._stop.wait(self._next_wait(loop)):
+            if loop.is_closed():  # its loop is gone without stop(): nothing left to watch
+                break
             if not loop.is_running():
                 self._paused = True
                 self._pending = None

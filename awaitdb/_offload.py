@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import functools
+import inspect
 import os
 import threading
 import time
@@ -116,6 +117,7 @@ class Offloader:
         """Run ``fn(*args, **kwargs)`` on a pool thread; ``TimeoutError`` after ``timeout`` s."""
         if not callable(fn):
             raise InterfaceError(f"offload needs a callable, not {type(fn).__name__}")
+        _refuse_async(fn)
         if timeout is not None and timeout <= 0:
             raise InterfaceError(f"timeout must be positive, not {timeout!r}")
         loop = asyncio.get_running_loop()
@@ -173,7 +175,15 @@ class Offloader:
             self._waits.append(begin - submitted)
         failed = True
         try:
-            result = context.run(fn, *args, **kwargs)
+            try:
+                result = context.run(fn, *args, **kwargs)
+            except StopIteration as exc:  # an asyncio future refuses it: the caller never woke
+                raise RuntimeError(f"{_name(fn)} raised StopIteration") from exc
+            if inspect.iscoroutine(result):
+                result.close()  # never awaited: close it rather than hand back a dead coroutine
+                raise InterfaceError(
+                    f"{_name(fn)} returned a coroutine: await async functions, do not offload them"
+                )
             failed = False
             return result
         finally:
@@ -270,10 +280,24 @@ async def offload(
     return await default_offloader().run(fn, *args, timeout=timeout, **kwargs)
 
 
+def _name(fn: Any) -> str:
+    while isinstance(fn, functools.partial):
+        fn = fn.func
+    return str(getattr(fn, "__qualname__", None) or fn)
+
+
+def _refuse_async(fn: Any) -> None:
+    """Refuse a coroutine function: off-loading it would only create an un-awaited coroutine."""
+    if inspect.iscoroutinefunction(fn) or (
+        isinstance(fn, functools.partial) and inspect.iscoroutinefunction(fn.func)
+    ):
+        raise InterfaceError(f"{_name(fn)} is async: await it, offload is for plain functions")
+
+
 def _wrap(
     pool: Offloader | None, fn: Callable[P, T], timeout: float | None
 ) -> Callable[P, Awaitable[T]]:
-    if asyncio.iscoroutinefunction(fn):
+    if inspect.iscoroutinefunction(fn):
         raise InterfaceError(f"{fn.__qualname__} is already async: off_loop is for plain functions")
 
     @functools.wraps(fn)

@@ -128,3 +128,52 @@ def test_the_pytest_plugin_fails_a_stalling_test_naming_the_frame(tmp_path: Path
     assert "FAILED test_inner.py::test_blocks" in out
     assert "the event loop stalled 1 time(s) beyond 100 ms" in out
     assert "in slow_template_render (" in out and "test_inner.py:6)" in out
+
+
+@pytest.mark.parametrize("how", ["-p", "pytest_plugins"])
+def test_the_pytest_plugin_can_also_be_named_explicitly(tmp_path: Path, how: str) -> None:
+    """``-p awaitdb.testing`` and ``pytest_plugins = ["awaitdb.testing"]`` must not clash with
+    the auto-loaded entry point ("Plugin already registered under a different name")."""
+    header = 'pytest_plugins = ["awaitdb.testing"]\n' if how == "pytest_plugins" else ""
+    (tmp_path / "conftest.py").write_text(header)
+    (tmp_path / "test_inner.py").write_text(
+        "async def test_fixture(no_loop_stall):\n    assert no_loop_stall.threshold_ms > 0\n"
+    )
+    env = dict(os.environ)
+    env.pop("PYTEST_ADDOPTS", None)
+    extra = ["-p", "awaitdb.testing"] if how == "-p" else []
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *extra,
+         "-o", "asyncio_mode=auto", "test_inner.py"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )  # fmt: skip
+    out = result.stdout + result.stderr
+    assert result.returncode == 0, out
+    assert "1 passed" in out, out
+
+
+def test_a_monitor_never_stopped_ends_its_watchdog_when_the_loop_closes() -> None:
+    monitor = LoopMonitor(threshold_ms=50)
+
+    async def forget_to_stop() -> None:
+        monitor.start()
+        await asyncio.sleep(0.01)
+
+    asyncio.run(forget_to_stop())  # closes the loop with the monitor still started
+    thread = monitor._thread
+    assert thread is not None
+    thread.join(timeout=10)  # bounded: the watchdog notices the closed loop within a tick
+    assert not thread.is_alive(), "the watchdog thread outlived its closed loop"
+    assert not monitor.running
+
+    async def start_again() -> None:
+        async with monitor:  # a monitor whose loop closed can watch a new loop
+            assert monitor.running
+
+    asyncio.run(start_again())
+    assert not monitor.running

@@ -132,3 +132,40 @@ async def test_bad_calls_are_named() -> None:
         await offload(42)  # type: ignore[call-overload]
     with pytest.raises(awaitdb.InterfaceError, match="timeout"):
         await offload(print, timeout=0)
+
+
+async def test_a_function_raising_stop_iteration_returns_a_runtime_error() -> None:
+    def exhausted() -> int:
+        return next(iter([]))  # raises StopIteration, which an asyncio future refuses
+
+    pool = Offloader(max_workers=1)
+    call = asyncio.ensure_future(pool.run(exhausted))
+    try:
+        done, _ = await asyncio.wait({call}, timeout=10)  # bounded: it used to never return
+        assert done, "offload of a function raising StopIteration never returned"
+        with pytest.raises(RuntimeError, match="StopIteration") as info:
+            call.result()
+        assert isinstance(info.value.__cause__, StopIteration)
+        assert pool.stats().failed == 1
+    finally:
+        call.cancel()
+        await pool.aclose()
+
+
+async def test_offload_refuses_coroutine_functions_and_returned_coroutines() -> None:
+    import functools
+
+    async def fetch(x: int) -> int:
+        return x
+
+    pool = Offloader(max_workers=1)
+    try:
+        with pytest.raises(awaitdb.InterfaceError, match="fetch is async"):
+            await offload(fetch, 1)
+        with pytest.raises(awaitdb.InterfaceError, match="fetch is async"):
+            await pool.run(functools.partial(fetch, 1))
+        with pytest.raises(awaitdb.InterfaceError, match="returned a coroutine"):
+            await pool.run(lambda: fetch(2))  # a plain function handing back a coroutine
+        assert pool.stats().calls == 1 and pool.stats().failed == 1
+    finally:
+        await pool.aclose()

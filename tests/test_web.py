@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -350,3 +351,165 @@ async def test_a_task_consumer_and_stream_style_stats(sqlite_url: str) -> None:
         assert figures == [("consumer", "events", {"lag": {"audit": 4, "mail": 0}})]
         task = runtime.services[0].obj.task
     assert task.cancelled()  # the task consumer was cancelled on shutdown
+
+
+def test_ready_is_503_and_service_down_after_a_jobs_worker_died(
+    sqlite_url: str, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    from awaitdb import jobs
+
+    crash = asyncio.Event()
+
+    async def claim_then_crash(self: jobs.Worker) -> None:
+        await crash.wait()
+        raise RuntimeError("claim loop broke")
+
+    monkeypatch.setattr(jobs.Worker, "_claim_loop", claim_then_crash)
+
+    async def make_queue(db: awaitdb.Database) -> jobs.Queue:
+        return jobs.Queue(db)
+
+    app = Starlette(
+        routes=[
+            *awaitdb.web.health_routes(),
+            Mount("/metrics", app=awaitdb.web.metrics_app(include_default_registry=False)),
+        ],
+        lifespan=awaitdb.web.lifespan(sqlite_url, workers=[make_queue], grace=5),
+    )
+    with TestClient(app) as client:
+        assert client.get("/health/ready").status_code == 200
+        assert 'awaitdb_service_up{kind="worker",name="Worker"} 1.0' in client.get("/metrics").text
+        client.portal.call(crash.set)  # type: ignore[union-attr]
+        for _ in range(200):  # bounded: the worker task ends within a few loop turns
+            ready = client.get("/health/ready")
+            if ready.status_code == 503:
+                break
+            client.portal.call(asyncio.sleep, 0.02)  # type: ignore[union-attr]
+        assert ready.status_code == 503
+        assert ready.json()["reasons"] == ["worker Worker: not running"]
+        assert 'awaitdb_service_up{kind="worker",name="Worker"} 0.0' in client.get("/metrics").text
+    assert "worker Worker stopped with an error" in caplog.text
+    assert "claim loop broke" in caplog.text
+
+
+async def test_shutdown_walks_away_from_services_that_ignore_cancellation(
+    sqlite_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    released = False
+
+    async def deaf() -> None:  # swallows every cancellation until the test releases it
+        while not released:
+            try:
+                await asyncio.sleep(0.02)
+            except asyncio.CancelledError:
+                pass
+
+    class DeafWorker:
+        name = "deaf-worker"
+
+        def start(self) -> None:
+            pass
+
+        async def stop(self) -> None:
+            await deaf()
+
+    span = awaitdb.web.lifespan(
+        sqlite_url,
+        workers=[DeafWorker()],
+        consumers=[lambda db: asyncio.get_running_loop().create_task(deaf(), name="deaf-task")],
+        grace=0.3,
+    )
+    entered = span(Starlette())
+    state = await entered.__aenter__()
+    runtime: awaitdb.web.Runtime = state["awaitdb"]
+    exiting = asyncio.ensure_future(entered.__aexit__(None, None, None))
+    try:
+        done, _ = await asyncio.wait({exiting}, timeout=10)  # bounded; grace is 0.3 s
+        assert done, "lifespan shutdown hung on services that ignore cancellation"
+        assert runtime.db.closed
+        assert "consumer deaf-task did not stop within the grace time" in caplog.text
+        assert "worker deaf-worker did not stop within the grace time" in caplog.text
+        assert len(runtime.abandoned) == 2
+    finally:
+        released = True
+        await asyncio.wait({exiting, *runtime.abandoned}, timeout=10)
+    assert not runtime.abandoned
+
+
+async def test_acquire_histogram_books_a_timed_out_wait_as_slow(db_url: str) -> None:
+    """A timed-out acquisition is counted once, with its wait, not as an instant one."""
+    from awaitdb.web._metrics import Histogram
+
+    async with awaitdb.connect(db_url, max_size=1, acquire_timeout=0.2) as db:
+        holding, done = asyncio.Event(), asyncio.Event()
+
+        async def hold() -> None:
+            async with db.transaction() as tx:
+                await tx.execute("SELECT 1")
+                holding.set()
+                await done.wait()
+
+        holder = asyncio.create_task(hold())
+        await holding.wait()
+        with pytest.raises(awaitdb.PoolTimeout):
+            async with db.transaction():
+                pass
+        done.set()
+        await holder
+        stats, raw = db.stats(), db._stats
+        assert stats.acquire_timeouts == 1
+        assert len(raw.acquire_waits) == stats.acquisitions  # one wait sample per acquisition
+        histogram = Histogram()
+        histogram.update(stats.acquisitions, raw.acquire_waits)
+        quick = sum(c for b, c in zip(histogram.buckets, histogram.counts, strict=False) if b < 0.2)
+        assert quick == stats.acquisitions - 1  # the timed-out one waited the full 0.2 s
+        assert histogram.sum >= 0.2
+
+
+def test_which_error_responses_roll_the_request_transaction_back(sqlite_url: str) -> None:
+    """The rules docs/services.md states: the transaction sees exceptions raised inside it and
+    the status set on the injected ``Response``; not a returned response, and not a dependency
+    declared before ``tx`` that fails after its ``yield`` (its exit runs after the COMMIT)."""
+    from fastapi import Depends
+
+    async def audit() -> AsyncIterator[None]:
+        yield
+        raise HTTPException(403, "audit refused it")  # after the endpoint returned
+
+    audited = Depends(audit, scope="function")
+
+    async def setup(db: awaitdb.Database) -> Recorder:
+        await db.execute("CREATE TABLE t (name TEXT)")
+        return Recorder([], "setup")
+
+    app = FastAPI(lifespan=awaitdb.web.lifespan(sqlite_url, consumers=[setup], monitor=False))
+
+    @app.post("/audit-before")  # audit exits after tx: tx has committed already
+    async def audit_before(_: None = audited, *, tx: awaitdb.web.Transaction) -> None:
+        await tx.execute("INSERT INTO t VALUES ('audit-before')")
+
+    @app.post("/audit-after")  # audit exits first, inside tx: its error rolls tx back
+    async def audit_after(tx: awaitdb.web.Transaction, _: None = audited) -> None:
+        await tx.execute("INSERT INTO t VALUES ('audit-after')")
+
+    @app.post("/returned-500")  # a returned response is invisible to the dependency
+    async def returned_500(tx: awaitdb.web.Transaction) -> JSONResponse:
+        await tx.execute("INSERT INTO t VALUES ('returned-500')")
+        return JSONResponse({"detail": "failed"}, status_code=500)
+
+    @app.post("/status-500")  # the status set on the injected Response is seen
+    async def status_500(tx: awaitdb.web.Transaction, response: Response) -> dict[str, str]:
+        await tx.execute("INSERT INTO t VALUES ('status-500')")
+        response.status_code = 500
+        return {"detail": "failed"}
+
+    @app.get("/rows")
+    async def rows(db: awaitdb.web.DB) -> list[str]:
+        return [r["name"] for r in await db.fetch_all("SELECT name FROM t ORDER BY name")]
+
+    with TestClient(app, raise_server_exceptions=False) as client:
+        for path in ("/audit-before", "/audit-after"):
+            assert client.post(path).status_code == 403
+        for path in ("/returned-500", "/status-500"):
+            assert client.post(path).status_code == 500
+        assert client.get("/rows").json() == ["audit-before", "returned-500"]

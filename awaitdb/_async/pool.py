@@ -106,7 +106,10 @@ class Pool(Generic[T]):
         try:
             return await self._acquire_slow(timeout)
         finally:
-            note_acquire_wait(time.perf_counter() - start)  # not counted as query time
+            # One wait sample per slow acquisition, failed ones too (a timeout waited in full).
+            waited = time.perf_counter() - start
+            self._stats.acquire_waits.append(waited)
+            note_acquire_wait(waited)  # not counted as query time
 
     async def _acquire_slow(self, timeout: float | None) -> T:
         self._stats.acquisitions += 1
@@ -130,7 +133,6 @@ class Pool(Generic[T]):
                 )
             waiter: AWaiter[T] = AWaiter()
             self._waiters.append(waiter)
-        start = time.perf_counter()
         try:
             item = await waiter.wait(timeout)
         except BaseException as exc:
@@ -148,7 +150,6 @@ class Pool(Generic[T]):
                     f"no connection became free within {timeout:g}s; {self._describe()}"
                 ) from None
             raise
-        stats.acquire_waits.append(time.perf_counter() - start)
         if item is _GROW:
             return await self._open_new()
         return item
@@ -176,7 +177,6 @@ class Pool(Generic[T]):
                 self._free_slot()
                 raise
         self._born[id(item)] = time.monotonic()
-        self._stats.acquire_waits.append(0.0)
         return item
 
     if ASYNC:

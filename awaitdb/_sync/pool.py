@@ -105,7 +105,9 @@ class SyncPool(Generic[T]):
         try:
             return self._acquire_slow(timeout)
         finally:
-            note_acquire_wait(time.perf_counter() - start)
+            waited = time.perf_counter() - start
+            self._stats.acquire_waits.append(waited)
+            note_acquire_wait(waited)
 
     def _acquire_slow(self, timeout: float | None) -> T:
         self._stats.acquisitions += 1
@@ -128,7 +130,6 @@ class SyncPool(Generic[T]):
                 )
             waiter: Waiter[T] = Waiter()
             self._waiters.append(waiter)
-        start = time.perf_counter()
         try:
             item = waiter.wait(timeout)
         except BaseException as exc:
@@ -146,7 +147,6 @@ class SyncPool(Generic[T]):
                     f"no connection became free within {timeout:g}s; {self._describe()}"
                 ) from None
             raise
-        stats.acquire_waits.append(time.perf_counter() - start)
         if item is _GROW:
             return self._open_new()
         return item
@@ -159,7 +159,6 @@ class SyncPool(Generic[T]):
             self._free_slot()
             raise
         self._born[id(item)] = time.monotonic()
-        self._stats.acquire_waits.append(0.0)
         return item
 
     def release(self, item: T, *, discard: bool = False) -> None:

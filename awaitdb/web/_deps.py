@@ -7,7 +7,9 @@ FastAPI (``Annotated`` aliases, one transaction per request)::
 
 The transaction COMMITs when the endpoint returns and ROLLs BACK when it raises (an
 ``HTTPException`` included) or sets an error status (>= 400) on the injected ``Response``;
-it ends before the response is sent, so a 2xx means the change is committed. Plain Starlette::
+it ends before the response is sent, so a 2xx means the change is committed. It cannot see
+a response the endpoint *returns*, nor a dependency declared before it that fails after its
+``yield`` (both commit; see docs/services.md). Plain Starlette::
 
     async with awaitdb.web.transaction(request) as tx: ...
 """

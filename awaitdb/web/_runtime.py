@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import inspect
 import logging
 import time
@@ -37,15 +38,34 @@ logger = logging.getLogger("awaitdb")
 class Service:
     """One started worker or consumer: how to stop it and whether it is still alive."""
 
-    def __init__(self, kind: str, obj: Any, stop: Callable[[], Any]) -> None:
+    def __init__(
+        self,
+        kind: str,
+        obj: Any,
+        stop: Callable[[], Any],
+        task: asyncio.Future[Any] | None = None,
+    ) -> None:
         self.kind = kind
         self.obj = obj
         self.name = str(getattr(obj, "name", None) or type(obj).__name__)
         self._stop = stop
+        # The task the service runs in, kept here: a crashed ``awaitdb.jobs.Worker`` clears its
+        # own ``_serving`` reference, so only this one still shows that it ended.
+        self._task = task
+        if task is not None:
+            task.add_done_callback(self._ended)
+
+    def _ended(self, task: asyncio.Future[Any]) -> None:
+        if not task.cancelled() and task.exception() is not None:
+            logger.error(
+                "%s %s stopped with an error", self.kind, self.name, exc_info=task.exception()
+            )
 
     def alive(self) -> bool:
         """False when the object reports it died: an ``alive`` or ``is_alive()`` that says so,
         a boolean ``running`` that is False, or a serving task (``_serving``) that ended."""
+        if self._task is not None and self._task.done():
+            return False
         for attr in ("alive", "is_alive", "running"):
             value = getattr(self.obj, attr, None)
             if callable(value):
@@ -79,10 +99,16 @@ async def _start(kind: str, item: Any, db: Database) -> Service:
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
 
-        return Service(kind, _TaskHandle(task), cancel)
+        return Service(kind, _TaskHandle(task), cancel, task)
     if hasattr(obj, "__aenter__") and hasattr(obj, "__aexit__"):
         await obj.__aenter__()
-        return Service(kind, obj, lambda: obj.__aexit__(None, None, None))
+        serving = getattr(obj, "_serving", None)  # awaitdb.jobs.Worker's task
+        return Service(
+            kind,
+            obj,
+            lambda: obj.__aexit__(None, None, None),
+            serving if isinstance(serving, asyncio.Task) else None,
+        )
     start, stop = getattr(obj, "start", None), getattr(obj, "stop", None)
     if callable(start) and callable(stop):
         result = start()
@@ -131,23 +157,50 @@ class Runtime:
         self.errors: Counter[str] = Counter()
         self.started_at = time.time()
         self.metrics_state: dict[str, Any] = {}  # cumulative histograms, kept across scrapes
+        #: Stop calls still running after the grace time ran out (the shutdown left them).
+        self.abandoned: set[asyncio.Task[None]] = set()
 
     def dead_services(self) -> list[Service]:
         return [s for s in self.services if not s.alive()]
 
+    def _left(self, service: Service, task: asyncio.Task[None]) -> None:
+        self.abandoned.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            logger.error(
+                "%s %s failed to stop", service.kind, service.name, exc_info=task.exception()
+            )
+
     async def stop(self, grace: float) -> None:
-        """Stop consumers, workers, the monitor, then close the database, within ``grace``."""
+        """Stop consumers, workers, the monitor, then close the database, within ``grace``.
+
+        A service still stopping when the grace time runs out (one that ignores cancellation)
+        is cancelled, logged and left behind in ``abandoned``: the database still closes."""
         deadline = time.monotonic() + grace
         for service in reversed(self.services):
             remaining = max(0.01, deadline - time.monotonic())
+            stopping = asyncio.get_running_loop().create_task(service.stop())
+            # Not wait_for: it waits for a cancelled call to end, forever if it ignores that.
             try:
-                await asyncio.wait_for(service.stop(), remaining)
-            except TimeoutError:
+                done, _ = await asyncio.wait({stopping}, timeout=remaining)
+            except asyncio.CancelledError:
+                stopping.cancel()
+                raise
+            if not done:
+                stopping.cancel()
+                self.abandoned.add(stopping)
+                stopping.add_done_callback(functools.partial(self._left, service))
                 logger.warning(
-                    "%s %s did not stop within the grace time", service.kind, service.name
+                    "%s %s did not stop within the grace time; left running",
+                    service.kind,
+                    service.name,
                 )
-            except Exception:
-                logger.exception("%s %s failed to stop", service.kind, service.name)
+            elif not stopping.cancelled() and stopping.exception() is not None:
+                logger.error(
+                    "%s %s failed to stop",
+                    service.kind,
+                    service.name,
+                    exc_info=stopping.exception(),
+                )
         self.services.clear()
         if self.monitor is not None:
             self.monitor.stop()
