@@ -3,12 +3,20 @@
 from __future__ import annotations
 
 import asyncio
+import importlib.util
+import json
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 import awaitdb
-from awaitdb import events
+from awaitdb import events, jobs
 
 # -- events.md "Tied to transactions": a Bus() with no db finds the current transaction -------
 
@@ -98,3 +106,96 @@ def test_current_transaction_on_the_sync_face(sdb: Any) -> None:
             assert awaitdb.current_transaction() is inner
         assert awaitdb.current_transaction() is outer
     assert awaitdb.current_transaction() is None
+
+
+# -- jobs.md: a module-level ``jobs.Queue(awaitdb.connect(url))`` and the worker CLI ----------
+
+MODULE_APP = """
+    import awaitdb
+    from awaitdb import jobs
+
+    queue = jobs.Queue(awaitdb.connect({url!r}))
+    mail = jobs.Queue(queue.source, "mail")
+
+    @queue.task(name="add", retries=0)
+    async def add(a: int, b: int) -> int:
+        return a + b
+
+    @mail.task(name="send", retries=0)
+    def send(to: str) -> str:
+        return "sent to " + to
+"""
+
+
+def _import_app(tmp_path: Path, url: str, name: str) -> Any:
+    path = tmp_path / f"{name}.py"
+    path.write_text(textwrap.dedent(MODULE_APP.format(url=url)))
+    spec = importlib.util.spec_from_file_location(name, path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+async def test_a_queue_given_connect_opens_lazily_and_closes(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'lazy.db'}"
+    app = _import_app(tmp_path, url, "lazy_app")
+    queue, mail = app.queue, app.mail
+    with pytest.raises(awaitdb.InterfaceError, match="not open yet"):
+        queue.db  # noqa: B018 - nothing opened at import
+    job = await app.add.enqueue(a=1, b=2)  # opens the database on first use
+    sent = await app.send.enqueue(to="ann")
+    assert queue.db is mail.db  # one connect() object: one database
+    async with jobs.Worker([queue, mail], concurrency=2) as worker:
+        for _ in range(400):
+            a, b = await queue.get(job), await mail.get(sent)
+            if a and b and a.status == b.status == "done":
+                break
+            await asyncio.sleep(0.02)
+    assert worker.counts["done"] == 2
+    info = await queue.get(job)
+    assert info is not None and info.result == 3
+    db = queue.db
+    await queue.aclose()
+    await mail.aclose()  # idempotent: the same database
+    assert db.closed
+
+
+async def test_a_queue_given_a_database_is_not_closed_by_aclose(adb: Any) -> None:
+    queue = jobs.Queue(adb)
+    await queue.aclose()
+    assert not adb.closed
+    with pytest.raises(awaitdb.InterfaceError, match="Database"):
+        jobs.Queue("sqlite:///x.db")  # type: ignore[arg-type]
+
+
+def test_worker_cli_with_a_module_level_queue(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'cli.db'}"
+    (tmp_path / "tasks_app.py").write_text(textwrap.dedent(MODULE_APP.format(url=url)))
+    db = awaitdb.connect_sync(url)
+    proc: subprocess.Popen[str] | None = None
+    try:
+        queue = jobs.SyncQueue(db)
+        ok = queue.enqueue("add", a=20, b=22)
+        command = [sys.executable, "-m", "awaitdb.cli", "worker", "tasks_app:queue", "--json"]
+        proc = subprocess.Popen(
+            command, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            info = queue.get(ok)
+            if info is not None and info.status == "done":
+                break
+            time.sleep(0.05)
+        info = queue.get(ok)
+        assert info is not None and info.status == "done" and info.result == 42, info
+        proc.send_signal(signal.SIGTERM)
+        stdout, stderr = proc.communicate(timeout=20)
+        assert proc.returncode == 0, stderr
+        assert json.loads(stdout.strip().splitlines()[-1])["done"] == 1
+        assert not (tmp_path / "awaitdb.sqlite3").exists()  # no stray default database
+    finally:
+        if proc is not None and proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+        db.close()
