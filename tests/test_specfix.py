@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import pg_url_or_skip
 
 import awaitdb
 from awaitdb import events, jobs
@@ -199,3 +200,44 @@ def test_worker_cli_with_a_module_level_queue(tmp_path: Path) -> None:
             proc.kill()
             proc.communicate()
         db.close()
+
+
+# -- core-api.md: the PostgreSQL option ``ssl`` as asyncpg users pass it ---------------------
+
+
+async def test_ssl_option_accepts_bools_contexts_and_modes(tmp_path: Path) -> None:
+    import ssl
+
+    from awaitdb._config import parse_config
+
+    url = "postgresql://u@127.0.0.1/x"
+    assert parse_config(url, ssl=True).options["ssl"] == "require"
+    assert parse_config(url, ssl=False).options["ssl"] == "disable"
+    assert parse_config(url + "?ssl=false").options["ssl"] == "disable"
+    assert parse_config(url, ssl="Verify-Full").options["ssl"] == "verify-full"
+    context = ssl.create_default_context()
+    assert parse_config(url, ssl=context).options["ssl"] is context
+    for bad in ("bogus", 1, 0.5, object()):
+        with pytest.raises(awaitdb.InterfaceError, match="ssl"):
+            awaitdb.connect(url, ssl=bad)
+    with pytest.raises(awaitdb.InterfaceError, match="ssl"):
+        awaitdb.connect_sync(url, ssl=context)  # psycopg takes no SSLContext
+
+
+async def test_ssl_false_and_a_context_connect_to_the_loopback_server() -> None:
+    import ssl
+
+    pg_url = pg_url_or_skip()
+    async with awaitdb.connect(pg_url, ssl=False) as db:
+        assert await db.fetch_val("SELECT 1") == 1
+    sdb = awaitdb.connect_sync(pg_url, ssl=False)
+    try:
+        assert sdb.fetch_val("SELECT 1") == 1
+    finally:
+        sdb.close()
+    # The loopback server has SSL off: requiring it cannot connect.
+    context = ssl.create_default_context()
+    for value in (True, context):
+        with pytest.raises(awaitdb.CannotConnect):
+            async with asyncio.timeout(60):
+                await awaitdb.connect(pg_url, ssl=value, acquire_timeout=2)
