@@ -241,3 +241,20 @@ async def test_ssl_false_and_a_context_connect_to_the_loopback_server() -> None:
         with pytest.raises(awaitdb.CannotConnect):
             async with asyncio.timeout(60):
                 await awaitdb.connect(pg_url, ssl=value, acquire_timeout=2)
+
+
+# -- jobs.md: several queues passed positionally ---------------------------------------------
+
+
+async def test_worker_takes_several_queues_positionally(tmp_path: Path) -> None:
+    async with awaitdb.connect(f"sqlite:///{tmp_path / 'w.db'}") as db:
+        a, b = jobs.Queue(db), jobs.Queue(db, "mail")
+        assert jobs.Worker(a, b, concurrency=10).queues == [a, b]
+        assert jobs.Worker([a, b]).queues == [a, b]
+        assert jobs.Worker(a).queues == [a]
+        with pytest.raises(awaitdb.InterfaceError, match="same queue twice"):
+            jobs.Worker(a, a)
+        with pytest.raises(awaitdb.InterfaceError, match="Queue"):
+            jobs.Worker(a, "mail")  # type: ignore[arg-type]
+        with pytest.raises(awaitdb.InterfaceError, match="Queue"):
+            jobs.Worker([a], b)  # type: ignore[arg-type]

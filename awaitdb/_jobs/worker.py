@@ -78,12 +78,15 @@ class _LeaseLost(Exception):
 
 
 class Worker:
-    """Runs the jobs of one or more queues (of one database) with ``concurrency`` at a time."""
+    """Runs the jobs of one or more queues (of one database) with ``concurrency`` at a time.
+
+    ``Worker(queue)``, ``Worker(queue_a, queue_b)`` or ``Worker([queue_a, queue_b])``.
+    """
 
     def __init__(
         self,
         queues: Queue | Sequence[Queue],
-        *,
+        *more: Queue,
         concurrency: int = 10,
         lease: float = 30.0,
         grace: float = 10.0,
@@ -91,9 +94,17 @@ class Worker:
         batch: int | None = None,
         name: str | None = None,
     ) -> None:
-        items = [queues] if isinstance(queues, Queue) else list(queues)
+        if isinstance(queues, Queue):
+            items: list[Any] = [queues, *more]
+        elif more or isinstance(queues, str) or not isinstance(queues, Iterable):
+            items = [queues, *more]  # a list followed by more queues, or not a queue: refused
+        else:
+            items = list(queues)
         if not items or not all(isinstance(q, Queue) for q in items):
-            raise InterfaceError("Worker needs a Queue or a non-empty list of Queues")
+            raise InterfaceError(
+                "Worker needs Queues: Worker(queue), Worker(queue_a, queue_b) or a non-empty "
+                f"list of Queues, got {', '.join(type(q).__name__ for q in items) or 'none'}"
+            )
         if len({id(q.source) for q in items}) != 1:
             raise InterfaceError("all queues of one Worker must use the same Database")
         if len({q.name for q in items}) != len(items):
@@ -109,7 +120,7 @@ class Worker:
             raise InterfaceError(f"batch must be an integer >= 1 or None, got {batch!r}")
         if name is not None and (not isinstance(name, str) or not name):
             raise InterfaceError(f"name must be a non-empty string or None, got {name!r}")
-        self.queues = items
+        self.queues: list[Queue] = items
         self.concurrency = concurrency
         self.batch = concurrency if batch is None else batch
         self.id = name or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
