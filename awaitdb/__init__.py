@@ -11,6 +11,7 @@ from ._async.rows import Rows
 from ._async.transaction import PinnedConnection, Transaction
 from ._bridge import SyncView
 from ._connect import Connecting, connect, connect_sync
+from ._current import current_transaction
 from ._errors import (
     CannotConnect,
     CheckViolation,
@@ -91,6 +92,7 @@ __all__ = [
     "__version__",
     "connect",
     "connect_sync",
+    "current_transaction",
     "off_loop",
     "offload",
 ]

@@ -4,8 +4,9 @@
     awaitdb jobs status | list [--status S] [--limit N] | show ID | retry ID | cancel ID
     awaitdb jobs purge [--older-than SECONDS]
 
-``MODULE:ATTR`` names a ``Queue``, a list of queues, or a function (plain or async) that takes
-the ``Database`` opened from ``--url`` and returns either. Every command takes ``--url`` and
+``MODULE:ATTR`` names a ``Queue`` (at module level: ``jobs.Queue(awaitdb.connect(url))``, opened
+and closed by the command), a list of queues, or a function (plain or async) that takes the
+``Database`` opened from ``--url`` and returns either. Every command takes ``--url`` and
 ``--json``; the jobs group also ``--queue``. Exit codes: 0 done, 1 failed (no such job, nothing
 to retry or cancel, a database error), 2 bad usage.
 """
@@ -92,8 +93,12 @@ def _load(target: str) -> Any:
         raise click.BadParameter(f"module {module_name!r} has no attribute {attr!r}") from None
 
 
-async def _queues_from(found: Any, db: Database) -> list[Queue]:
-    if callable(found) and not isinstance(found, Queue):
+def _is_factory(found: Any) -> bool:
+    return callable(found) and not isinstance(found, Queue)
+
+
+async def _queues_from(found: Any, db: Database | None) -> list[Queue]:
+    if _is_factory(found):
         found = found(db)
         if inspect.isawaitable(found):
             found = await found
@@ -114,27 +119,42 @@ async def _serve(
     grace: float,
     as_json: bool,
 ) -> dict[str, int]:
-    async with connect(url) as db:
-        queues = await _queues_from(target, db)
-        work = Worker(queues, concurrency=concurrency, lease=lease, grace=grace)
-        live = not as_json and err.is_terminal
-        reporter = asyncio.ensure_future(_report(work, as_json, live))
-        try:
-            await work.run()
-        finally:
-            reporter.cancel()
-            await asyncio.gather(reporter, return_exceptions=True)
-            if live:
-                err.print()
-        if work.abandoned:
-            # Tasks that ignore cancellation would keep asyncio.run() waiting for them forever;
-            # their jobs are already released, so the process ends here.
-            err.print(f"exiting without {work.abandoned} task(s) that ignored cancellation")
-            _print_stopped(dict(work.counts), as_json)
-            sys.stdout.flush()
-            sys.stderr.flush()
-            os._exit(0)
-        return dict(work.counts)
+    if _is_factory(target):
+        async with connect(url) as db:
+            queues = await _queues_from(target, db)
+            return await _work(queues, concurrency, lease, grace, as_json)
+    # Queues defined at module level hold their own database (Queue(awaitdb.connect(url))):
+    # --url is not used; the databases they opened are closed here.
+    queues = await _queues_from(target, None)
+    try:
+        return await _work(queues, concurrency, lease, grace, as_json)
+    finally:
+        for queue in queues:
+            await queue.aclose()
+
+
+async def _work(
+    queues: list[Queue], concurrency: int, lease: float, grace: float, as_json: bool
+) -> dict[str, int]:
+    work = Worker(queues, concurrency=concurrency, lease=lease, grace=grace)
+    live = not as_json and err.is_terminal
+    reporter = asyncio.ensure_future(_report(work, as_json, live))
+    try:
+        await work.run()
+    finally:
+        reporter.cancel()
+        await asyncio.gather(reporter, return_exceptions=True)
+        if live:
+            err.print()
+    if work.abandoned:
+        # Tasks that ignore cancellation would keep asyncio.run() waiting for them forever;
+        # their jobs are already released, so the process ends here.
+        err.print(f"exiting without {work.abandoned} task(s) that ignored cancellation")
+        _print_stopped(dict(work.counts), as_json)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(0)
+    return dict(work.counts)
 
 
 def _print_stopped(counts: dict[str, int], as_json: bool) -> None:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import math
 import os
 import re
+import ssl
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -153,13 +154,22 @@ LIBPQ_PARAMS = frozenset(
 SSLMODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
 
 
-def _parse_ssl(value: object) -> str | None:
-    if value is None:
-        return None
-    text = str(value).strip().lower()
-    if text not in SSLMODES:
-        raise ValueError(f"expected one of {', '.join(SSLMODES)}")
-    return text
+def _parse_ssl(value: object) -> str | ssl.SSLContext | None:
+    """``True`` -> ``"require"``, ``False`` -> ``"disable"``, a mode, or an ``SSLContext``
+    (kept as is: asyncpg takes it; the sync face refuses it when it opens)."""
+    if value is None or isinstance(value, ssl.SSLContext):
+        return value
+    if isinstance(value, bool):
+        return "require" if value else "disable"
+    if isinstance(value, str):
+        text = value.strip().lower()
+        if text in SSLMODES:
+            return text
+        if text in {"true", "false"}:
+            return "require" if text == "true" else "disable"
+    raise ValueError(
+        f"expected True, False, an ssl.SSLContext or one of {', '.join(SSLMODES)}, got {value!r}"
+    )
 
 
 _POSTGRES: dict[str, Callable[[object], Any]] = {

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Generator
 from typing import Any
 
@@ -13,13 +14,32 @@ __all__ = ["connect", "connect_sync"]
 
 
 class Connecting:
-    """What ``connect()`` returns: ``await`` it for a ``Database``, or ``async with`` it."""
+    """What ``connect()`` returns: ``await`` it for a ``Database``, or ``async with`` it.
 
-    __slots__ = ("_config", "_db")
+    Un-awaited, it can also be handed to what opens it lazily (``jobs.Queue`` at module level).
+    """
+
+    __slots__ = ("_config", "_db", "_shared")
 
     def __init__(self, url: str | None, options: dict[str, Any]) -> None:
         self._config = parse_config(url, **options)  # bad URLs and options fail right here
         self._db: Database | None = None
+        self._shared: asyncio.Future[Database] | None = None
+
+    @property
+    def backend(self) -> str:
+        """``"sqlite"`` or ``"postgresql"``, known before anything is opened."""
+        return self._config.scheme
+
+    async def shared(self) -> Database:
+        """The one database opened for every lazy user of this object, opened on first call.
+
+        A failed open is not remembered: the next call tries again. Its users close it.
+        """
+        future = self._shared
+        if future is None or (future.done() and future.exception() is not None):
+            future = self._shared = asyncio.ensure_future(open_database(self._config))
+        return await asyncio.shield(future)
 
     def __await__(self) -> Generator[Any, None, Database]:
         return open_database(self._config).__await__()

@@ -132,7 +132,7 @@ def test_public_exports_are_pinned() -> None:
             "StatsSnapshot", "SyncDatabase", "SyncPinnedConnection", "SyncRows",
             "SyncTransaction", "SyncView", "Transaction", "TransactionAborted", "TransactionState",
             "TransientError", "UniqueViolation", "__version__", "connect", "connect_sync",
-            "off_loop", "offload",
+            "current_transaction", "off_loop", "offload",
         ]
     )  # fmt: skip
     for name in awaitdb.__all__:

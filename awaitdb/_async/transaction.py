@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from .._compat import ASYNC, AWaiter, isawaitable
 from .._config import check_timeout
+from .._current import CURRENT_TRANSACTION
 from .._errors import ConnectionLost, InterfaceError, QueryTimeout, TransactionAborted
 from .._ops import EXECUTE, ISOLATION_LEVELS
 from .._sql import TXCONTROL, SqlInfo, analyze
@@ -213,6 +214,7 @@ class Transaction(Scope):
         self._callbacks: list[Callable[[], Any]] = []
         self._rollback_callbacks: list[Callable[[], Any]] = []
         self._parent: Scope | None = None
+        self._current_token: Any = None
 
     def _is_active(self) -> bool:
         return self.state is TransactionState.ACTIVE
@@ -244,6 +246,7 @@ class Transaction(Scope):
         else:
             await self._open_savepoint(parent)
         self._token = db._scope.set(self)
+        self._current_token = CURRENT_TRANSACTION.set(self)
         self.state = TransactionState.ACTIVE
         return self
 
@@ -325,6 +328,7 @@ class Transaction(Scope):
         assert binding is not None
         db = self._db
         db._scope.reset(self._token)
+        CURRENT_TRANSACTION.reset(self._current_token)
         if binding.stack and binding.stack[-1] is not self:
             # A nested block opened by another task is still open: that block and this one
             # are rolled back together.

@@ -3,8 +3,11 @@
 What ``emit`` does with one event::
 
     emit(name, data)
-    ├── bound to a db, inside a transaction ── queued on the innermost block
-    │     ├── the outermost COMMIT ──────────── delivered in order by one tracked task
+    ├── inside a transaction ────────────────── queued on the innermost block (the bound db's,
+    │     │                                      or without a db the task's current one)
+    │     ├── the outermost COMMIT ──────────── delivered in order by one tracked task, started
+    │     │                                      before the block returns: listeners that do
+    │     │                                      not suspend have run by then, others run on
     │     └── a rollback (savepoint included) ─ dropped, never delivered
     └── otherwise ───────────────────────────── delivered now: each listener awaited in turn
           ├── returns ─────────────────────── counted, timed
@@ -27,6 +30,8 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from .._async.transaction import Transaction
+from .._current import current_transaction
 from .._errors import InterfaceError
 from .event import Event, check_name, check_pattern, check_seconds, pattern_prefix
 from .offload import run_off_loop
@@ -141,7 +146,8 @@ class _Listener:
 class Bus:
     """In-process events: ``on``/``once``/``off`` listeners, ``emit`` and ``emit_nowait``.
 
-    ``Bus(db=db)`` ties emits to ``db``'s transactions: inside one, delivery waits for COMMIT.
+    Emits inside a transaction (the task's current one, or ``db``'s with ``Bus(db=db)``) are
+    delivered after COMMIT and dropped on rollback.
     ``timeout`` is the default per-listener timeout in seconds.
     """
 
@@ -263,9 +269,9 @@ class Bus:
     async def emit(self, name: str, data: Any = None, *, raise_errors: bool = False) -> EmitReport:
         """Deliver an event to its listeners, one after another, and report what failed.
 
-        Inside a transaction of the bound db the event is queued and delivered after COMMIT
-        (the report says ``deferred``). With ``raise_errors=True`` the first failure is raised
-        once every listener has run.
+        Inside a transaction (the bound db's, else the current one) the event is queued and
+        delivered after COMMIT (the report says ``deferred``). With ``raise_errors=True`` the
+        first failure is raised once every listener has run.
         """
         event = self._event(name, data)
         if self._defer(event):
@@ -281,7 +287,7 @@ class Bus:
     def emit_nowait(self, name: str, data: Any = None) -> Event:
         """Schedule delivery in a tracked task (after COMMIT inside a transaction)."""
         event = self._event(name, data)
-        if self._db is not None and self._defer(event):
+        if self._defer(event):
             return event
         try:
             asyncio.get_running_loop()
@@ -332,24 +338,30 @@ class Bus:
 
     def _defer(self, event: Event) -> bool:
         db = self._db
-        if db is None:
+        # Bound to a db: that db's transaction; otherwise the task's innermost one, as the
+        # core finds it (a sync-face transaction has no loop to deliver on: not deferred).
+        current = db.current_transaction() if db is not None else current_transaction()
+        if not isinstance(current, Transaction):
             return False
-        tx = db.current_transaction()
-        if tx is None:
-            return False
+        tx = current
         self._deferred += 1
         tx.on_commit(lambda: self._committed(event))
         tx.on_rollback(self._rolled_back)
         return True
 
-    def _committed(self, event: Event) -> None:
-        """An on_commit hook: queue the event for the ordered after-commit delivery task."""
+    def _committed(self, event: Event) -> Any:
+        """An on_commit hook: queue the event for the ordered after-commit delivery task.
+
+        Returns an awaitable the block awaits: one turn of the loop, so a delivery whose
+        listeners never suspend has finished when the block returns; the rest runs on.
+        """
         if self._closed:
             logger.error("bus closed before delivering %s (id %s)", event.name, event.id)
-            return
+            return None
         self._after_commit.append(event)
         if self._drainer is None or self._drainer.done():
             self._drainer = self._track(self._drain(), event)
+        return asyncio.sleep(0)
 
     def _rolled_back(self) -> None:
         self._dropped += 1

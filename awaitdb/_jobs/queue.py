@@ -28,6 +28,7 @@ from .models import STATUSES, JobInfo, QueueStats
 
 if TYPE_CHECKING:
     from .._async.database import Database
+    from .._connect import Connecting
 
 __all__ = ["RESERVED", "Queue", "Task", "cancel_busy", "encode_args", "run_at_epoch"]
 
@@ -243,17 +244,25 @@ class Periodic:
 
 
 class Queue:
-    """Jobs of one named queue in ``db``; tables are created on first use."""
+    """Jobs of one named queue in ``db``; tables are created on first use.
 
-    def __init__(self, db: Database, name: str = "default") -> None:
+    ``db`` is a ``Database``, or the un-awaited ``awaitdb.connect(url)`` so that a queue can be
+    defined at module level: that one is opened on first use (one database for every queue
+    given the same object) and closed by ``aclose()``.
+    """
+
+    def __init__(self, db: Database | Connecting, name: str = "default") -> None:
         from .._async.database import Database
+        from .._connect import Connecting
 
-        if not isinstance(db, Database):
+        if not isinstance(db, Database | Connecting):
             raise InterfaceError(
-                f"Queue needs an async Database (awaitdb.connect), got {type(db).__name__}; "
-                "from sync code use jobs.SyncQueue"
+                "Queue needs an async Database or awaitdb.connect(url), got "
+                f"{type(db).__name__}; from sync code use jobs.SyncQueue"
             )
-        self.db = db
+        #: What the queue was given: a ``Database`` or an un-awaited ``connect()``.
+        self.source = db
+        self._db: Database | None = db if isinstance(db, Database) else None
         self.name = check_queue_name(name)
         self.dialect: JobsDialect = dialect_for(db.backend)
         self.channel = channel_of(name)
@@ -262,7 +271,34 @@ class Queue:
         self.periodic_tasks: list[Periodic] = []
 
     def __repr__(self) -> str:
-        return f"<Queue {self.name!r} on {self.db.url}>"
+        where = self._db.url if self._db is not None else "a database not open yet"
+        return f"<Queue {self.name!r} on {where}>"
+
+    @property
+    def db(self) -> Database:
+        """The queue's database (``InterfaceError`` if it was given ``connect()`` and no use
+        opened it yet: ``await queue.open()``)."""
+        if self._db is None:
+            raise InterfaceError(
+                f"the database of queue {self.name!r} is not open yet: await queue.open() "
+                "(enqueue, get and workers open it on first use)"
+            )
+        return self._db
+
+    async def open(self) -> Database:
+        """The queue's database, opening the ``connect()`` it was given if needed."""
+        if self._db is None:
+            from .._connect import Connecting
+
+            assert isinstance(self.source, Connecting)
+            self._db = await self.source.shared()
+        return self._db
+
+    async def aclose(self) -> None:
+        """Close the database this queue opened from ``connect()``; a given ``Database`` is
+        left to its owner. Idempotent."""
+        if self._db is not None and self._db is not self.source:
+            await self._db.close()
 
     # -- definitions ---------------------------------------------------------------------------
 
@@ -345,6 +381,7 @@ class Queue:
 
     async def ready(self) -> None:
         """Create or upgrade the jobs tables once per database (``install``)."""
+        await self.open()
         future = _installed.get(self.db)
         if future is not None and future.done() and future.exception() is None:
             return

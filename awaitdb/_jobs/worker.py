@@ -46,12 +46,15 @@ import traceback
 import uuid
 import weakref
 from collections.abc import Iterable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .._errors import InterfaceError
 from .._wakeup import Subscription, waker_for
 from .offload import run_off_loop
 from .queue import Periodic, Queue, Task, channel_of
+
+if TYPE_CHECKING:
+    from .._async.database import Database
 
 __all__ = ["Worker"]
 
@@ -75,12 +78,15 @@ class _LeaseLost(Exception):
 
 
 class Worker:
-    """Runs the jobs of one or more queues (of one database) with ``concurrency`` at a time."""
+    """Runs the jobs of one or more queues (of one database) with ``concurrency`` at a time.
+
+    ``Worker(queue)``, ``Worker(queue_a, queue_b)`` or ``Worker([queue_a, queue_b])``.
+    """
 
     def __init__(
         self,
         queues: Queue | Sequence[Queue],
-        *,
+        *more: Queue,
         concurrency: int = 10,
         lease: float = 30.0,
         grace: float = 10.0,
@@ -88,10 +94,18 @@ class Worker:
         batch: int | None = None,
         name: str | None = None,
     ) -> None:
-        items = [queues] if isinstance(queues, Queue) else list(queues)
+        if isinstance(queues, Queue):
+            items: list[Any] = [queues, *more]
+        elif more or isinstance(queues, str) or not isinstance(queues, Iterable):
+            items = [queues, *more]  # a list followed by more queues, or not a queue: refused
+        else:
+            items = list(queues)
         if not items or not all(isinstance(q, Queue) for q in items):
-            raise InterfaceError("Worker needs a Queue or a non-empty list of Queues")
-        if len({id(q.db) for q in items}) != 1:
+            raise InterfaceError(
+                "Worker needs Queues: Worker(queue), Worker(queue_a, queue_b) or a non-empty "
+                f"list of Queues, got {', '.join(type(q).__name__ for q in items) or 'none'}"
+            )
+        if len({id(q.source) for q in items}) != 1:
             raise InterfaceError("all queues of one Worker must use the same Database")
         if len({q.name for q in items}) != len(items):
             raise InterfaceError("a Worker was given the same queue twice")
@@ -106,8 +120,7 @@ class Worker:
             raise InterfaceError(f"batch must be an integer >= 1 or None, got {batch!r}")
         if name is not None and (not isinstance(name, str) or not name):
             raise InterfaceError(f"name must be a non-empty string or None, got {name!r}")
-        self.queues = items
-        self.db = items[0].db
+        self.queues: list[Queue] = items
         self.concurrency = concurrency
         self.batch = concurrency if batch is None else batch
         self.id = name or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
@@ -134,6 +147,11 @@ class Worker:
     def __repr__(self) -> str:
         names = ", ".join(q.name for q in self.queues)
         return f"<Worker {self.id} queues=[{names}] running={len(self._running)}>"
+
+    @property
+    def db(self) -> Database:
+        """The database of the worker's queues (open once the worker has started)."""
+        return self.queues[0].db
 
     @property
     def running(self) -> int:
@@ -195,6 +213,8 @@ class Worker:
         self._flush_now, self._renew_now = asyncio.Event(), asyncio.Event()
         self._flush_lock = asyncio.Lock()
         self._force, self._stopped = asyncio.Event(), asyncio.Event()
+        for queue in self.queues:
+            await queue.open()  # a queue given connect() opens its database here
         # Transactional tasks hold a connection for their whole run: leave the heartbeat one
         # (PostgreSQL's pool; SQLite's single writer serializes them anyway).
         reserve = self.queues[0].dialect.HEARTBEAT_CONNECTIONS

@@ -251,6 +251,12 @@ class SyncPostgresBackend:
     name = "postgresql"
 
     def __init__(self, config: Config) -> None:
+        if not isinstance(config.options.get("ssl", ""), str):
+            raise InterfaceError(
+                "the ssl option: an ssl.SSLContext works only with the async face (asyncpg); "
+                "with connect_sync pass a mode ('require', 'verify-full', ...) and give "
+                "certificates as sslrootcert/sslcert/sslkey in the URL"
+            )
         self.stats = Stats(config.slow_query_ms)
         self._config = config
         self._min_size = int(config.get("min_size", 1))

@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 from .._compat import Waiter
 from .._config import check_timeout
+from .._current import CURRENT_TRANSACTION
 from .._errors import ConnectionLost, InterfaceError, QueryTimeout, TransactionAborted
 from .._ops import EXECUTE, ISOLATION_LEVELS
 from .._sql import TXCONTROL, SqlInfo, analyze
@@ -204,6 +205,7 @@ class SyncTransaction(SyncScope):
         self._callbacks: list[Callable[[], Any]] = []
         self._rollback_callbacks: list[Callable[[], Any]] = []
         self._parent: SyncScope | None = None
+        self._current_token: Any = None
 
     def _is_active(self) -> bool:
         return self.state is TransactionState.ACTIVE
@@ -235,6 +237,7 @@ class SyncTransaction(SyncScope):
         else:
             self._open_savepoint(parent)
         self._token = db._scope.set(self)
+        self._current_token = CURRENT_TRANSACTION.set(self)
         self.state = TransactionState.ACTIVE
         return self
 
@@ -316,6 +319,7 @@ class SyncTransaction(SyncScope):
         assert binding is not None
         db = self._db
         db._scope.reset(self._token)
+        CURRENT_TRANSACTION.reset(self._current_token)
         if binding.stack and binding.stack[-1] is not self:
             exc_type = exc_type or InterfaceError
         ok = exc_type is None
