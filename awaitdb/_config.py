@@ -137,6 +137,7 @@ _SQLITE: dict[str, Callable[[object], Any]] = {
     "foreign_keys": _parse_bool,
     "journal_mode": _choice("wal", "delete", "truncate", "persist", "memory", "off"),
     "inline_reads": _parse_bool,
+    "inline_transactions": _parse_bool,
 }
 
 # libpq connection parameters that may ride in a postgresql:// URL's query string.

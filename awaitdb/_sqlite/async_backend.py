@@ -48,6 +48,7 @@ from .common import (
 from .common import translate as _translate
 from .deadline import Watch
 from .inline import InlinePolicy, limit_inline, too_big_inline
+from .loop_writer import LATER, LoopWriter, qualifies
 from .worker import CURSOR_CLOSE, CURSOR_FETCH, CURSOR_OPEN, RESET, STOP, Job, Worker
 
 __all__ = ["SQLiteBackend"]
@@ -62,38 +63,126 @@ _TXCONTROL_MESSAGE = (
 )
 
 
+_BEGIN, _END, _OTHER = 1, 2, 3
+_ROLES: dict[str, int] = {}  # transaction-control SQL text -> what it does to a transaction
+
+
+def _role(sql: str) -> int:
+    """BEGIN..., COMMIT / END / ROLLBACK (not ROLLBACK TO), or another control statement."""
+    words = sql.upper().split()
+    head = words[0] if words else ""
+    if head == "BEGIN":
+        role = _BEGIN
+    elif head in ("COMMIT", "END") or (head == "ROLLBACK" and "TO" not in words):
+        role = _END
+    else:
+        role = _OTHER
+    if len(_ROLES) >= 256:
+        _ROLES.clear()
+    _ROLES[sql] = role
+    return role
+
+
 class WorkerSession:
-    """A worker lent to one transaction, pinned block or cursor."""
+    """A worker lent to one transaction, pinned block or cursor.
 
-    __slots__ = ("_backend", "cursors", "in_transaction", "readonly", "worker")
+    Its BEGIN is deferred: it travels with the first statement (one hop, not two), and a
+    transaction that ran nothing costs nothing. On the writer, that first statement and the
+    rest may run on the loop thread (``loop_writer.py``).
+    """
 
-    def __init__(self, backend: SQLiteBackend, worker: Worker, readonly: bool) -> None:
+    __slots__ = (
+        "_backend",
+        "_loop_writer",
+        "begin",
+        "cursors",
+        "in_transaction",
+        "readonly",
+        "threaded",
+        "worker",
+    )
+
+    def __init__(
+        self, backend: SQLiteBackend, worker: Worker, readonly: bool, loop_writer: Any
+    ) -> None:
         self._backend = backend
         self.worker = worker
         self.readonly = readonly
-        self.in_transaction = False  # updated by the worker thread after each session job
+        self._loop_writer: LoopWriter | None = loop_writer
+        self.in_transaction = False  # updated after each statement, by whoever ran it
         self.cursors: set[Any] = set()  # open sqlite3 cursors: touched by the worker thread only
+        self.begin: str | None = None  # a BEGIN not sent yet: it goes with the next statement
+        self.threaded = False  # a job of this session went to the thread: it resets the end
 
     async def run(
         self, kind: int, info: SqlInfo, params: Any, arg: Any, timeout: float | None
     ) -> Any:
-        return await self.worker.call(Job(kind, info, params, arg, self), timeout)
+        if info.kind == TXCONTROL and self._defer(info):
+            return 0
+        writer = self._loop_writer
+        if writer is not None:
+            for _ in range(INLINE_YIELDS):
+                result = writer.run(self, kind, info, params, arg, timeout)
+                if result is not LATER:
+                    break
+                await asyncio.sleep(0)  # the loop's inline budget is spent: let it turn
+            if result is not NOT_NOW and result is not LATER:
+                return result
+            writer.hand_off(self)
+            job = Job(kind, info, params, arg, self)
+            job.probe = writer.wants_probe(info)
+            result = await self._call(job, timeout)
+            if job.probe:  # on the thread: is it cheap enough for the loop next time?
+                writer.threaded_run(info, job.cpu)
+            return result
+        return await self._call(Job(kind, info, params, arg, self), timeout)
+
+    def _defer(self, info: SqlInfo) -> bool:
+        """Keep a BEGIN for the next statement; a COMMIT or ROLLBACK of one never sent is
+        nothing to do. True when ``info`` was handled here."""
+        role = _ROLES.get(info.sql)
+        if role is None:
+            role = _role(info.sql)
+        if role == _BEGIN:
+            if self.begin is None and not self.in_transaction:
+                self.begin = info.sql
+                self.in_transaction = True
+                return True
+            return False
+        if self.begin is not None and role == _END:
+            self.begin = None
+            self.in_transaction = False
+            return True
+        return False
+
+    async def _call(self, job: Job, timeout: float | None) -> Any:
+        self.threaded = True
+        if self.begin is not None:
+            job.begin, self.begin = self.begin, None
+        return await self.worker.call(job, timeout)
 
     async def open_cursor(
         self, info: SqlInfo, params: Mapping[str, Any] | None, timeout: float | None = None
     ) -> Any:
-        return await self.worker.call(Job(CURSOR_OPEN, info, params, None, self), timeout)
+        if self._loop_writer is not None:
+            self._loop_writer.hand_off(self)
+        return await self._call(Job(CURSOR_OPEN, info, params, None, self), timeout)
 
     async def fetch_cursor(
         self, cursor: Any, size: int, timeout: float | None = None
     ) -> list[Record]:
-        rows: list[Record] = await self.worker.call(
+        if self._loop_writer is not None:
+            self._loop_writer.hand_off(self)
+        rows: list[Record] = await self._call(
             Job(CURSOR_FETCH, None, None, (cursor, size), self), timeout
         )
         return rows
 
     async def close_cursor(self, cursor: Any) -> None:
         if self.worker.alive and not self.worker.stopped:
+            if self._loop_writer is not None:
+                self._loop_writer.hand_off(self)
+            self.threaded = True
             self.worker.post(Job(CURSOR_CLOSE, None, None, cursor, self))
 
 
@@ -138,6 +227,9 @@ class SQLiteBackend:
         self._inline_reset_pending = False
         self._inline_watch = Watch()  # the inline read's deadline; Ctrl-C raised in it
         self._policy = InlinePolicy()
+        self._loop_writer: LoopWriter | None = None
+        if bool(config.get("inline_transactions", True)) and qualifies(self._target):
+            self._loop_writer = LoopWriter(self._writer, self._inline_budget)
         self._closing = False
         self._sessions = 0
 
@@ -275,6 +367,17 @@ class SQLiteBackend:
     def _reset_inline(self) -> None:
         self._inline_reset_pending = False
 
+    def _inline_budget(self, now: float) -> bool:
+        """Open this loop iteration's inline budget, or say whether some is left (inline reads
+        and transactions on the loop share it)."""
+        if not self._inline_reset_pending:
+            self._inline_reset_pending = True
+            self._inline_started = now
+            self._inline_cpu = time.thread_time()
+            self._loop.call_soon(self._reset_inline)
+            return True
+        return now - self._inline_started < INLINE_BUDGET_S
+
     # -- sessions -----------------------------------------------------------------------------
 
     async def acquire(self, *, write: bool, timeout: float | None) -> WorkerSession:
@@ -285,13 +388,20 @@ class SQLiteBackend:
             worker = await self._reader_pool.acquire(timeout)
             self._shared_readers.remove(worker)
         self._sessions += 1
-        return WorkerSession(self, worker, readonly=not write)
+        on_loop = self._loop_writer if worker is self._writer else None
+        return WorkerSession(self, worker, not write, on_loop)
 
     def release(self, session: Any, *, discard: bool = False) -> None:
         assert isinstance(session, WorkerSession)
         worker = session.worker
         self._sessions -= 1
-        if worker.alive and not worker.stopped:
+        loop_writer = session._loop_writer
+        clean = loop_writer.end(session) if loop_writer is not None else True
+        if session.threaded and clean:
+            # Nothing in flight on the thread (``pending`` 0): what it last told is the truth,
+            # and a session that left no transaction and no cursor needs no RESET hop.
+            clean = not (worker.pending or session.in_transaction or session.cursors)
+        if not clean and worker.alive and not worker.stopped:
             worker.post(Job(RESET, None, None, None, session))
         if worker is self._writer:
             self._writer_pool.release(worker)

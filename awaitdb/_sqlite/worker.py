@@ -54,7 +54,17 @@ from .common import (
     wait_out_busy,
 )
 
-__all__ = ["Job", "Worker", "OPEN", "STOP", "RESET", "CURSOR_OPEN", "CURSOR_FETCH", "CURSOR_CLOSE"]
+__all__ = [
+    "Job",
+    "Worker",
+    "OPEN",
+    "STOP",
+    "RESET",
+    "CURSOR_OPEN",
+    "CURSOR_FETCH",
+    "CURSOR_CLOSE",
+    "CHECKPOINT",
+]
 
 # Control jobs (operation codes >= 0 are the query kinds of ``_ops``).
 OPEN: Final = -1
@@ -63,6 +73,7 @@ RESET: Final = -3  # a session ends: roll back whatever it left open
 CURSOR_OPEN: Final = -4
 CURSOR_FETCH: Final = -5
 CURSOR_CLOSE: Final = -6
+CHECKPOINT: Final = -7  # a passive WAL checkpoint, for commits made on the loop (loop_writer.py)
 
 WORKER_NICE: Final = 10  # worker threads run this much below the loop thread (Linux)
 
@@ -75,6 +86,7 @@ class Job:
 
     __slots__ = (
         "arg",
+        "begin",
         "cancelled",
         "cpu",
         "error",
@@ -99,6 +111,7 @@ class Job:
         self.params = params
         self.arg = arg
         self.session = session  # the WorkerSession for session jobs, None for autocommit
+        self.begin: str | None = None  # a session's deferred BEGIN, run just before this job
         self.future: asyncio.Future[Any] | None = None
         self.result: Any = None
         self.error: Error | None = None
@@ -155,6 +168,12 @@ class Worker:
         self._stopped = False
         self._abandon = False  # close() ran out of time: fail what has not started
         self.identity: FileIdentity | None = None  # the writer's file, to notice it replaced
+        # The loop thread runs statements on ``conn`` itself (loop_writer.py): jobs submitted
+        # meanwhile are held here, in order, and queued when it gives the connection back.
+        self.on_loop = False
+        self.lent_idle = False  # lent, but between transactions: a job takes it back at once
+        self.reclaim: Any = None  # the lender's "take it back now" (restores its settings)
+        self._held: list[Job] = []
         self._thread = threading.Thread(target=self._main, name=name, daemon=True)
 
     # -- loop side ----------------------------------------------------------------------------
@@ -169,13 +188,48 @@ class Worker:
         future = self._loop.create_future()
         job.future = future
         self.pending += 1
-        self._queue.put(job)
+        if self.on_loop:
+            self._hold(job)
+        else:
+            self._queue.put(job)
         return future
 
     def post(self, job: Job) -> None:
         """Submit without anyone waiting for the result (resets, cursor closes, stop)."""
         self.pending += 1
-        self._queue.put(job)
+        if self.on_loop:
+            self._hold(job)
+        else:
+            self._queue.put(job)
+
+    def _hold(self, job: Job) -> None:
+        if self.lent_idle and self.reclaim is not None:
+            self.reclaim()  # no transaction runs on the loop: the thread takes it back now
+        if self.on_loop:
+            job.waited -= time.perf_counter()  # waits for a transaction: an acquire wait
+            self._held.append(job)
+        else:
+            self._queue.put(job)
+
+    def take(self) -> sqlite3.Connection | None:
+        """Lend the connection to the loop thread, if the thread has nothing to do with it.
+
+        ``pending`` counts every job submitted and not yet delivered (deferred ones too): at
+        zero the thread is idle or about to wait on its queue, and holds no statement open.
+        """
+        if self.pending or self.on_loop or self._stopped or self.conn is None:
+            return None
+        self.on_loop = True
+        return self.conn
+
+    def give_back(self) -> None:
+        """The loop is done with the connection: queue, in order, what was held meanwhile."""
+        self.on_loop = False
+        self.lent_idle = False
+        held, self._held = self._held, []
+        if held:
+            for job in _waited(held):
+                self._queue.put(job)
 
     async def call(self, job: Job, timeout: float | None) -> Any:
         """Submit ``job`` and wait for it; cancellation or timeout cancels it in the thread."""
@@ -353,8 +407,13 @@ class Worker:
     def _do(self, job: Job) -> Any:
         kind = job.kind
         conn = self.conn
+        if job.begin is not None:
+            assert conn is not None
+            self._begin(conn, job)
         if kind >= 0:
             assert conn is not None and job.info is not None
+            if job.session is not None and not conn.in_transaction and is_rollback(job.info):
+                return None  # the BEGIN it would undo never ran (its job was cancelled first)
             if conn.in_transaction:
                 return run_op(conn, kind, job.info, job.params, job.arg)
             try:
@@ -390,6 +449,9 @@ class Worker:
             if job.session is not None:
                 job.session.cursors.add(cursor)
             return cursor
+        if kind == CHECKPOINT:
+            conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
+            return None
         if kind == CURSOR_FETCH:
             cursor, size = job.arg
             return fetch_batch(cursor, size)
@@ -399,6 +461,20 @@ class Worker:
             job.arg.close()
             return None
         raise AssertionError(f"unknown job kind {kind}")
+
+    def _begin(self, conn: sqlite3.Connection, job: Job) -> None:
+        """A session's first job carries its BEGIN (one hop, not two); waits out a busy lock."""
+        begin, job.begin = job.begin, None
+        if begin is None or conn.in_transaction:  # pragma: no cover - a session never begins twice
+            return
+        try:
+            conn.execute(begin)
+        except sqlite3.OperationalError as exc:
+            if not is_busy(exc):
+                raise
+            wait_out_busy(
+                exc, conn, self.target, conn.execute, (begin,), lambda: self._give_up(job)
+            )
 
     @staticmethod
     def _reset(conn: sqlite3.Connection, session: Any) -> None:
@@ -541,6 +617,8 @@ class Worker:
         """Ask the thread to finish what it is running, fail the rest, close and exit."""
         if not self._stopped:
             self._stopped = True
+            if self.on_loop:  # closing: the loop's turn is over whatever it was doing
+                self.give_back()
             self.post(Job(STOP, None, None, None))
 
     def interrupt(self) -> None:
@@ -575,7 +653,7 @@ def _lower_priority() -> None:
             pass
 
 
-_UNINTERRUPTIBLE = frozenset({OPEN, STOP, RESET, CURSOR_CLOSE})
+_UNINTERRUPTIBLE = frozenset({OPEN, STOP, RESET, CURSOR_CLOSE, CHECKPOINT})
 
 
 def _is_control(job: Job) -> bool:

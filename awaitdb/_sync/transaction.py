@@ -273,13 +273,16 @@ class SyncTransaction(SyncScope):
         binding = self._binding
         assert binding is not None
         backend = self._db._backend
-        attempts = backend.pool_stats()["max_size"] + 1 if self._owns_session else 1
-        for attempt in range(attempts):
+        attempts = 0
+        while True:
             try:
                 binding.session.run(EXECUTE, begin, None, None, self.timeout)
                 return
             except ConnectionLost:
-                if attempt + 1 >= attempts:
+                if not attempts:
+                    attempts = backend.pool_stats()["max_size"] + 1 if self._owns_session else 1
+                attempts -= 1
+                if attempts <= 0:
                     raise
             backend.release(binding.session, discard=True)
             self._owns_session = False
