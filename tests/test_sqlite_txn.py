@@ -255,3 +255,46 @@ async def test_two_databases_learn_apart(tmp_path: Any) -> None:
         await two.close()
     assert [r["who"] for r in ones] != [threading.get_ident()]
     assert [r["who"] for r in twos] == [threading.get_ident()]
+
+
+async def test_a_connection_that_syncs_on_commit_keeps_transactions_off_the_loop(
+    sqlite_url: str,
+) -> None:
+    """synchronous=FULL set by on_connect: a commit syncs the disk, so never on the loop."""
+
+    def hook(conn: Any) -> None:
+        _whoami(conn)
+        conn.execute("PRAGMA synchronous=FULL")
+
+    db = await awaitdb.connect(sqlite_url, on_connect=hook)
+    try:
+        await db.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT, who INTEGER)")
+        for i in range(2):
+            async with db.transaction():
+                await _insert(db, str(i))
+        whos = {r["who"] for r in await db.fetch_all("SELECT who FROM t")}
+    finally:
+        await db.close()
+    assert threading.get_ident() not in whos
+
+
+async def test_memory_database_transactions_on_the_loop_keep_guarantees() -> None:
+    async with awaitdb.connect("sqlite:///:memory:", on_connect=_whoami) as db:
+        await db.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT, who INTEGER)")
+        async with db.transaction():
+            await _insert(db, "kept")
+            try:
+                async with db.transaction():  # a savepoint, rolled back alone
+                    await _insert(db, "dropped")
+                    raise ValueError("inner")
+            except ValueError:
+                pass
+        try:
+            async with db.transaction():
+                await _insert(db, "rolled back")
+                raise ValueError("outer")
+        except ValueError:
+            pass
+        rows = await db.fetch_all("SELECT v, who FROM t")
+    assert [r["v"] for r in rows] == ["kept"]
+    assert rows[0]["who"] == threading.get_ident()

@@ -48,8 +48,17 @@ from .common import (
 from .common import translate as _translate
 from .deadline import Watch
 from .inline import InlinePolicy, limit_inline, too_big_inline
-from .loop_writer import LATER, LoopWriter, qualifies
-from .worker import CURSOR_CLOSE, CURSOR_FETCH, CURSOR_OPEN, RESET, STOP, Job, Worker
+from .loop_writer import BEGINS, ENDS, LATER, LoopWriter, qualifies, tx_role
+from .worker import (
+    CHECKPOINT,
+    CURSOR_CLOSE,
+    CURSOR_FETCH,
+    CURSOR_OPEN,
+    RESET,
+    STOP,
+    Job,
+    Worker,
+)
 
 __all__ = ["SQLiteBackend"]
 
@@ -61,26 +70,6 @@ _TXCONTROL_MESSAGE = (
     "transaction control statements (BEGIN, COMMIT, SAVEPOINT...) need a pinned connection: "
     "use `async with db.transaction()` or `async with db.connection()`"
 )
-
-
-_BEGIN, _END, _OTHER = 1, 2, 3
-_ROLES: dict[str, int] = {}  # transaction-control SQL text -> what it does to a transaction
-
-
-def _role(sql: str) -> int:
-    """BEGIN..., COMMIT / END / ROLLBACK (not ROLLBACK TO), or another control statement."""
-    words = sql.upper().split()
-    head = words[0] if words else ""
-    if head == "BEGIN":
-        role = _BEGIN
-    elif head in ("COMMIT", "END") or (head == "ROLLBACK" and "TO" not in words):
-        role = _END
-    else:
-        role = _OTHER
-    if len(_ROLES) >= 256:
-        _ROLES.clear()
-    _ROLES[sql] = role
-    return role
 
 
 class WorkerSession:
@@ -140,16 +129,14 @@ class WorkerSession:
     def _defer(self, info: SqlInfo) -> bool:
         """Keep a BEGIN for the next statement; a COMMIT or ROLLBACK of one never sent is
         nothing to do. True when ``info`` was handled here."""
-        role = _ROLES.get(info.sql)
-        if role is None:
-            role = _role(info.sql)
-        if role == _BEGIN:
+        role = tx_role(info.sql)
+        if role == BEGINS:
             if self.begin is None and not self.in_transaction:
                 self.begin = info.sql
                 self.in_transaction = True
                 return True
             return False
-        if self.begin is not None and role == _END:
+        if self.begin is not None and role == ENDS:
             self.begin = None
             self.in_transaction = False
             return True
@@ -229,7 +216,9 @@ class SQLiteBackend:
         self._policy = InlinePolicy()
         self._loop_writer: LoopWriter | None = None
         if bool(config.get("inline_transactions", True)) and qualifies(self._target):
-            self._loop_writer = LoopWriter(self._writer, self._inline_budget)
+            self._loop_writer = LoopWriter(
+                self._writer, self._inline_budget, self._checkpoint, self._target.memory
+            )
         self._closing = False
         self._sessions = 0
 
@@ -363,6 +352,14 @@ class SQLiteBackend:
                 if reader.pending < best.pending:
                     best = reader
         return best
+
+    def _checkpoint(self) -> None:
+        """A passive WAL checkpoint for commits made on the loop, on the writer's thread: there
+        no commit runs beside it, so it completes and the next write restarts the log (on a
+        reader it would race the loop's commits and the log would only grow)."""
+        writer = self._writer
+        if not self._target.memory and writer.alive and not writer.stopped:
+            writer.post(Job(CHECKPOINT, None, None, None))
 
     def _reset_inline(self) -> None:
         self._inline_reset_pending = False

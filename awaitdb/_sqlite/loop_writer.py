@@ -24,10 +24,13 @@ runs on the loop only once it ran cheaply before (aborting it would roll back th
 one that proves slow by the loop thread's CPU time goes to the thread from then on, and comes
 back after ``CHEAP_RUNS`` cheap runs there. The loop never waits for a lock: ``busy_timeout`` is
 0 while the loop holds the connection, and a busy BEGIN goes to the thread, which waits.
+
 Checkpoints never run on the loop: ``wal_autocheckpoint`` is 0 while the loop holds the
 connection, and every ``CHECKPOINT_EVERY`` commits made on the loop the writer thread runs a
-passive checkpoint. Only WAL files (and ``:memory:``) with ``synchronous`` OFF or NORMAL
-qualify: there a commit neither waits for readers nor syncs the disk.
+passive checkpoint (the transaction that finds it busy with it goes to the thread).
+Only WAL files (and ``:memory:``) with ``synchronous`` OFF or NORMAL qualify: there a commit
+neither waits for readers nor syncs the disk. Between transactions the connection stays lent
+(no settings to change for the next one) until the first job submitted to the thread.
 """
 
 from __future__ import annotations
@@ -40,15 +43,15 @@ from typing import TYPE_CHECKING, Any, Final
 from .._async.backend import NOT_NOW
 from .._ops import EXECUTE, FETCH_ALL, FETCH_ONE, FETCH_VAL
 from .._sql import TXCONTROL, SqlInfo
-from .common import SQLiteTarget, is_interrupt, run_op, translate
+from .common import SQLiteTarget, is_interrupt, is_rollback, run_op, translate
 from .deadline import Watch
 from .inline import CHEAP_CPU_S, CHEAP_RUNS, SLOW_CPU_S
-from .worker import CHECKPOINT, Job, Worker
+from .worker import Worker
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-__all__ = ["LATER", "LoopWriter", "qualifies"]
+__all__ = ["BEGINS", "ENDS", "LATER", "LoopWriter", "qualifies", "tx_role"]
 
 INLINE_QUERY_S: Final = 0.0005  # a first statement running longer is aborted and handed off
 CHECKPOINT_EVERY: Final = 256  # commits on the loop between two passive checkpoints
@@ -64,6 +67,29 @@ class _Later:
 
 
 LATER: Any = _Later()  # the loop iteration's inline budget is spent: try after a loop turn
+
+
+BEGINS, ENDS, OTHER = 1, 2, 3  # what a control statement does to a transaction
+_ROLES: dict[str, int] = {}  # control statement text -> BEGINS / ENDS / OTHER
+
+
+def tx_role(sql: str) -> int:
+    """BEGIN...: ``BEGINS``; COMMIT, END, ROLLBACK (not ROLLBACK TO): ``ENDS``; else ``OTHER``."""
+    role = _ROLES.get(sql)
+    if role is not None:
+        return role
+    words = sql.upper().replace(";", " ").split()
+    head = words[0] if words else ""
+    if head == "BEGIN":
+        role = BEGINS
+    elif head in ("COMMIT", "END") or (head == "ROLLBACK" and "TO" not in words):
+        role = ENDS
+    else:
+        role = OTHER
+    if len(_ROLES) >= 256:
+        _ROLES.clear()
+    _ROLES[sql] = role
+    return role
 
 
 def qualifies(target: SQLiteTarget) -> bool:
@@ -83,19 +109,31 @@ class LoopWriter:
     __slots__ = (
         "_budget",
         "_cheap",
+        "_checkpoint",
         "_commits",
+        "_memory",
         "_restore",
         "_slow",
         "_watch",
+        "off",
         "owner",
         "transactions",
         "worker",
     )
 
-    def __init__(self, worker: Worker, budget: Callable[[float], bool]) -> None:
+    def __init__(
+        self,
+        worker: Worker,
+        budget: Callable[[float], bool],
+        checkpoint: Callable[[], None],
+        memory: bool,
+    ) -> None:
         self.worker = worker
+        self._memory = memory  # the one ``:memory:`` database: no file, no other connection
         worker.reclaim = self._give_back
+        self._checkpoint = checkpoint  # posts a passive checkpoint to a thread (a reader's)
         self.owner: Any = None  # the WorkerSession whose statements run on the loop now
+        self.off = False  # the connection's own settings (on_connect) do not qualify
         self.transactions = 0  # transactions committed on the loop
         self._budget = budget  # opens or checks the loop iteration's inline budget
         self._cheap: set[SqlInfo] = set()  # ran cheaply here: may run later in a transaction
@@ -114,7 +152,7 @@ class LoopWriter:
         if kind not in _KINDS or (timeout is not None and timeout <= INLINE_QUERY_S):
             return NOT_NOW
         if self.owner is not session:
-            if self.owner is not None or session.begin is None or info in self._slow:
+            if self.owner is not None or session.begin is None or info in self._slow or self.off:
                 return NOT_NOW
             now = time.perf_counter()
             if not self._budget(now):
@@ -223,8 +261,7 @@ class LoopWriter:
     ) -> Any:
         """SAVEPOINT, RELEASE, ROLLBACK, COMMIT: cheap; the end of the transaction gives the
         connection back."""
-        head = info.sql.lstrip()[:6].upper()
-        commit = head == "COMMIT" or head[:3] == "END"
+        commit = tx_role(info.sql) == ENDS and not is_rollback(info)
         identity = self.worker.identity
         if commit and identity is not None and identity.problem() is not None:
             return NOT_NOW  # the thread refuses the COMMIT, with the reason
@@ -240,7 +277,8 @@ class LoopWriter:
                 self.transactions += 1
                 self._commits += 1
                 if self._commits >= CHECKPOINT_EVERY:
-                    self._give_back()
+                    self._commits = 0
+                    self._checkpoint()
         return result
 
     # -- the connection -----------------------------------------------------------------------
@@ -289,6 +327,14 @@ class LoopWriter:
                 busy = conn.execute("PRAGMA busy_timeout").fetchone()[0]
                 auto = conn.execute("PRAGMA wal_autocheckpoint").fetchone()[0]
                 self._restore = (f"PRAGMA busy_timeout={busy}", f"PRAGMA wal_autocheckpoint={auto}")
+                journal = str(conn.execute("PRAGMA journal_mode").fetchone()[0]).lower()
+                sync = int(conn.execute("PRAGMA synchronous").fetchone()[0])
+                # A commit that would wait for readers (a rollback journal on a file) or sync
+                # the disk must not run on the loop.
+                if not (journal == "wal" or (self._memory and journal == "memory")) or sync > 1:
+                    self.off = True
+                    worker.give_back()
+                    return None
             conn.execute("PRAGMA busy_timeout=0")
             conn.execute("PRAGMA wal_autocheckpoint=0")
         except sqlite3.Error:  # pragma: no cover - the connection is broken: let the thread say
@@ -310,9 +356,6 @@ class LoopWriter:
                     except sqlite3.Error:  # pragma: no cover - the connection is broken
                         pass
             worker.give_back()
-            if self._commits >= CHECKPOINT_EVERY:
-                self._commits = 0
-                worker.post(Job(CHECKPOINT, None, None, None))
 
     # -- what is learned about statements (per database) ----------------------------------------
 
