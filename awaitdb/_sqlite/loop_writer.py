@@ -38,6 +38,7 @@ from __future__ import annotations
 import math
 import sqlite3
 import time
+import weakref
 from typing import TYPE_CHECKING, Any, Final
 
 from .._async.backend import NOT_NOW
@@ -107,6 +108,7 @@ class LoopWriter:
     """Lends the writer's connection to one write session at a time, on the loop thread."""
 
     __slots__ = (
+        "__weakref__",
         "_budget",
         "_cheap",
         "_checkpoint",
@@ -130,7 +132,7 @@ class LoopWriter:
     ) -> None:
         self.worker = worker
         self._memory = memory  # the one ``:memory:`` database: no file, no other connection
-        worker.reclaim = self._give_back
+        worker.reclaim = weakref.WeakMethod(self._give_back)
         self._checkpoint = checkpoint  # posts a passive checkpoint to a thread (a reader's)
         self.owner: Any = None  # the WorkerSession whose statements run on the loop now
         self.off = False  # the connection's own settings (on_connect) do not qualify

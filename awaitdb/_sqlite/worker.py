@@ -30,6 +30,7 @@ import sqlite3
 import sys
 import threading
 import time
+import weakref
 from collections import deque
 from queue import SimpleQueue
 from typing import Any, Final
@@ -172,7 +173,9 @@ class Worker:
         # meanwhile are held here, in order, and queued when it gives the connection back.
         self.on_loop = False
         self.lent_idle = False  # lent, but between transactions: a job takes it back at once
-        self.reclaim: Any = None  # the lender's "take it back now" (restores its settings)
+        # The lender's "take it back now" (it restores its settings): a weak reference, so
+        # the workers (held by the backend's finalizer) never keep the backend alive.
+        self.reclaim: weakref.WeakMethod[Any] | None = None
         self._held: list[Job] = []
         self._thread = threading.Thread(target=self._main, name=name, daemon=True)
 
@@ -204,7 +207,11 @@ class Worker:
 
     def _hold(self, job: Job) -> None:
         if self.lent_idle and self.reclaim is not None:
-            self.reclaim()  # no transaction runs on the loop: the thread takes it back now
+            reclaim = self.reclaim()
+            if reclaim is not None:
+                reclaim()  # no transaction runs on the loop: the thread takes it back now
+            else:  # pragma: no cover - the lender is gone: give it back as it is
+                self.give_back()
         if self.on_loop:
             job.waited -= time.perf_counter()  # waits for a transaction: an acquire wait
             self._held.append(job)
