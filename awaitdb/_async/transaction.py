@@ -354,7 +354,8 @@ class Transaction(Scope):
             binding.changed()
             if failed:
                 await self._hooks(committed=False)
-        await self._hooks(committed=self.state is TransactionState.COMMITTED)
+        if self._callbacks or self._rollback_callbacks:  # most blocks have none: no await
+            await self._hooks(committed=self.state is TransactionState.COMMITTED)
 
     async def _hooks(self, *, committed: bool) -> None:
         """Run this block's hooks for its outcome (a released savepoint handed them up)."""

@@ -341,7 +341,8 @@ class SyncTransaction(SyncScope):
             binding.changed()
             if failed:
                 self._hooks(committed=False)
-        self._hooks(committed=self.state is TransactionState.COMMITTED)
+        if self._callbacks or self._rollback_callbacks:
+            self._hooks(committed=self.state is TransactionState.COMMITTED)
 
     def _hooks(self, *, committed: bool) -> None:
         """Run this block's hooks for its outcome (a released savepoint handed them up)."""
