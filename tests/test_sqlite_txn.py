@@ -19,6 +19,11 @@ SLOW_INSERT = (
     "INSERT INTO t (v, who) SELECT 'bulk', whoami() FROM r"
 )
 
+BUSY_INSERT = (
+    "INSERT INTO t (v) WITH RECURSIVE r(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM r "
+    "WHERE x < 300000) SELECT 'bulk' FROM r"
+)
+
 
 def _whoami(conn: Any) -> None:
     conn.create_function("whoami", 0, threading.get_ident)
@@ -298,3 +303,27 @@ async def test_memory_database_transactions_on_the_loop_keep_guarantees() -> Non
         rows = await db.fetch_all("SELECT v, who FROM t")
     assert [r["v"] for r in rows] == ["kept"]
     assert rows[0]["who"] == threading.get_ident()
+
+
+async def test_a_first_statement_cancelled_before_it_ran_keeps_the_begin(sqlite_url: str) -> None:
+    """Its BEGIN rode with it: the next statement carries it, so nothing runs in autocommit."""
+    db = await _open(sqlite_url)
+    try:
+        busy = asyncio.create_task(db.execute(BUSY_INSERT))  # the writer thread is busy
+        await asyncio.sleep(0)
+        assert db._backend._writer.pending  # type: ignore[attr-defined]
+        try:
+            async with db.transaction():
+                try:
+                    await asyncio.wait_for(_insert(db, "cancelled"), 0.001)
+                except TimeoutError:
+                    pass
+                await _insert(db, "inside")
+                raise ValueError("roll back")
+        except ValueError:
+            pass
+        await busy
+        values = [r["v"] for r in await db.fetch_all("SELECT v FROM t WHERE v != 'bulk'")]
+    finally:
+        await db.close()
+    assert values == []

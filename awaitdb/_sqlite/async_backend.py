@@ -144,9 +144,16 @@ class WorkerSession:
 
     async def _call(self, job: Job, timeout: float | None) -> Any:
         self.threaded = True
-        if self.begin is not None:
-            job.begin, self.begin = self.begin, None
-        return await self.worker.call(job, timeout)
+        begin = self.begin
+        if begin is None:
+            return await self.worker.call(job, timeout)
+        job.begin, self.begin = begin, None
+        try:
+            return await self.worker.call(job, timeout)
+        except BaseException:
+            if not job.started:  # cancelled or timed out before it ran: so did its BEGIN,
+                self.begin = begin  # which the next statement carries (never autocommit)
+            raise
 
     async def open_cursor(
         self, info: SqlInfo, params: Mapping[str, Any] | None, timeout: float | None = None
