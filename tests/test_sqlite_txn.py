@@ -8,8 +8,13 @@ installed on every connection by an ``on_connect`` hook. No assertion times anyt
 from __future__ import annotations
 
 import asyncio
+import os
 import sqlite3
+import subprocess
+import sys
+import textwrap
 import threading
+from pathlib import Path
 from typing import Any
 
 import awaitdb
@@ -327,3 +332,47 @@ async def test_a_first_statement_cancelled_before_it_ran_keeps_the_begin(sqlite_
     finally:
         await db.close()
     assert values == []
+
+
+def test_two_processes_in_loop_transactions_on_one_file(tmp_path: Any) -> None:
+    """Each process's loop meets the other's lock (busy BEGIN): it hands the transaction to its
+    writer thread, which waits; every transaction lands exactly once."""
+    url = f"sqlite:///{tmp_path / 'shared.db'}"
+    setup = awaitdb.connect_sync(url)
+    setup.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, who TEXT, n INTEGER)")
+    setup.close()
+    code = """
+        import asyncio, sys, awaitdb
+        async def main(url, who):
+            async with awaitdb.connect(url) as db:
+                async def writer(k):
+                    for n in range(30):
+                        async with db.transaction():
+                            await db.execute(
+                                "INSERT INTO t (who, n) VALUES (:w, :n)", {"w": who, "n": n}
+                            )
+                await asyncio.gather(*(writer(k) for k in range(20)))
+        asyncio.run(main(sys.argv[1], sys.argv[2]))
+        print("ok")
+    """
+    root = Path(__file__).resolve().parent.parent
+    env = dict(os.environ, PYTHONPATH=str(root))
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", textwrap.dedent(code), url, who],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+        )
+        for who in ("a", "b")
+    ]
+    outputs = [p.communicate(timeout=180) for p in procs]
+    for proc, (out, err) in zip(procs, outputs, strict=True):
+        assert proc.returncode == 0, err
+        assert out.strip() == "ok"
+    check = awaitdb.connect_sync(url)
+    try:
+        assert check.fetch_val("SELECT count(*) FROM t") == 2 * 20 * 30
+    finally:
+        check.close()
