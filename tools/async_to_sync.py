@@ -7,6 +7,7 @@
 Pairs (source -> generated):
     awaitdb/_async/*.py                  -> awaitdb/_sync/*.py
     tests/conformance/*_async.py         -> tests/conformance/*_sync.py
+    awaitdb/_migrate/runner.py           -> awaitdb/_migrate/runner_sync.py
 
 The rewrite: ``async def`` -> ``def``, ``await x`` -> ``x``, ``async with``/``async for`` ->
 ``with``/``for``, the async dunders to their sync twins, names renamed by ``RENAMES``, ``if ASYNC:``
@@ -56,6 +57,10 @@ RENAMES: dict[str, str] = {
     "aconnect": "sconnect",
     "adb_factory": "sdb_factory",
     "helpers_async": "helpers_sync",
+    # the migrator (awaitdb/_migrate/runner.py -> runner_sync.py)
+    "Migrator": "SyncMigrator",
+    "_async.database": "_sync.database",
+    "_async.transaction": "_sync.transaction",
 }
 
 HEADER = (
@@ -240,6 +245,8 @@ def pairs() -> list[tuple[Path, Path]]:
     for src in sorted((ROOT / "tests" / "conformance").glob("*_async.py")):
         # test_x_async.py -> test_x_sync.py; helpers_async.py -> helpers_sync.py
         found.append((src, src.with_name(src.name.replace("_async.py", "_sync.py"))))
+    migrate = ROOT / "awaitdb" / "_migrate"
+    found.append((migrate / "runner.py", migrate / "runner_sync.py"))
     return found
 
 
