@@ -12,7 +12,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from conftest import write
+
+import awaitdb
+from awaitdb.migrations import LEDGER, SyncMigrator, verify_backup
 
 _WATCH = """
 import asyncio.base_events, json, sys, threading
@@ -70,3 +74,59 @@ def test_connect_sync_migrates_without_a_loop_a_thread_or_a_second_pool(
         "extra_connections": 0,
         "rows": 1,
     }
+
+
+_MIGRATE_SYNC = """
+import sys, awaitdb
+with awaitdb.connect_sync(sys.argv[1], migrations=sys.argv[2]) as db:
+    print(",".join(db.migrations_applied))
+"""
+
+
+@pytest.mark.slow
+def test_two_sync_processes_migrate_at_once(db_url: str, tmp_path: Path) -> None:
+    """The lock holds on the sync face too: each migration runs in exactly one process."""
+    folder = tmp_path / "migrations"
+    write(folder, "0001_runs.sql", "-- up\nCREATE TABLE runs (id INTEGER PRIMARY KEY);\n")
+    for version in (2, 3, 4):
+        write(folder, f"000{version}_step.py", f"""
+            import time
+
+            def up(tx):
+                tx.execute("INSERT INTO runs (id) VALUES (:i)", {{"i": {version}}})
+                time.sleep(0.3)
+        """)  # fmt: skip
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", _MIGRATE_SYNC, db_url, str(folder)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(2)
+    ]
+    outputs = [p.communicate(timeout=120) for p in procs]
+    for proc, (_out, err) in zip(procs, outputs, strict=True):
+        assert proc.returncode == 0, err
+    applied = [set(filter(None, out.strip().split(","))) for out, _ in outputs]
+    assert applied[0] | applied[1] == {"0001_runs", "0002_step", "0003_step", "0004_step"}
+    assert not applied[0] & applied[1]
+    with awaitdb.connect_sync(db_url) as db:
+        assert [r["id"] for r in db.fetch_all("SELECT id FROM runs ORDER BY id")] == [2, 3, 4]
+        assert db.fetch_val(f"SELECT count(*) FROM {LEDGER}") == 4
+
+
+def test_sync_face_takes_a_verified_backup_before_migrating(tmp_path: Path) -> None:
+    folder = tmp_path / "migrations"
+    write(folder, "0001_t.sql", "-- up\nCREATE TABLE t (x INTEGER);\nINSERT INTO t VALUES (1);\n")
+    url = f"sqlite:///{tmp_path / 'app.db'}"
+    with awaitdb.connect_sync(url, migrations=str(folder)) as db:
+        assert db.migrations_applied == ("0001_t",)
+    assert not (tmp_path / "backups").exists()  # a brand-new database: nothing to lose
+    write(folder, "0002_u.sql", "-- up\nCREATE TABLE u (x INTEGER);\n")
+    with awaitdb.connect_sync(url) as db:
+        result = SyncMigrator(db, folder).migrate()
+    assert result.applied == ["0002_u"] and result.backup is not None
+    assert result.backup.tables == {"t": 1, LEDGER: 1} and result.backup.quick_check == "ok"
+    assert verify_backup(result.backup.backup).sha256 == result.backup.sha256
+    assert Path(result.backup.backup).parent == tmp_path / "backups"
