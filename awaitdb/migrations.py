@@ -16,7 +16,13 @@ from ._migrate.files import Migration, load_migrations
 from ._migrate.runner import LEDGER, MigrationStatus, Migrator, RunResult, migrate
 from ._migrate.runner_sync import SyncMigrator
 from ._postgres.migration import backup_postgres
-from ._sqlite.migration import backup_sqlite, rebuild_table, restore_sqlite, verify_backup
+from ._sqlite.migration import (
+    backup_sqlite,
+    rebuild_table,
+    rebuild_table_sync,
+    restore_sqlite,
+    verify_backup,
+)
 
 __all__ = [
     "LEDGER",
@@ -35,6 +41,7 @@ __all__ = [
     "load_migrations",
     "migrate",
     "rebuild_table",
+    "rebuild_table_sync",
     "restore_sqlite",
     "verify_backup",
 ]

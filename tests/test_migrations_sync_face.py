@@ -130,3 +130,58 @@ def test_sync_face_takes_a_verified_backup_before_migrating(tmp_path: Path) -> N
     assert result.backup.tables == {"t": 1, LEDGER: 1} and result.backup.quick_check == "ok"
     assert verify_backup(result.backup.backup).sha256 == result.backup.sha256
     assert Path(result.backup.backup).parent == tmp_path / "backups"
+
+
+def test_sync_rebuild_keeps_every_child_and_what_goes_with_the_table(tmp_path: Path) -> None:
+    """``rebuild_table_sync``: the same 12-step procedure as ``rebuild_table``, on the sync
+    face (a naive rebuild would cascade into the 60 children)."""
+    folder = tmp_path / "migrations"
+    write(folder, "0001_family.sql", """
+        -- up
+        CREATE TABLE parent (id INTEGER PRIMARY KEY, name TEXT);
+        CREATE TABLE child (
+            id INTEGER PRIMARY KEY,
+            parent_id INTEGER NOT NULL REFERENCES parent (id) ON DELETE CASCADE,
+            label TEXT);
+        CREATE INDEX parent_name ON parent (name);
+        CREATE VIEW parent_names AS SELECT name FROM parent;
+        INSERT INTO parent (id, name) VALUES (1, 'a'), (2, 'b'), (3, 'c');
+        WITH RECURSIVE n(v) AS (SELECT 1 UNION ALL SELECT v + 1 FROM n WHERE v < 60)
+        INSERT INTO child (id, parent_id, label) SELECT v, 1 + v % 3, 'c' || v FROM n;
+    """)  # fmt: skip
+    write(folder, "0002_rebuild_parent.py", """
+        from awaitdb.migrations import rebuild_table_sync
+
+        FOREIGN_KEYS = False
+
+        def up(tx):
+            copied = rebuild_table_sync(
+                tx, "parent",
+                "(id INTEGER PRIMARY KEY, name TEXT NOT NULL, score INTEGER DEFAULT 0)")
+            assert copied == 3
+    """)  # fmt: skip
+    url = f"sqlite:///{tmp_path / 'family.db'}"
+    with awaitdb.connect_sync(url, migrations=str(folder)) as db:
+        assert db.migrations_applied == ("0001_family", "0002_rebuild_parent")
+        assert db.fetch_val("SELECT count(*) FROM child") == 60
+        assert db.fetch_val("SELECT count(*) FROM parent WHERE score = 0") == 3
+        assert db.fetch_val("SELECT count(*) FROM parent_names") == 3  # view recreated
+        index = "SELECT count(*) FROM sqlite_master WHERE type = 'index' AND name = 'parent_name'"
+        assert db.fetch_val(index) == 1
+        assert db.fetch_val("PRAGMA foreign_keys") == 1  # back on after the migration
+        assert db.fetch_val("PRAGMA legacy_alter_table") == 0
+
+
+def test_rebuild_on_a_server_database_says_what_it_is_for(pg_url: str, tmp_path: Path) -> None:
+    folder = tmp_path / "migrations"
+    write(folder, "0001_t.sql", "-- up\nCREATE TABLE t (x INTEGER);\n")
+    write(folder, "0002_rebuild.py", """
+        from awaitdb.migrations import rebuild_table_sync
+
+        def up(tx):
+            rebuild_table_sync(tx, "t", "(x BIGINT)")
+    """)  # fmt: skip
+    with pytest.raises(awaitdb.MigrationError, match="rebuild_table rebuilds SQLite tables"):
+        awaitdb.connect_sync(pg_url, migrations=str(folder))
+    with awaitdb.connect_sync(pg_url) as db:
+        assert db.fetch_val(f"SELECT count(*) FROM {LEDGER}") == 1

@@ -27,6 +27,9 @@ back on::
 
     async def up(tx):
         await rebuild_table(tx, "parent", "(id INTEGER PRIMARY KEY, name TEXT NOT NULL)")
+
+The procedure is written once, as a generator of statements (``_rebuild``); ``rebuild_table``
+and ``rebuild_table_sync`` run it on an async or a sync transaction.
 """
 
 from __future__ import annotations
@@ -36,9 +39,9 @@ import os
 import re
 import sqlite3
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Generator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from .._errors import Error, MigrationError
 from .._migrate.backup import (
@@ -60,6 +63,7 @@ __all__ = [
     "backup_sqlite",
     "counts",
     "rebuild_table",
+    "rebuild_table_sync",
     "restore_sqlite",
     "verify_backup",
 ]
@@ -286,6 +290,91 @@ def counts(path: str | Path) -> dict[str, Any]:
     return _inspect(Path(path))[1]
 
 
+class _Step(NamedTuple):
+    """One statement of a rebuild: the query method to call, its SQL and parameters."""
+
+    method: str  # "execute", "fetch_val" or "fetch_all"
+    sql: str
+    params: dict[str, Any] | None = None
+
+
+_Steps = Generator[_Step, Any, int]
+
+
+def _rebuild(table: str, definition: str, copy: dict[str, str] | None) -> _Steps:
+    """The rebuild as the statements it runs, each yielded to a driver that sends back its
+    result (or throws its error in): one procedure for both faces."""
+    try:
+        foreign_keys = yield _Step("fetch_val", "PRAGMA foreign_keys")
+    except Error as exc:  # another database: PRAGMA is SQLite's
+        raise MigrationError(
+            f"rebuild_table rebuilds SQLite tables; this database refused it ({exc}). "
+            "Elsewhere, ALTER TABLE changes a column's type and constraints in place"
+        ) from exc
+    if foreign_keys:
+        raise MigrationError(
+            "rebuild_table needs foreign keys off, or dropping the old table would cascade "
+            "into its children: declare FOREIGN_KEYS = False in the migration"
+        )
+    exists = yield _Step(
+        "fetch_val",
+        "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = :t",
+        {"t": table},
+    )
+    if not exists:
+        raise MigrationError(f"rebuild_table: no table {table!r}")
+    # 3. Remember the indexes, triggers and views that go with the table.
+    attached = yield _Step(
+        "fetch_all",
+        "SELECT type, name, sql FROM sqlite_master WHERE tbl_name = :t "
+        "AND type IN ('index', 'trigger') AND sql IS NOT NULL",
+        {"t": table},
+    )
+    mention = re.compile(r"\b" + re.escape(table) + r"\b", re.IGNORECASE)
+    all_views = yield _Step("fetch_all", "SELECT name, sql FROM sqlite_master WHERE type = 'view'")
+    views = [v for v in all_views if mention.search(v["sql"] or "")]
+    old_columns = [r["name"] for r in (yield _Step("fetch_all", _table_info(table)))]
+    # 4. Create the new table under a temporary name.
+    new = f"awaitdb_rebuild_{table}"
+    yield _Step("execute", f"CREATE TABLE {_quote(new)} {definition}")
+    new_columns = [r["name"] for r in (yield _Step("fetch_all", _table_info(new)))]
+    # 5. Copy the rows.
+    mapping = dict(copy or {})
+    targets = [c for c in new_columns if c in mapping or c in old_columns]
+    sources = [mapping.get(c, _quote(c)) for c in targets]
+    cols = ", ".join(_quote(c) for c in targets)
+    yield _Step(
+        "execute",
+        f"INSERT INTO {_quote(new)} ({cols}) SELECT {', '.join(sources)} FROM {_quote(table)}",
+    )
+    copied = int((yield _Step("fetch_val", f"SELECT count(*) FROM {_quote(new)}")))
+    # 6-7. Drop the views that name it, drop the old table, rename the new one.
+    for view in views:
+        yield _Step("execute", f"DROP VIEW {_quote(view['name'])}")
+    yield _Step("execute", f"DROP TABLE {_quote(table)}")
+    yield _Step("execute", "PRAGMA legacy_alter_table = ON")  # rename, leave the rest as it is
+    try:
+        yield _Step("execute", f"ALTER TABLE {_quote(new)} RENAME TO {_quote(table)}")
+    finally:
+        yield _Step("execute", "PRAGMA legacy_alter_table = OFF")
+    # 8-9. Recreate indexes, triggers and views.
+    for obj in attached:
+        yield _Step("execute", obj["sql"])
+    for view in views:
+        yield _Step("execute", view["sql"])
+    # 10. The children must still find their parents (and the rows must have survived).
+    problems = yield _Step("fetch_all", f"PRAGMA foreign_key_check({_quote(table)})")
+    if problems:
+        raise MigrationError(
+            f"rebuild_table({table!r}): {len(problems)} foreign key violation(s) after the copy"
+        )
+    return copied
+
+
+def _table_info(table: str) -> str:
+    return f"PRAGMA table_info({_quote(table)})"
+
+
 async def rebuild_table(
     tx: Any,
     table: str,
@@ -297,72 +386,45 @@ async def rebuild_table(
 
     ``definition`` is everything after the table name: ``(columns..., constraints...)``.
     Columns present in both tables are copied by name; ``copy`` maps a new column to an SQL
-    expression over the old row (for renamed or converted columns).
+    expression over the old row (for renamed or converted columns). The sync face's twin is
+    ``rebuild_table_sync``.
     """
-    try:
-        foreign_keys = await tx.fetch_val("PRAGMA foreign_keys")
-    except Error as exc:  # another database: PRAGMA is SQLite's
-        raise MigrationError(
-            f"rebuild_table rebuilds SQLite tables; this database refused it ({exc}). "
-            "Elsewhere, ALTER TABLE changes a column's type and constraints in place"
-        ) from exc
-    if foreign_keys:
-        raise MigrationError(
-            "rebuild_table needs foreign keys off, or dropping the old table would cascade "
-            "into its children: declare FOREIGN_KEYS = False in the migration"
-        )
-    exists = await tx.fetch_val(
-        "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = :t", {"t": table}
-    )
-    if not exists:
-        raise MigrationError(f"rebuild_table: no table {table!r}")
-    # 3. Remember the indexes, triggers and views that go with the table.
-    attached = await tx.fetch_all(
-        "SELECT type, name, sql FROM sqlite_master WHERE tbl_name = :t "
-        "AND type IN ('index', 'trigger') AND sql IS NOT NULL",
-        {"t": table},
-    )
-    mention = re.compile(r"\b" + re.escape(table) + r"\b", re.IGNORECASE)
-    views = [
-        v
-        for v in await tx.fetch_all("SELECT name, sql FROM sqlite_master WHERE type = 'view'")
-        if mention.search(v["sql"] or "")
-    ]
-    old_columns = [r["name"] for r in await tx.fetch_all(f"PRAGMA table_info({_quote(table)})")]
-    # 4. Create the new table under a temporary name.
-    new = f"awaitdb_rebuild_{table}"
-    await tx.execute(f"CREATE TABLE {_quote(new)} {definition}")
-    new_columns = [r["name"] for r in await tx.fetch_all(f"PRAGMA table_info({_quote(new)})")]
-    # 5. Copy the rows.
-    mapping = dict(copy or {})
-    targets = [c for c in new_columns if c in mapping or c in old_columns]
-    sources = [mapping.get(c, _quote(c)) for c in targets]
-    cols = ", ".join(_quote(c) for c in targets)
-    await tx.execute(
-        f"INSERT INTO {_quote(new)} ({cols}) SELECT {', '.join(sources)} FROM {_quote(table)}"
-    )
-    copied = int(await tx.fetch_val(f"SELECT count(*) FROM {_quote(new)}"))
-    # 6-7. Drop the views that name it, drop the old table, rename the new one.
-    for view in views:
-        await tx.execute(f"DROP VIEW {_quote(view['name'])}")
-    await tx.execute(f"DROP TABLE {_quote(table)}")
-    await tx.execute("PRAGMA legacy_alter_table = ON")  # rename without rewriting other objects
-    try:
-        await tx.execute(f"ALTER TABLE {_quote(new)} RENAME TO {_quote(table)}")
-    finally:
-        await tx.execute("PRAGMA legacy_alter_table = OFF")
-    # 8-9. Recreate indexes, triggers and views.
-    for obj in attached:
-        await tx.execute(obj["sql"])
-    for view in views:
-        await tx.execute(view["sql"])
-    # 10. The children must still find their parents (and the rows must have survived).
-    problems = await tx.fetch_all(f"PRAGMA foreign_key_check({_quote(table)})")
-    if problems:
-        raise MigrationError(
-            f"rebuild_table({table!r}): {len(problems)} foreign key violation(s) after the copy"
-        )
-    return copied
+    steps = _rebuild(table, definition, copy)
+    result: Any = None
+    error: Error | None = None
+    while True:
+        try:
+            step = steps.send(result) if error is None else steps.throw(error)
+        except StopIteration as done:
+            return int(done.value)
+        error = None
+        try:
+            result = await getattr(tx, step.method)(step.sql, step.params)
+        except Error as exc:  # handed to the procedure, which may clean up or explain it
+            error = exc
+
+
+def rebuild_table_sync(
+    tx: Any,
+    table: str,
+    definition: str,
+    *,
+    copy: dict[str, str] | None = None,
+) -> int:
+    """``rebuild_table`` for a ``def up(tx)`` migration on the sync face."""
+    steps = _rebuild(table, definition, copy)
+    result: Any = None
+    error: Error | None = None
+    while True:
+        try:
+            step = steps.send(result) if error is None else steps.throw(error)
+        except StopIteration as done:
+            return int(done.value)
+        error = None
+        try:
+            result = getattr(tx, step.method)(step.sql, step.params)
+        except Error as exc:  # handed to the procedure, which may clean up or explain it
+            error = exc
 
 
 # -- the support object ------------------------------------------------------------------------
