@@ -97,3 +97,47 @@ async def test_a_python_migration_for_the_other_face_is_refused(
     db = await aconnect()
     assert await _versions(db) == [1]  # the first one applied; the refused one left no trace
     assert await db.fetch_val("SELECT count(*) FROM t") == 0
+
+
+async def test_a_changed_file_is_refused_until_accepted(adb: Any, tmp_path: Path) -> None:
+    folder = _folder(tmp_path)
+    await Migrator(adb, folder, backup=False).migrate()
+    path = folder / "0001_items.sql"
+    path.write_text(path.read_text() + "\n-- a comment changes the checksum\n")
+    with pytest.raises(awaitdb.MigrationError, match="changed after it was applied"):
+        await Migrator(adb, folder, backup=False).migrate()
+    assert [s.state for s in await Migrator(adb, folder).status()] == ["changed", "applied"]
+    await Migrator(adb, folder, backup=False, accept_changed=[1]).migrate()
+    assert [s.state for s in await Migrator(adb, folder).status()] == ["applied", "applied"]
+
+
+async def test_out_of_order_is_refused_unless_allowed(adb: Any, tmp_path: Path) -> None:
+    folder = tmp_path / "migrations"
+    write(folder, "0002_b.sql", "-- up\nCREATE TABLE b (x INTEGER);\n")
+    await Migrator(adb, folder, backup=False).migrate()
+    write(folder, "0001_a.sql", "-- up\nCREATE TABLE a (x INTEGER);\n")
+    with pytest.raises(awaitdb.MigrationError, match="numbered below the applied version 2"):
+        await Migrator(adb, folder, backup=False).migrate()
+    result = await Migrator(adb, folder, backup=False, allow_out_of_order=True).migrate()
+    assert result.applied == ["0001_a"]
+
+
+async def test_a_failing_migration_leaves_the_previous_version(adb: Any, tmp_path: Path) -> None:
+    folder = _folder(tmp_path)
+    write(folder, "0003_half.sql", """
+        -- up
+        INSERT INTO items (id, name) VALUES (2, 'b');
+        INSERT INTO no_such_table VALUES (1);
+    """)  # fmt: skip
+    with pytest.raises(awaitdb.MigrationError, match=r"0003_half.sql:3: "):
+        await Migrator(adb, folder, backup=False).migrate()
+    assert await _versions(adb) == [1, 2]
+    assert await adb.fetch_val("SELECT count(*) FROM items") == 1  # its first statement undone
+
+
+async def test_transaction_control_in_a_migration_is_refused(adb: Any, tmp_path: Path) -> None:
+    folder = tmp_path / "migrations"
+    write(folder, "0001_commit.sql", "-- up\nCREATE TABLE t (x INTEGER);\nCOMMIT;\n")
+    with pytest.raises(awaitdb.MigrationError, match="0001_commit.sql:3: .*transaction control"):
+        await Migrator(adb, folder, backup=False).migrate()
+    assert await _versions(adb) == []

@@ -95,3 +95,47 @@ def test_a_python_migration_for_the_other_face_is_refused(sconnect: Any, tmp_pat
     db = sconnect()
     assert _versions(db) == [1]
     assert db.fetch_val("SELECT count(*) FROM t") == 0
+
+
+def test_a_changed_file_is_refused_until_accepted(sdb: Any, tmp_path: Path) -> None:
+    folder = _folder(tmp_path)
+    SyncMigrator(sdb, folder, backup=False).migrate()
+    path = folder / "0001_items.sql"
+    path.write_text(path.read_text() + "\n-- a comment changes the checksum\n")
+    with pytest.raises(awaitdb.MigrationError, match="changed after it was applied"):
+        SyncMigrator(sdb, folder, backup=False).migrate()
+    assert [s.state for s in SyncMigrator(sdb, folder).status()] == ["changed", "applied"]
+    SyncMigrator(sdb, folder, backup=False, accept_changed=[1]).migrate()
+    assert [s.state for s in SyncMigrator(sdb, folder).status()] == ["applied", "applied"]
+
+
+def test_out_of_order_is_refused_unless_allowed(sdb: Any, tmp_path: Path) -> None:
+    folder = tmp_path / "migrations"
+    write(folder, "0002_b.sql", "-- up\nCREATE TABLE b (x INTEGER);\n")
+    SyncMigrator(sdb, folder, backup=False).migrate()
+    write(folder, "0001_a.sql", "-- up\nCREATE TABLE a (x INTEGER);\n")
+    with pytest.raises(awaitdb.MigrationError, match="numbered below the applied version 2"):
+        SyncMigrator(sdb, folder, backup=False).migrate()
+    result = SyncMigrator(sdb, folder, backup=False, allow_out_of_order=True).migrate()
+    assert result.applied == ["0001_a"]
+
+
+def test_a_failing_migration_leaves_the_previous_version(sdb: Any, tmp_path: Path) -> None:
+    folder = _folder(tmp_path)
+    write(
+        folder,
+        "0003_half.sql",
+        "\n        -- up\n        INSERT INTO items (id, name) VALUES (2, 'b');\n        INSERT INTO no_such_table VALUES (1);\n    ",
+    )
+    with pytest.raises(awaitdb.MigrationError, match="0003_half.sql:3: "):
+        SyncMigrator(sdb, folder, backup=False).migrate()
+    assert _versions(sdb) == [1, 2]
+    assert sdb.fetch_val("SELECT count(*) FROM items") == 1
+
+
+def test_transaction_control_in_a_migration_is_refused(sdb: Any, tmp_path: Path) -> None:
+    folder = tmp_path / "migrations"
+    write(folder, "0001_commit.sql", "-- up\nCREATE TABLE t (x INTEGER);\nCOMMIT;\n")
+    with pytest.raises(awaitdb.MigrationError, match="0001_commit.sql:3: .*transaction control"):
+        SyncMigrator(sdb, folder, backup=False).migrate()
+    assert _versions(sdb) == []
