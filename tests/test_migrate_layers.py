@@ -175,3 +175,18 @@ def test_the_check_catches_a_database_branch(tmp_path: Path) -> None:
     )
     found = _names_a_database(sample)
     assert len(found) == 3 and all("sample.py" in line for line in found)
+
+
+def test_the_migrator_reads_no_private_state_of_a_database() -> None:
+    """``db._config``, ``db._backend``, ``tx._db``...: the migrator uses public API only."""
+    found = []
+    for path in sorted((PACKAGE / "_migrate").glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if (
+                isinstance(node, ast.Attribute)
+                and node.attr.startswith("_")
+                and not node.attr.startswith("__")
+                and not (isinstance(node.value, ast.Name) and node.value.id in {"self", "cls"})
+            ):
+                found.append(f"{path.name}:{node.lineno}: .{node.attr}")
+    assert found == []
