@@ -59,6 +59,7 @@ RENAMES: dict[str, str] = {
     "helpers_async": "helpers_sync",
     # the migrator (awaitdb/_migrate/runner.py -> runner_sync.py)
     "Migrator": "SyncMigrator",
+    "_async": "_sync",  # ``from .._async.x import`` in a module outside awaitdb/_async
     "_async.database": "_sync.database",
     "_async.transaction": "_sync.transaction",
 }
