@@ -22,7 +22,7 @@ from .._config import hide_secrets, url_secrets
 from .._errors import MigrationError
 from .._migrate.backup import BackupManifest, fsync_file
 from .._migrate.ledger import LEDGER
-from .._migrate.support import Backup, LockSteps, Probe
+from .._migrate.support import Backup, LockSteps, MigrationSupport, Probe
 
 if TYPE_CHECKING:
     from .._config import Config
@@ -119,8 +119,8 @@ class PostgresMigrationSupport:
     tables_sql = _TABLES
     foreign_keys_off: tuple[str, ...] = ()  # a migration's foreign keys stay checked
     foreign_keys_on: tuple[str, ...] = ()
-    violations_sql = None  # constraints are checked as each statement runs
-    backup_source_sql = None  # pg_dump is the user's (or `awaitdb backup`'s) call
+    violations_sql: str | None = None  # constraints are checked as each statement runs
+    backup_source_sql: str | None = None  # pg_dump is the user's (or `awaitdb backup`'s) call
     foreign_keys_sql = _FOREIGN_KEYS
 
     def lock(self, key: int, timeout: float) -> LockSteps:
@@ -162,4 +162,4 @@ class PostgresMigrationSupport:
         raise MigrationError("restore handles SQLite backups; use pg_restore for PostgreSQL dumps")
 
 
-SUPPORT = PostgresMigrationSupport()
+SUPPORT: MigrationSupport = PostgresMigrationSupport()  # mypy checks it against the protocol

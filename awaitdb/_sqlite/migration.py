@@ -52,7 +52,7 @@ from .._migrate.backup import (
     sha256_of,
 )
 from .._migrate.ledger import LEDGER
-from .._migrate.support import Backup, LockSteps, Probe
+from .._migrate.support import Backup, LockSteps, MigrationSupport, Probe
 
 if TYPE_CHECKING:
     from .._config import Config
@@ -470,10 +470,10 @@ class SQLiteMigrationSupport:
         " dirty BOOLEAN NOT NULL DEFAULT FALSE)"
     )
     tables_sql = _TABLES
-    foreign_keys_off = ("PRAGMA foreign_keys = OFF",)
-    foreign_keys_on = ("PRAGMA foreign_keys = ON",)
-    violations_sql = "PRAGMA foreign_key_check"
-    backup_source_sql = "SELECT file FROM pragma_database_list WHERE name = 'main'"
+    foreign_keys_off: tuple[str, ...] = ("PRAGMA foreign_keys = OFF",)
+    foreign_keys_on: tuple[str, ...] = ("PRAGMA foreign_keys = ON",)
+    violations_sql: str | None = "PRAGMA foreign_key_check"
+    backup_source_sql: str | None = "SELECT file FROM pragma_database_list WHERE name = 'main'"
     foreign_keys_sql = _FOREIGN_KEYS
 
     def lock(self, key: int, timeout: float) -> LockSteps:
@@ -532,4 +532,4 @@ class SQLiteMigrationSupport:
         return restore_sqlite(backup, config.path, progress=progress)
 
 
-SUPPORT = SQLiteMigrationSupport()
+SUPPORT: MigrationSupport = SQLiteMigrationSupport()  # mypy checks it against the protocol
