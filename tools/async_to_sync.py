@@ -286,6 +286,7 @@ class Rewriter:
         self.errors: list[str] = []
         self.parents: dict[int, ast.AST] = {}
         self.bodies: dict[int, list[ast.stmt]] = {}  # statement -> the list it sits in
+        self.removed: list[tuple[ast.stmt, int, int]] = []  # whole statements, their lines
         for node in ast.walk(source.tree):
             for _, value in ast.iter_fields(node):
                 if isinstance(value, list):
@@ -303,6 +304,7 @@ class Rewriter:
             self._check(node)
             self._rewrite_node(node)
         self._rewrite_tokens()
+        self._remove_statements()
         if self.errors:
             raise GeneratorError("\n".join(self.errors))
         return apply_edits(self.src, self.edits)
@@ -338,9 +340,7 @@ class Rewriter:
             else_tok = src.next_token(src.end(node.body[-1]), ("else", "elif"), col)
         branch = node.orelse if keep_else else node.body
         if not branch:
-            only = len(self.bodies.get(id(node), [])) == 1
-            text = " " * col + "pass\n" if only else ""
-            self.edits.append(Edit(start, line_end, text, region=True))
+            self.removed.append((node, start, line_end))
             return []
         if else_tok is not None and else_tok.string == "elif":
             if not keep_else:
@@ -375,6 +375,17 @@ class Rewriter:
             if cut:
                 self.edits.append(Edit(src.starts[line - 1], src.starts[line - 1] + cut, ""))
         return branch
+
+    def _remove_statements(self) -> None:
+        """Delete the removed statements' lines; a block left empty keeps a ``pass``."""
+        gone = {id(node) for node, _, _ in self.removed}
+        for node, start, end in self.removed:
+            body = self.bodies.get(id(node), [])
+            emptied = not isinstance(self.parents.get(id(node)), ast.Module) and all(
+                id(stmt) in gone for stmt in body
+            )
+            text = " " * self.src.col(node) + "pass\n" if emptied and body[0] is node else ""
+            self.edits.append(Edit(start, end, text, region=True))
 
     # -- refusals --------------------------------------------------------------------------------
 
@@ -556,9 +567,7 @@ class Rewriter:
         if src.text[line_start:start].strip() or (rest and not rest.startswith("#")):
             self.errors.append(src.error(node, "this import shares its line; give it its own"))
             return
-        only = len(self.bodies.get(id(node), [])) == 1
-        text = " " * src.col(node) + "pass\n" if only else ""
-        self.edits.append(Edit(line_start, line_end, text, region=True))
+        self.removed.append((node, line_start, line_end))
 
     # -- token edits -----------------------------------------------------------------------------
 
