@@ -284,6 +284,8 @@ def test_a_block_all_of_whose_statements_go_keeps_one_pass() -> None:
         ("from typing import AsyncIterable\n\nx: AsyncIterable[int]\n", "src.py:3: `AsyncIter"),
         ("async def f(c):\n    return await anext(c)\n", "src.py:2: `anext` is async-only"),
         ("x = isawaitable(y)\n", "src.py:1: `isawaitable` is async-only"),
+        ("def f() -> Coroutine[None, None, int]: ...\n", "src.py:1: `Coroutine` is async-only"),
+        ("import asyncpg\n\nasyncpg.connect()\n", "src.py:3: `asyncpg.connect` is async-only"),
         ("hook: Awaitable = f()\n", "src.py:1: `Awaitable` is async-only"),
         ("x = 1 if ASYNC else 2\n", "src.py:1: `ASYNC` is only allowed as an `if` test"),
         ('async def f(g):\n    return f"{await g()}"\n', "src.py:2: `await` inside an f-string"),
@@ -296,6 +298,11 @@ def test_leftover_async_constructs_are_refused_with_file_and_line(
     source: str, message: str
 ) -> None:
     assert message in refused(source)
+
+
+def test_names_that_merely_mention_async_are_not_refused() -> None:
+    out = sync('async_step = "async def up(tx): ..."\nawaitdb = 1\nasync_step_count = awaitdb\n')
+    assert out == 'async_step = "async def up(tx): ..."\nawaitdb = 1\nasync_step_count = awaitdb\n'
 
 
 def test_async_only_code_is_welcome_under_if_async() -> None:

@@ -34,10 +34,11 @@ The edits, all located in the source (so an error names the source line):
    async branch used goes), ``ruff format`` again.
 
 Refused, with ``file:line``: anything async-specific left outside ``if ASYNC:`` after the renames
-(``asyncio.timeout``, ``asyncio.sleep``, any ``asyncio`` use, an identifier saying async, await,
-coroutine, aiter or anext without a ``RENAMES`` entry, ``await`` inside an f-string, ``ASYNC``
-outside an ``if`` test), and the forms the edits cannot keep faithful (a nested or ``elif``
-``ASYNC`` test, a branch on the ``if``/``else`` line itself).
+(``asyncio.timeout``, ``asyncio.sleep``, any use of ``asyncio`` or an async driver, an async API
+such as ``AsyncIterable``, ``Coroutine``, ``isawaitable`` or ``anext`` without a ``RENAMES``
+entry, ``await`` inside an f-string, ``ASYNC`` outside an ``if`` test), and the forms the
+edits cannot keep faithful (a nested or ``elif`` ``ASYNC`` test, a branch on the ``if``/``else``
+line itself).
 
 Pinned: the output depends on the Python minor version (ast positions and tokenize change
 between minors; 3.12 tokenizes f-strings) and on ruff's formatting, so the generator runs only on
@@ -105,11 +106,27 @@ RENAMES: dict[str, str] = {
     "helpers_async": "helpers_sync",
 }
 
-# An identifier still matching this after the renames is async-only: refused outside ``if ASYNC:``.
-ASYNC_ONLY = re.compile(
-    r"async|await|coroutine|^a(?:iter|next)$|^__a(?:enter|exit|iter|next)__$", re.IGNORECASE
+# Async-only APIs: refused outside ``if ASYNC:`` unless RENAMES maps them to a sync twin.
+ASYNC_MODULES = frozenset({"asyncio", "asyncpg", "aiosqlite", "anyio", "trio"})
+ASYNC_NAMES = frozenset(
+    {
+        "aiter",
+        "anext",
+        "asynccontextmanager",
+        "isawaitable",
+        "isasyncgen",
+        "isasyncgenfunction",
+        "iscoroutine",
+        "iscoroutinefunction",
+        "markcoroutinefunction",
+        "__await__",
+        "__aenter__",
+        "__aexit__",
+        "__aiter__",
+        "__anext__",
+    }
 )
-NOT_ASYNC = {"awaitdb"}  # match ASYNC_ONLY, yet are no async construct
+ASYNC_CLASSES = re.compile(r"Async(?=[A-Z_]|$)|^(?:Awaitable|Coroutine)$")  # AsyncIterable...
 AWAITABLE = "Awaitable"  # ``Awaitable[T]`` becomes ``T``; a bare ``Awaitable`` is refused
 
 HEADER = (
@@ -267,9 +284,13 @@ def _is_async_test(test: ast.expr) -> bool | None:
 
 
 def _async_only(name: str) -> bool:
-    """Whether an identifier, once renamed, still names something only the async face has."""
+    """Whether an identifier, once renamed, still names an API only the async face has."""
     renamed = RENAMES.get(name, name)
-    return renamed == AWAITABLE or (renamed not in NOT_ASYNC and bool(ASYNC_ONLY.search(renamed)))
+    return (
+        renamed in ASYNC_NAMES
+        or renamed in ASYNC_MODULES
+        or ASYNC_CLASSES.search(renamed) is not None
+    )
 
 
 def _stmt_first_line(stmt: ast.stmt) -> int:
@@ -405,9 +426,9 @@ class Rewriter:
             if node.id == "ASYNC":
                 self.errors.append(self.src.error(node, "`ASYNC` is only allowed as an `if` test"))
                 return
-            if node.id == "asyncio":
-                what = f"asyncio.{parent.attr}" if isinstance(parent, ast.Attribute) else "asyncio"
-                self._refuse(node, what)
+            if node.id in ASYNC_MODULES:
+                attr = f".{parent.attr}" if isinstance(parent, ast.Attribute) else ""
+                self._refuse(node, node.id + attr)
                 return
             if node.id == AWAITABLE and isinstance(parent, ast.Subscript) and parent.value is node:
                 return
@@ -421,11 +442,11 @@ class Rewriter:
         elif isinstance(node, ast.arg | ast.keyword) and node.arg is not None:
             names.append(node.arg)
         elif isinstance(node, ast.ImportFrom):
-            if any(_async_only(part) for part in (node.module or "").split(".")):
+            if (node.module or "").split(".")[0] in ASYNC_MODULES:
                 self._refuse(node, f"from {node.module} import ...")
         elif isinstance(node, ast.Import):
             for alias in node.names:
-                if alias.asname and any(_async_only(part) for part in alias.name.split(".")):
+                if alias.asname and alias.name.split(".")[0] in ASYNC_MODULES:
                     self._refuse(node, f"import {alias.name} as {alias.asname}")
         elif isinstance(node, ast.Await) and self._in_fstring(node):
             self.errors.append(self.src.error(node, "`await` inside an f-string; bind it first"))
