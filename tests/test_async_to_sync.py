@@ -87,6 +87,16 @@ def test_docstrings_and_comments_tell_sync_users_what_to_write() -> None:
     assert "# db.close() when done; with db.transaction() as tx" in out
 
 
+def test_prose_contrasting_the_two_faces_stays_as_written() -> None:
+    text = "A ``.py`` migration has ``async def up`` or ``def up``; use ``async with tx``."
+    assert a2s.sync_prose(text) == (
+        "A ``.py`` migration has ``async def up`` or ``def up``; use ``with tx``."
+    )
+    assert a2s.sync_prose("`await db.close()` then await the lock") == (
+        "`db.close()` then await the lock"
+    )
+
+
 # -- renames -------------------------------------------------------------------------------------
 
 

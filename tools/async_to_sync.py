@@ -139,11 +139,12 @@ HEADER_MARK = HEADER.splitlines()[0]
 # Docstrings and comments: what tells a reader to ``await`` becomes what a sync user writes.
 PROSE: list[tuple[re.Pattern[str], str]] = [
     (re.compile(r"\basync (with|for|def)\b"), r"\1"),
-    (re.compile(r"\bawait (?=[A-Za-z_][\w.]*(?:[(\[]|``?))"), ""),
+    (re.compile(r"\bawait (?=[A-Za-z_][\w.]*(?:[(\[`]|$))"), ""),
     (re.compile(r"\b([Aa])n async (iterator|iterable)\b"), r"\1n \2"),
     (re.compile(r"\b([Aa])n async (context manager|generator)\b"), r"\1 \2"),
     (re.compile(r"\basync (iterator|iterable|context manager|generator)\b"), r"\1"),
 ]
+CODE_SPAN = re.compile(r"(`+)(.+?)\1")
 
 
 class GeneratorError(Exception):
@@ -151,7 +152,24 @@ class GeneratorError(Exception):
 
 
 def sync_prose(text: str) -> str:
-    """Rewrite a docstring or comment for sync users (``await db.f()`` -> ``db.f()``)."""
+    """Rewrite a docstring or comment for sync users (``await db.f()`` -> ``db.f()``).
+
+    A code span whose sync spelling is also in the text is contrasting the two faces
+    ("``async def up`` or ``def up``") and stays as written.
+    """
+    spans = {match.group(2) for match in CODE_SPAN.finditer(text)}
+    out, position = [], 0
+    for match in CODE_SPAN.finditer(text):
+        out.append(_sync_words(text[position : match.start()]))
+        ticks, code = match.group(1), match.group(2)
+        synced = _sync_words(code)
+        out.append(match.group(0) if synced in spans - {code} else ticks + synced + ticks)
+        position = match.end()
+    out.append(_sync_words(text[position:]))
+    return "".join(out)
+
+
+def _sync_words(text: str) -> str:
     for pattern, replacement in PROSE:
         text = pattern.sub(replacement, text)
     return text
