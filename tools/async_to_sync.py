@@ -721,11 +721,15 @@ def _ruff_version() -> str:
 
 
 @cache
+def current_pin_problems() -> tuple[str, ...]:
+    """``pin_problems`` for this interpreter and the ruff installed beside it."""
+    python = (sys.version_info.major, sys.version_info.minor)
+    return tuple(pin_problems(python, _ruff_version(), pinned_ruff()))
+
+
 def require_pins() -> None:
     """Refuse to generate with another Python minor or another ruff than the pinned ones."""
-    problems = pin_problems(
-        (sys.version_info.major, sys.version_info.minor), _ruff_version(), pinned_ruff()
-    )
+    problems = current_pin_problems()
     if problems:
         raise GeneratorError("\n".join(problems))
 
