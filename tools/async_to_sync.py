@@ -147,6 +147,9 @@ PROSE: list[tuple[re.Pattern[str], str]] = [
 CODE_SPAN = re.compile(r"(`+)(.+?)\1")
 
 
+Located = ast.expr | ast.stmt | ast.arg | ast.keyword | ast.alias  # nodes with positions
+
+
 class GeneratorError(Exception):
     """The source cannot be turned into a faithful sync twin; the message names file:line."""
 
@@ -210,17 +213,16 @@ class Source:
     def _char_col(self, line: int, byte_col: int) -> int:
         return len(self.line_text(line).encode()[:byte_col].decode())
 
-    def start(self, node: ast.AST) -> int:
+    def start(self, node: Located) -> int:
         """Offset where ``node`` starts (ast counts columns in UTF-8 bytes)."""
-        line = node.lineno  # type: ignore[attr-defined]
-        return self.offset(line, self._char_col(line, node.col_offset))  # type: ignore[attr-defined]
+        return self.offset(node.lineno, self._char_col(node.lineno, node.col_offset))
 
-    def end(self, node: ast.AST) -> int:
-        line = node.end_lineno  # type: ignore[attr-defined]
-        return self.offset(line, self._char_col(line, node.end_col_offset))  # type: ignore[attr-defined]
+    def end(self, node: Located) -> int:
+        line = node.end_lineno or node.lineno
+        return self.offset(line, self._char_col(line, node.end_col_offset or 0))
 
-    def col(self, node: ast.AST) -> int:
-        return self.start(node) - self.starts[node.lineno - 1]  # type: ignore[attr-defined]
+    def col(self, node: Located) -> int:
+        return self.start(node) - self.starts[node.lineno - 1]
 
     def token_at(self, offset: int) -> tokenize.TokenInfo | None:
         index = bisect.bisect_left(self.token_starts, offset)
@@ -240,7 +242,10 @@ class Source:
         raise GeneratorError(f"{self.name}: no {strings[0]!r} token after offset {after}")
 
     def error(self, node_or_line: ast.AST | int, message: str) -> str:
-        line = node_or_line if isinstance(node_or_line, int) else node_or_line.lineno  # type: ignore[attr-defined]
+        """``file:line: message``."""
+        line = node_or_line
+        if not isinstance(line, int):
+            line = getattr(node_or_line, "lineno", 0)
         return f"{self.name}:{line}: {message}"
 
 
@@ -511,7 +516,7 @@ class Rewriter:
         elif isinstance(node, ast.ImportFrom):
             self._clean_import(node)
 
-    def _replace_with(self, node: ast.AST, text: str) -> None:
+    def _replace_with(self, node: ast.expr, text: str) -> None:
         start, end = self.src.start(node), self.src.end(node)
         if self.src.text[start:end] != text:
             self.edits.append(Edit(start, end, text))
