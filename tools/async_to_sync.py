@@ -261,6 +261,7 @@ class Edit:
 
 def apply_edits(source: Source, edits: list[Edit]) -> str:
     """Apply non-overlapping edits; an edit inside a region goes with the region."""
+    edits = list(dict.fromkeys(edits))  # one change found twice (by token and by node) is one
     regions = sorted((e for e in edits if e.region), key=lambda e: (e.start, -e.end))
     kept: list[Edit] = []
     for edit in regions:  # outermost regions only
@@ -752,9 +753,9 @@ def convert(text: str, source_name: str, target_name: str = "generated.py") -> s
     require_pins()
     body = rewrite(text, source_name)
     out = HEADER.format(source=source_name) + "\n" + body
-    out = _ruff(["format"], out, target_name)
-    out = _ruff(["check", "--fix-only", "--quiet", "--select", "I,F401"], out, target_name)
-    return _ruff(["format"], out, target_name)
+    formatted = _ruff(["format"], out, target_name)
+    fixed = _ruff(["check", "--fix-only", "--quiet", "--select", "I,F401"], formatted, target_name)
+    return formatted if fixed == formatted else _ruff(["format"], fixed, target_name)
 
 
 # -- the files -----------------------------------------------------------------------------------
