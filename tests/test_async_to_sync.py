@@ -298,7 +298,7 @@ def test_a_block_all_of_whose_statements_go_keeps_one_pass() -> None:
         ("from asyncio import timeout\n", "src.py:1: `from asyncio import ...`"),
         ("from typing import AsyncIterable\n\nx: AsyncIterable[int]\n", "src.py:3: `AsyncIter"),
         ("async def f(c):\n    return await anext(c)\n", "src.py:2: `anext` is async-only"),
-        ("x = isawaitable(y)\n", "src.py:1: `isawaitable` is async-only"),
+        ("@asynccontextmanager\ndef f(): ...\n", "src.py:1: `asynccontextmanager` is"),
         ("def f() -> Coroutine[None, None, int]: ...\n", "src.py:1: `Coroutine` is async-only"),
         ("import asyncpg\n\nasyncpg.connect()\n", "src.py:3: `asyncpg.connect` is async-only"),
         ("hook: Awaitable = f()\n", "src.py:1: `Awaitable` is async-only"),
@@ -316,8 +316,19 @@ def test_leftover_async_constructs_are_refused_with_file_and_line(
 
 
 def test_names_that_merely_mention_async_are_not_refused() -> None:
-    out = sync('async_step = "async def up(tx): ..."\nawaitdb = 1\nasync_step_count = awaitdb\n')
-    assert out == 'async_step = "async def up(tx): ..."\nawaitdb = 1\nasync_step_count = awaitdb\n'
+    source = """\
+        async_step = "async def up(tx): ..."
+        awaitdb = async_step
+        if inspect.iscoroutinefunction(step):  # the sync face refuses an async step
+            raise TypeError(awaitdb)
+        """
+    assert sync(source) == textwrap.dedent(source)
+
+
+def test_a_dotted_module_in_renames_is_renamed_in_imports(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(a2s.RENAMES, "_async.database", "_sync.database")
+    out = sync("from .._async.database import Database\nfrom .._async.rows import Rows\n")
+    assert out == "from .._sync.database import SyncDatabase\nfrom .._async.rows import SyncRows\n"
 
 
 def test_async_only_code_is_welcome_under_if_async() -> None:
@@ -394,6 +405,21 @@ def test_convert_formats_and_heads_the_output() -> None:
     out = a2s.convert(text, "awaitdb/_async/x.py", "awaitdb/_sync/x.py")
     assert out.startswith(HEADER + "# Source: awaitdb/_async/x.py\n")
     assert "def f(db):  # noqa: ARG001\n    return db.x(1)\n" in out
+
+
+def test_pairs_map_globs_and_single_files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    single = ("awaitdb/_migrate/runner.py", "awaitdb/_migrate/runner_sync.py")
+    monkeypatch.setattr(a2s, "PAIRS", [*a2s.PAIRS, single])
+    for name in ("awaitdb/_async/db.py", "tests/conformance/helpers_async.py", single[0]):
+        _write(tmp_path / name, "x = 1\n")
+    assert a2s.pairs(tmp_path) == [
+        (tmp_path / "awaitdb/_async/db.py", tmp_path / "awaitdb/_sync/db.py"),
+        (
+            tmp_path / "tests/conformance/helpers_async.py",
+            tmp_path / "tests/conformance/helpers_sync.py",
+        ),
+        (tmp_path / single[0], tmp_path / single[1]),
+    ]
 
 
 # -- pins ----------------------------------------------------------------------------------------

@@ -106,19 +106,15 @@ RENAMES: dict[str, str] = {
     "helpers_async": "helpers_sync",
 }
 
-# Async-only APIs: refused outside ``if ASYNC:`` unless RENAMES maps them to a sync twin.
+# Async-only APIs: refused outside ``if ASYNC:`` unless RENAMES maps them to a sync twin. Asking
+# whether something is async (``inspect.iscoroutinefunction``) is fine in sync code: the sync face
+# uses it to refuse an ``async def`` handed to it.
 ASYNC_MODULES = frozenset({"asyncio", "asyncpg", "aiosqlite", "anyio", "trio"})
 ASYNC_NAMES = frozenset(
     {
         "aiter",
         "anext",
         "asynccontextmanager",
-        "isawaitable",
-        "isasyncgen",
-        "isasyncgenfunction",
-        "iscoroutine",
-        "iscoroutinefunction",
-        "markcoroutinefunction",
         "__await__",
         "__aenter__",
         "__aexit__",
@@ -515,6 +511,7 @@ class Rewriter:
         elif isinstance(node, ast.ListComp | ast.SetComp):
             self._identity_comprehension(node)
         elif isinstance(node, ast.ImportFrom):
+            self._rename_module(node)
             self._clean_import(node)
 
     def _replace_with(self, node: ast.expr, text: str) -> None:
@@ -578,6 +575,23 @@ class Rewriter:
         call = "list(" if isinstance(node, ast.ListComp) else "set("
         self.edits.append(Edit(src.start(node), src.start(gen.iter), call, region=True))
         self.edits.append(Edit(src.end(gen.iter), src.end(node), ")", region=True))
+
+    def _rename_module(self, node: ast.ImportFrom) -> None:
+        """``from .._async.database import`` -> ``from .._sync.database import`` (dotted keys)."""
+        if node.module is None or "." not in node.module or node.module not in RENAMES:
+            return
+        src = self.src
+        index = bisect.bisect_left(src.token_starts, src.start(node)) + 1  # after ``from``
+        while src.tokens[index].type != tokenize.NAME:
+            index += 1  # the leading dots of a relative import
+        first = index
+        while src.tokens[index + 1].string != "import":
+            index += 1
+        start, end = src.token_starts[first], src.offset(*src.tokens[index].end)
+        if "".join(src.text[start:end].split()) != node.module:
+            self.errors.append(src.error(node, f"cannot locate module {node.module!r} here"))
+            return
+        self.edits.append(Edit(start, end, RENAMES[node.module], region=True))
 
     def _clean_import(self, node: ast.ImportFrom) -> None:
         """Drop ``ASYNC``, ``Awaitable`` and names a rename made duplicate from an import."""
