@@ -35,10 +35,11 @@ The edits, all located in the source (so an error names the source line):
 
 Refused, with ``file:line``: anything async-specific left outside ``if ASYNC:`` after the renames
 (``asyncio.timeout``, ``asyncio.sleep``, any use of ``asyncio`` or an async driver, an async API
-such as ``AsyncIterable``, ``Coroutine``, ``isawaitable`` or ``anext`` without a ``RENAMES``
-entry, ``await`` inside an f-string, ``ASYNC`` outside an ``if`` test), and the forms the
-edits cannot keep faithful (a nested or ``elif`` ``ASYNC`` test, a branch on the ``if``/``else``
-line itself).
+such as ``AsyncIterable``, ``Coroutine``, ``asynccontextmanager`` or ``anext`` without a
+``RENAMES`` entry, ``await`` inside an f-string, ``ASYNC`` outside an ``if`` test), and the
+forms the edits cannot keep faithful (a nested or ``elif`` ``ASYNC`` test, a branch on the
+``if``/``else`` line itself). Asking whether something is async (``inspect.iscoroutinefunction``)
+is no async construct and is allowed.
 
 Pinned: the output depends on the Python minor version (ast positions and tokenize change
 between minors; 3.12 tokenizes f-strings) and on ruff's formatting, so the generator runs only on
@@ -370,7 +371,7 @@ class Rewriter:
         """Edits turning ``if ASYNC:`` into its kept branch; return that branch."""
         src = self.src
         start = src.starts[_stmt_first_line(node) - 1]
-        line_end = src.starts[node.end_lineno]  # type: ignore[index]
+        line_end = src.starts[node.end_lineno or node.lineno]
         col = src.col(node)
         head = src.token_at(src.start(node))
         if head is None or head.string != "if":
@@ -621,7 +622,7 @@ class Rewriter:
         src = self.src
         start, end = src.start(node), src.end(node)
         line_start = src.starts[node.lineno - 1]
-        line_end = src.starts[node.end_lineno]  # type: ignore[index]
+        line_end = src.starts[node.end_lineno or node.lineno]
         rest = src.text[end:line_end].strip()
         if src.text[line_start:start].strip() or (rest and not rest.startswith("#")):
             self.errors.append(src.error(node, "this import shares its line; give it its own"))
