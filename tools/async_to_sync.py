@@ -108,7 +108,8 @@ RENAMES: dict[str, str] = {
     "helpers_async": "helpers_sync",
     # the migrator (awaitdb/_migrate/runner.py -> runner_sync.py) and its imports of the core
     "Migrator": "SyncMigrator",
-    "_async": "_sync",
+    "_async.database": "_sync.database",
+    "_async.transaction": "_sync.transaction",
 }
 
 # Async-only APIs: refused outside ``if ASYNC:`` unless RENAMES maps them to a sync twin. Asking
