@@ -286,7 +286,7 @@ class SyncTransaction(SyncScope):
         binding = self._binding
         assert binding is not None
         backend = self._db._backend
-        attempts = 0
+        attempts = 0  # counted only when one failed: pool_stats() is not free
         while True:
             try:
                 binding.session.run(EXECUTE, begin, None, None, self.timeout)
@@ -358,7 +358,7 @@ class SyncTransaction(SyncScope):
             binding.changed()
             if failed:
                 self._hooks(committed=False)
-        if self._callbacks or self._rollback_callbacks:
+        if self._callbacks or self._rollback_callbacks:  # most blocks have none: no await
             self._hooks(committed=self.state is TransactionState.COMMITTED)
 
     def _hooks(self, *, committed: bool) -> None:
