@@ -208,6 +208,7 @@ class SyncSQLiteBackend:
         self._sessions = 0
         self._thread_readers = 0
         self._guard = threading.Lock()
+        self._writes: set[SqlInfo] = set()  # reads a reader refused (WITH ... INSERT): writer
         try:
             writer = self._open(readonly=False)
             readers = [self._open(readonly=True) for _ in range(self._target.readers)]
@@ -265,7 +266,7 @@ class SyncSQLiteBackend:
     def run(self, kind: int, info: SqlInfo, params: Any, arg: Any, timeout: float | None) -> Any:
         if self._closing:
             raise InterfaceError("the database is closed")
-        if not info.is_write:
+        if not info.is_write and info not in self._writes:
             reader = getattr(self._local, "reader", None) or self._thread_reader()
             if reader is None and self._reader_pool is not None:
                 pooled = self._reader_pool.acquire()
@@ -282,7 +283,7 @@ class SyncSQLiteBackend:
                 except Exception as exc:
                     if not is_readonly_refusal(exc.__cause__ or exc):
                         raise
-                    info.is_write = True
+                    _learn_write(self._writes, info)  # this database's knowledge only
         elif info.kind == TXCONTROL:
             raise InterfaceError(_TXCONTROL_MESSAGE)
         writer = self._writer_pool.acquire()
@@ -345,6 +346,13 @@ class SyncSQLiteBackend:
         if self._reader_pool is not None:
             self._reader_pool.close()
         _close_all(self._all)
+
+
+def _learn_write(writes: set[SqlInfo], info: SqlInfo) -> None:
+    """Remember that ``info`` writes, for this database only (forgotten past 4,096 statements)."""
+    if len(writes) >= 4096:
+        writes.clear()
+    writes.add(info)
 
 
 def _close_all(conns: list[_Conn]) -> None:
