@@ -20,6 +20,7 @@ write sessions the writer, read-only ones a reader. ``:memory:`` uses the writer
 from __future__ import annotations
 
 import asyncio
+import math
 import sqlite3
 import time
 import weakref
@@ -54,7 +55,7 @@ __all__ = ["SQLiteBackend"]
 
 INLINE_BUDGET_S = 0.0005  # wall time a loop iteration may spend on inline reads
 INLINE_QUERY_S = 0.0005  # an inline run longer than this in wall time raises a suspicion
-INLINE_WALL_S = 0.002  # an inline run is cut short past this wall time and handed to a thread
+_NEVER = math.inf
 WAKE_MAX = 128  # reads one loop turn wakes at most
 
 
@@ -200,9 +201,7 @@ class SQLiteBackend:
             self._spent = True
             return NOT_NOW  # this iteration has run long enough: the loop must turn
         watch = self._inline_watch
-        watch.deadline = now + (
-            INLINE_WALL_S if timeout is None or timeout > INLINE_WALL_S else timeout
-        )
+        watch.deadline = _NEVER if timeout is None else now + timeout  # the caller's, if any
         watch.cpu_deadline = 0.0  # the progress handler starts this read's CPU clock
         cpu = time.thread_time() if learned is SUSPECT else 0.0
         try:
@@ -214,7 +213,7 @@ class SQLiteBackend:
                 if watch.cpu_deadline and time.thread_time() >= watch.cpu_deadline:
                     self._policy.to_threads(info)  # it costs too much CPU for the loop, for now
                 else:
-                    self._handoff = True  # only wall time ran out: this run goes to a thread
+                    self._handoff = True  # the caller's timeout ran out: a thread has it whole
                 return NOT_NOW
             if too_big_inline(exc):
                 self._policy.to_threads(info)  # too big for the loop, for now

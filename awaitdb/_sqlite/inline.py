@@ -16,10 +16,10 @@ forgotten again. A statement moves between these states (absent from ``learned``
     inline ──(a reader refused it: a WITH ... INSERT)──► writes (the writer runs it)
 
 Only CPU time and SQLite's own limits decide; wall time merely raises a suspicion, since a
-busy neighbour thread or a preempted loop inflates it without the statement costing more. A
-wall-time abort of an inline run (2 ms, for loop lag) sends that one run to a thread and
-teaches nothing. The limits are set on the inline connection itself (``sqlite3_limit``), so a
-big value or a wide statement is refused by SQLite before it is copied or prepared.
+busy neighbour thread or a preempted loop inflates it without the statement costing more (an
+inline run past the caller's own timeout goes to a thread, and teaches nothing). The limits are
+set on the inline connection itself (``sqlite3_limit``), so a big value or a wide statement is
+refused by SQLite before it is copied or prepared.
 """
 
 from __future__ import annotations
