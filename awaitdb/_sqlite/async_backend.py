@@ -55,7 +55,7 @@ __all__ = ["SQLiteBackend"]
 
 INLINE_BUDGET_S = 0.0005  # wall time a loop iteration may spend on inline reads
 INLINE_QUERY_S = 0.0005  # an inline run longer than this in wall time raises a suspicion
-_NEVER = math.inf
+_NEVER = math.inf  # no deadline
 WAKE_MAX = 128  # reads one loop turn wakes at most
 
 
@@ -139,7 +139,7 @@ class SQLiteBackend:
         self._budget_start = 0.0  # when this loop iteration's first inline read began; 0: none
         self._tick_pending = False  # ``_tick`` is scheduled: it closes the budget
         self._spent = False  # a read found the budget spent since the last tick
-        self._handoff = False  # run_now's NOT_NOW was for a thread (busy, wall time), not budget
+        self._handoff = False  # run_now said NOT_NOW for a thread (busy, a timeout), not budget
         self._parked: deque[asyncio.Future[None]] = deque()  # reads waiting for the loop to turn
         self._wake_n = 1  # how many of them the next tick wakes
         self._inline_watch = Watch(cpu_limit=SLOW_CPU_S)  # limits of an inline read; Ctrl-C
