@@ -4,9 +4,8 @@ The analysis of a SQL text (``SqlInfo``) is shared by every database in the proc
 changes; what is learned at run time lives here, in the ``InlinePolicy`` of one backend, and is
 forgotten again. A statement moves between these states (absent from ``learned``: inline)::
 
-    inline ──(a run over 0.5 ms of wall time while the loop thread's  ──► suspect
-      ▲        CPU this iteration passed 0.5 ms: real work or a
-      │        preempted thread? the next run tells)
+    inline ──(a run over 0.5 ms of wall time: work SQLite could not ──► suspect
+      ▲        interrupt, or a preempted thread? the next run tells)
       │   suspect ──(its next inline run, measured alone, used under 0.5 ms of CPU)──► inline
       │   suspect ──(... used 0.5 ms of CPU or more: work SQLite cannot interrupt)──► off
       │   inline ──(aborted: 0.5 ms of the loop thread's CPU in VM steps; a value over
