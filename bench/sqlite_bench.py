@@ -158,6 +158,9 @@ async def main() -> None:
             lambda: gather_split(aio_point, long_keys, 50), "point: sync sqlite3", long, True),
         f"point: awaitdb 50 tasks, {long:,} ops (S1)": (
             lambda: gather_split(adb_point, long_keys, 50), "point: sync sqlite3", long, True),
+        f"point: awaitdb {short:,} one-shot tasks at once": (
+            lambda: gather_split(adb_point, short_keys, short), "point: sync sqlite3", short,
+            True),
         "point: awaitdb sync face (S5)": (
             lambda: as_async(sync_face_point), "point: sync sqlite3", ops, False),
         "insert: sync sqlite3 autocommit": (lambda: as_async(raw_insert), "", ops, False),
