@@ -8,6 +8,8 @@ never about time.
 from __future__ import annotations
 
 import asyncio
+import os
+import sqlite3
 import threading
 
 import pytest
@@ -170,3 +172,34 @@ async def test_work_sqlite_cannot_interrupt_leaves_the_loop_once_measured(sqlite
         # the statement a suspect, the next run's own CPU time convicts it, then threads run it.
         where = [await _inline(db, "SELECT count(*) FROM big", {}) for _ in range(6)]
         assert sum(where[:2]) >= 1 and not any(where[2:])
+
+
+def _replace_file(path: str) -> None:
+    other = path + ".other"
+    conn = sqlite3.connect(other)
+    conn.execute("CREATE TABLE t (id INTEGER PRIMARY KEY)")
+    conn.commit()
+    conn.close()
+    os.replace(other, path)
+
+
+async def test_a_learned_write_is_refused_once_the_file_is_replaced(sqlite_url: str) -> None:
+    path = sqlite_url.removeprefix("sqlite:///")
+    async with awaitdb.connect(sqlite_url) as db:
+        await db.execute("CREATE TABLE t (id INTEGER PRIMARY KEY)")
+        assert len(await db.fetch_all(WRITE_BEHIND_CTE)) == 2  # learned: it writes
+        await db.execute("DELETE FROM t")
+        _replace_file(path)
+        with pytest.raises(awaitdb.OperationalError, match="deleted or replaced"):
+            await db.fetch_all(WRITE_BEHIND_CTE)
+
+
+def test_a_learned_write_is_refused_once_the_file_is_replaced_sync(sqlite_url: str) -> None:
+    path = sqlite_url.removeprefix("sqlite:///")
+    with awaitdb.connect_sync(sqlite_url) as db:
+        db.execute("CREATE TABLE t (id INTEGER PRIMARY KEY)")
+        assert len(db.fetch_all(WRITE_BEHIND_CTE)) == 2  # learned: it writes
+        db.execute("DELETE FROM t")
+        _replace_file(path)
+        with pytest.raises(awaitdb.OperationalError, match="deleted or replaced"):
+            db.fetch_all(WRITE_BEHIND_CTE)

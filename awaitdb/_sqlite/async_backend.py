@@ -324,6 +324,8 @@ class SQLiteBackend:
             raise InterfaceError(_TXCONTROL_MESSAGE)
         writer = self._writer
         job = Job(kind, info, params, arg)
+        if not info.is_write and self._learned.get(info) is WRITES:
+            job.reroute = True  # a write behind a read's first keyword: the writer checks it so
         try:
             if timeout is not None:
                 return await writer.call(job, timeout)

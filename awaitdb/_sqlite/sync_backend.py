@@ -288,6 +288,8 @@ class SyncSQLiteBackend:
             raise InterfaceError(_TXCONTROL_MESSAGE)
         writer = self._writer_pool.acquire()
         try:
+            if writer.identity is not None and not info.is_write and info in self._writes:
+                writer.identity.check(info)  # a learned write: refused once the file is replaced
             return writer.run(kind, info, params, arg, timeout)
         finally:
             if writer.conn.in_transaction:  # pragma: no cover - autocommit leaves none open
