@@ -8,7 +8,7 @@ wait in the worker, in order, and are queued when the loop gives the connection 
 Who runs a write session's statements::
 
     BEGIN deferred ──first statement: writer idle,  ──► on the loop: BEGIN IMMEDIATE (no busy
-         │           budget open, not known slow        wait) + the statement, 0.5 ms deadline
+         │           budget open, not known slow        wait) + the statement, 0.5 ms of CPU
          │                                                   │
          └──writer busy, lock held elsewhere, a slow   ◄─────┤ a later statement not yet seen
             or aborted first statement, a cursor,            │ cheap, a cursor, execute_many,
@@ -18,12 +18,13 @@ Who runs a write session's statements::
                                                                given back to the thread
 
 Rules, those of inline reads: the loop's per-iteration budget is shared with them; the first
-statement runs under the 0.5 ms deadline, and an abort (which rolls back the whole transaction:
-its BEGIN and this statement only) sends both to the thread, nothing lost. A later statement
-runs on the loop only once it ran cheaply before (aborting it would roll back the transaction);
-one that proves slow by the loop thread's CPU time goes to the thread from then on, and comes
-back after ``CHEAP_RUNS`` cheap runs there. The loop never waits for a lock: ``busy_timeout`` is
-0 while the loop holds the connection, and a busy BEGIN goes to the thread, which waits.
+statement may use 0.5 ms of CPU, as an inline read, and an abort (which rolls back the whole
+transaction: its BEGIN and this statement only) sends both to the thread, nothing lost. A
+later statement runs on the loop only once it ran cheaply before (an abort would roll back the
+transaction); one that proves slow by the loop thread's CPU time goes to the thread from then
+on, and comes back after ``CHEAP_RUNS`` cheap runs there. The loop never waits for a lock:
+``busy_timeout`` is 0 while the loop holds the connection, and a busy BEGIN goes to the
+thread, which waits.
 
 Checkpoints never run on the loop: ``wal_autocheckpoint`` is 0 while the loop holds the
 connection, and every ``CHECKPOINT_EVERY`` commits made on the loop the writer thread runs a
@@ -52,9 +53,10 @@ from .worker import Worker
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-__all__ = ["BEGINS", "ENDS", "LATER", "LoopWriter", "qualifies", "tx_role"]
+__all__ = ["BEGINS", "ENDS", "LATER", "LOOP_TURNS", "LoopWriter", "qualifies", "tx_role"]
 
 INLINE_QUERY_S: Final = 0.0005  # a first statement running longer is aborted and handed off
+LOOP_TURNS: Final = 16  # loop turns a statement waits for inline budget before a thread runs it
 CHECKPOINT_EVERY: Final = 256  # commits on the loop between two passive checkpoints
 _KINDS: Final = frozenset({EXECUTE, FETCH_ONE, FETCH_ALL, FETCH_VAL})
 _MEMORY: Final = 4096  # statements remembered at once (forgotten beyond: tried again)
@@ -140,7 +142,7 @@ class LoopWriter:
         self._budget = budget  # opens or checks the loop iteration's inline budget
         self._cheap: set[SqlInfo] = set()  # ran cheaply here: may run later in a transaction
         self._slow: dict[SqlInfo, int] = {}  # kept on the thread: cheap threaded runs so far
-        self._watch = Watch()
+        self._watch = Watch(cpu_limit=SLOW_CPU_S)  # a first statement's CPU limit; Ctrl-C
         self._commits = 0
         self._restore: tuple[str, str] | None = None  # the thread's busy timeout, checkpoints
 
@@ -198,11 +200,11 @@ class LoopWriter:
             return NOT_NOW
         session.begin = None
         watch = self._watch
-        watch.deadline = now + INLINE_QUERY_S
+        watch.cpu_deadline = 0.0  # the progress handler starts this statement's CPU clock
         try:
             result = run_op(conn, kind, info, params, arg)
         except sqlite3.Error as exc:
-            watch.deadline = math.inf
+            watch.cpu_deadline = math.inf
             if watch.pending is None and is_interrupt(exc):
                 # Too slow for the loop: SQLite rolled back the transaction, which held only
                 # this statement. The thread runs BEGIN and it again.
@@ -216,10 +218,10 @@ class LoopWriter:
                 watch.settle(conn)
             raise translate(exc) from exc
         except Exception as exc:
-            watch.deadline = math.inf
+            watch.cpu_deadline = math.inf
             session.in_transaction = conn.in_transaction
             raise translate(exc) from exc
-        watch.deadline = math.inf
+        watch.cpu_deadline = math.inf
         session.in_transaction = conn.in_transaction
         if time.perf_counter() - now <= INLINE_QUERY_S:
             self._remember(info)
