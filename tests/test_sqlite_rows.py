@@ -12,6 +12,7 @@ import decimal
 from pathlib import Path
 
 import awaitdb
+from awaitdb._sql import analyze
 
 SQL = "SELECT * FROM shape"
 FIRST = "CREATE TABLE shape (a INTEGER, b TEXT)"
@@ -129,3 +130,21 @@ def test_converters_keep_unparsable_text_and_parse_each_type(sqlite_url: str) ->
         assert tuple(bad) == ("maybe", "noon", "later", "someday", "lots", "nope", "{broken")
     finally:
         db.close()
+
+
+async def test_nothing_is_learned_on_the_shared_statement_analysis(tmp_path: Path) -> None:
+    """Issue 8: the Record class lives with the connection, not on the per-process ``SqlInfo``."""
+    sync = awaitdb.connect_sync(f"sqlite:///{tmp_path / 'one.db'}")
+    adb = await awaitdb.connect(f"sqlite:///{tmp_path / 'two.db'}")
+    try:
+        sync.execute(FIRST)
+        sync.execute("INSERT INTO shape VALUES (1, 'x')")
+        await adb.execute(FIRST)
+        await adb.execute("INSERT INTO shape VALUES (1, 'x')")
+        _check_first(sync.fetch_one(SQL))
+        _check_first(await adb.fetch_one(SQL))
+        assert len(sync.fetch_all(SQL)) == len(await adb.fetch_all(SQL)) == 1
+        assert analyze(SQL).shape is None
+    finally:
+        sync.close()
+        await adb.close()
