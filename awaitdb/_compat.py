@@ -45,10 +45,11 @@ _WAITING, _SET, _ABANDONED = 0, 1, 2
 class AWaiter(Generic[T]):
     """A one-shot slot a pool hands an item to; the waiting task may time out or be cancelled."""
 
-    __slots__ = ("_future",)
+    __slots__ = ("_future", "deadline")
 
     def __init__(self) -> None:
         self._future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+        self.deadline: float | None = None  # loop time a pool's timer fails it at, if any
 
     def set(self, value: T) -> bool:
         """Hand ``value`` over; False when the waiter already gave up."""

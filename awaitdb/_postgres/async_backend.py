@@ -78,7 +78,8 @@ async def execute(
         if kind == EXECUTE_MANY:
             await conn.executemany(sql, [info.positional(p) for p in params], timeout=timeout)
             return len(params)
-        args = info.positional(params) if info.order else ()
+        order = info.order
+        args = [params[name] for name in order] if order else ()
         if kind == FETCH_ONE:
             row = await conn.fetchrow(sql, *args, timeout=timeout)
             return None if row is None else _record_cls(info, row)(row)
@@ -305,7 +306,7 @@ class PostgresBackend:
         """Return ``conn`` to the pool, resetting it first (in the background) if needed."""
         if conn.is_closed():
             self._pool.release(conn, discard=True)
-        elif dirty or unsure or _in_transaction(conn):
+        elif dirty or unsure or conn.is_in_transaction():  # open: asyncpg can answer
             reset = self._reset(conn, dirty, commit, unsure)
             task = asyncio.get_running_loop().create_task(reset)
             self._resets.add(task)
