@@ -46,6 +46,7 @@ from .common import (
     is_permanent,
     may_move_on,
     pool_options,
+    unread_input,
 )
 from .errors import command_count, is_connection_error, too_deep, translate
 
@@ -197,7 +198,13 @@ def _interrupted(exc: BaseException) -> bool:
 
 
 def _alive(conn: asyncpg.Connection) -> bool:
-    return not conn.is_closed()
+    """Checked on checkout from the idle list: closed, or ended by the server while the loop
+    has not yet read its goodbye (the loop was blocked), means dead: replace it unsent."""
+    if conn.is_closed():
+        return False
+    transport = getattr(conn, "_transport", None)  # asyncpg keeps it; no public accessor
+    sock = None if transport is None else transport.get_extra_info("socket")
+    return sock is None or not unread_input(sock.fileno())
 
 
 def _in_transaction(conn: asyncpg.Connection) -> bool:
@@ -357,7 +364,7 @@ class PostgresBackend:
             except BaseException as exc:
                 if conn.is_closed() or is_connection_error(exc):
                     pool.release(conn, discard=True)
-                    if may_move_on(info, exc, attempt, self._max_size):
+                    if may_move_on(exc, attempt, self._max_size):
                         continue
                 else:
                     self._give_back(conn, dirty=info.changes_session, unsure=_interrupted(exc))
