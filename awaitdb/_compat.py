@@ -11,6 +11,7 @@ import asyncio
 import inspect
 import threading
 import time
+from collections.abc import Generator
 from typing import Any, Generic, TypeVar
 
 __all__ = ["ASYNC", "ANoLock", "AWaiter", "RLock", "Waiter", "asleep", "isawaitable", "sleep"]
@@ -72,6 +73,11 @@ class AWaiter(Generic[T]):
             return False, None
         future.cancel()
         return False, None
+
+    def __await__(self) -> Generator[Any, None, T]:
+        """``await waiter``: the handed-over value, awaited on the future with no frame between
+        (a pool fails the waiter with ``TimeoutError`` at its deadline)."""
+        return self._future.__await__()
 
     async def wait(self, timeout: float | None) -> T:
         """The handed-over value; ``TimeoutError`` after ``timeout`` seconds."""

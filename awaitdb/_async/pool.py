@@ -21,6 +21,7 @@ earliest deadline it knows of; when it fires, every waiter past its deadline is 
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
@@ -105,68 +106,73 @@ class Pool(Generic[T]):
         return None
 
     async def acquire(self, timeout: float | None = None) -> T:
-        """An item, waiting FIFO up to ``timeout`` (default ``acquire_timeout``) for one."""
+        """An item, waiting FIFO up to ``timeout`` (default ``acquire_timeout``) for one.
+
+        One flat frame on purpose: a busy pool makes most callers wait here, and every frame
+        between the caller and the waiter's future is resumed on each hand-off.
+        """
         if self.closed:
             raise InterfaceError("the database is closed")
         item = self.try_acquire()
         if item is not None:
             return item
+        stats = self._stats
         start = time.perf_counter()
         try:
-            return await self._acquire_slow(timeout)
+            stats.acquisitions += 1
+            with self._lock:
+                if self._size < self._max_size and self._opener is not None and not self._waiters:
+                    self._size += 1
+                    grow = True
+                else:
+                    if self._max_waiting is not None and len(self._waiters) >= self._max_waiting:
+                        stats.acquire_overloads += 1
+                        raise PoolOverloaded(
+                            f"{len(self._waiters)} callers already waiting for a connection "
+                            f"(max_waiting={self._max_waiting}); {self._describe()}"
+                        )
+                    grow = False
+                    waiter: AWaiter[T] = AWaiter()
+                    self._waiters.append(waiter)
+            if grow:
+                return await self._open_new()
+            if timeout is None:
+                timeout = self._acquire_timeout
+            try:
+                if ASYNC:
+                    self._arm(waiter, timeout)  # the pool's one timer fails it at its deadline
+                    item = await waiter  # straight on the future: no frame in between
+                else:
+                    item = await waiter.wait(timeout)
+            except BaseException as exc:
+                error = self._gave_up(waiter, exc, timeout)
+                if error is exc:
+                    raise
+                raise error from None
+            if item is _GROW:
+                return await self._open_new()
+            return item
         finally:
             # One wait sample per slow acquisition, failed ones too (a timeout waited in full).
             waited = time.perf_counter() - start
-            self._stats.acquire_waits.append(waited)
+            stats.acquire_waits.append(waited)
             note_acquire_wait(waited)  # not counted as query time
 
-    async def _acquire_slow(self, timeout: float | None) -> T:
-        self._stats.acquisitions += 1
-        grow = False
+    def _gave_up(self, waiter: AWaiter[T], exc: BaseException, timeout: float) -> BaseException:
+        """A waiter stopped waiting (timeout, cancellation): pass on anything handed to it
+        meanwhile; return what to raise (``PoolTimeout`` for a timeout)."""
         with self._lock:
-            if self._size < self._max_size and self._opener is not None and not self._waiters:
-                self._size += 1
-                grow = True
-        if grow:
-            return await self._open_new()
-        return await self._wait(self._acquire_timeout if timeout is None else timeout)
-
-    async def _wait(self, timeout: float) -> T:
-        stats = self._stats
-        with self._lock:
-            if self._max_waiting is not None and len(self._waiters) >= self._max_waiting:
-                stats.acquire_overloads += 1
-                raise PoolOverloaded(
-                    f"{len(self._waiters)} callers already waiting for a connection "
-                    f"(max_waiting={self._max_waiting}); {self._describe()}"
-                )
-            waiter: AWaiter[T] = AWaiter()
-            self._waiters.append(waiter)
-        if ASYNC:
-            self._arm(waiter, timeout)  # the pool's one timer fails it at its deadline
-            wait_for: float | None = None
-        else:
-            wait_for = timeout
-        try:
-            item = await waiter.wait(wait_for)
-        except BaseException as exc:
-            with self._lock:
-                got, item = waiter.abandon()
-                if not got:
-                    self._remove_waiter(waiter)
-            if got and item is _GROW:
-                self._free_slot()  # a slot was handed over just as we gave up: pass it on
-            elif got:
-                self.release(item)  # it was handed over just as we gave up: pass it on
-            if isinstance(exc, TimeoutError):
-                stats.acquire_timeouts += 1
-                raise PoolTimeout(
-                    f"no connection became free within {timeout:g}s; {self._describe()}"
-                ) from None
-            raise
-        if item is _GROW:
-            return await self._open_new()
-        return item
+            got, item = waiter.abandon()
+            if not got:
+                self._remove_waiter(waiter)
+        if got and item is _GROW:
+            self._free_slot()  # a slot was handed over just as we gave up: pass it on
+        elif got:
+            self.release(item)  # it was handed over just as we gave up: pass it on
+        if isinstance(exc, TimeoutError):
+            self._stats.acquire_timeouts += 1
+            return PoolTimeout(f"no connection became free within {timeout:g}s; {self._describe()}")
+        return exc
 
     async def _open_new(self) -> T:
         assert self._opener is not None
@@ -197,7 +203,7 @@ class Pool(Generic[T]):
 
         def _arm(self, waiter: AWaiter[T], timeout: float) -> None:
             """Note ``waiter``'s deadline; arm the pool's timer if it is the earliest one."""
-            if timeout == float("inf"):
+            if timeout == math.inf:
                 return  # waits for ever: no deadline
             loop = asyncio.get_running_loop()
             deadline = loop.time() + timeout

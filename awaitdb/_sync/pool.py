@@ -104,62 +104,67 @@ class SyncPool(Generic[T]):
         return None
 
     def acquire(self, timeout: float | None = None) -> T:
-        """An item, waiting FIFO up to ``timeout`` (default ``acquire_timeout``) for one."""
+        """An item, waiting FIFO up to ``timeout`` (default ``acquire_timeout``) for one.
+
+        One flat frame on purpose: a busy pool makes most callers wait here, and every frame
+        between the caller and the waiter's future is resumed on each hand-off.
+        """
         if self.closed:
             raise InterfaceError("the database is closed")
         item = self.try_acquire()
         if item is not None:
             return item
+        stats = self._stats
         start = time.perf_counter()
         try:
-            return self._acquire_slow(timeout)
+            stats.acquisitions += 1
+            with self._lock:
+                if self._size < self._max_size and self._opener is not None and (not self._waiters):
+                    self._size += 1
+                    grow = True
+                else:
+                    if self._max_waiting is not None and len(self._waiters) >= self._max_waiting:
+                        stats.acquire_overloads += 1
+                        raise PoolOverloaded(
+                            f"{len(self._waiters)} callers already waiting for a connection (max_waiting={self._max_waiting}); {self._describe()}"
+                        )
+                    grow = False
+                    waiter: Waiter[T] = Waiter()
+                    self._waiters.append(waiter)
+            if grow:
+                return self._open_new()
+            if timeout is None:
+                timeout = self._acquire_timeout
+            try:
+                item = waiter.wait(timeout)
+            except BaseException as exc:
+                error = self._gave_up(waiter, exc, timeout)
+                if error is exc:
+                    raise
+                raise error from None
+            if item is _GROW:
+                return self._open_new()
+            return item
         finally:
             waited = time.perf_counter() - start
-            self._stats.acquire_waits.append(waited)
+            stats.acquire_waits.append(waited)
             note_acquire_wait(waited)
 
-    def _acquire_slow(self, timeout: float | None) -> T:
-        self._stats.acquisitions += 1
-        grow = False
+    def _gave_up(self, waiter: Waiter[T], exc: BaseException, timeout: float) -> BaseException:
+        """A waiter stopped waiting (timeout, cancellation): pass on anything handed to it
+        meanwhile; return what to raise (``PoolTimeout`` for a timeout)."""
         with self._lock:
-            if self._size < self._max_size and self._opener is not None and (not self._waiters):
-                self._size += 1
-                grow = True
-        if grow:
-            return self._open_new()
-        return self._wait(self._acquire_timeout if timeout is None else timeout)
-
-    def _wait(self, timeout: float) -> T:
-        stats = self._stats
-        with self._lock:
-            if self._max_waiting is not None and len(self._waiters) >= self._max_waiting:
-                stats.acquire_overloads += 1
-                raise PoolOverloaded(
-                    f"{len(self._waiters)} callers already waiting for a connection (max_waiting={self._max_waiting}); {self._describe()}"
-                )
-            waiter: Waiter[T] = Waiter()
-            self._waiters.append(waiter)
-        wait_for = timeout
-        try:
-            item = waiter.wait(wait_for)
-        except BaseException as exc:
-            with self._lock:
-                got, item = waiter.abandon()
-                if not got:
-                    self._remove_waiter(waiter)
-            if got and item is _GROW:
-                self._free_slot()
-            elif got:
-                self.release(item)
-            if isinstance(exc, TimeoutError):
-                stats.acquire_timeouts += 1
-                raise PoolTimeout(
-                    f"no connection became free within {timeout:g}s; {self._describe()}"
-                ) from None
-            raise
-        if item is _GROW:
-            return self._open_new()
-        return item
+            got, item = waiter.abandon()
+            if not got:
+                self._remove_waiter(waiter)
+        if got and item is _GROW:
+            self._free_slot()
+        elif got:
+            self.release(item)
+        if isinstance(exc, TimeoutError):
+            self._stats.acquire_timeouts += 1
+            return PoolTimeout(f"no connection became free within {timeout:g}s; {self._describe()}")
+        return exc
 
     def _open_new(self) -> T:
         assert self._opener is not None
