@@ -17,6 +17,7 @@
 from __future__ import annotations
 
 import asyncio
+import operator
 import time
 from collections.abc import Mapping
 from typing import Any
@@ -61,6 +62,9 @@ _DRIVER_ERRORS = (
 )
 
 
+_VALUES = operator.itemgetter(slice(None))  # asyncpg row -> tuple of its values, in C
+
+
 def _record_cls(info: SqlInfo, row: asyncpg.Record) -> type[Record]:
     keys = tuple(row.keys())
     return cached_record_class(info, keys, tuple)
@@ -88,7 +92,7 @@ async def execute(
             rows = await conn.fetch(sql, *args, timeout=timeout)
             if not rows:
                 return []
-            return build_records(_record_cls(info, rows[0]), rows)
+            return build_records(_record_cls(info, rows[0]), rows, _VALUES)
         if kind == EXECUTE:
             status = await conn.execute(sql, *args, timeout=timeout)
             if info.kind == TXCONTROL and status == "ROLLBACK" and not _is_rollback(info):
@@ -171,8 +175,7 @@ class PgSession:
                 raise
         if not rows:
             return []
-        cls = _record_cls(info, rows[0])
-        return list(map(cls, rows))
+        return build_records(_record_cls(info, rows[0]), rows, _VALUES)
 
     async def close_cursor(self, cursor: Any) -> None:
         if not self.cursor_tx:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import gc
 import random
 import select
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from .._config import Config
@@ -31,18 +31,24 @@ _PERMANENT = ("28", "3D")  # bad credentials, no such database: retrying will no
 _GC_PAUSE_ROWS = 1000
 
 
-def build_records(cls: type[Any], rows: Sequence[Any]) -> list[Any]:
+def build_records(
+    cls: type[Any], rows: Sequence[Any], values: Callable[[Any], Any] | None = None
+) -> list[Any]:
     """``[cls(row) for row in rows]`` in one C-level pass, with the cyclic GC paused.
 
     Building 200k records allocates 200k containers: left on, the collector runs full passes
     over every live object several times during the loop (most of fetch_all's overhead over
-    the bare driver). Records hold no cycles, so nothing is lost by pausing it.
+    the bare driver). Records hold no cycles, so nothing is lost by pausing it. ``values``,
+    when given, turns a driver row into the tuple of its values first (``tuple.__new__`` of a
+    subclass copies from a tuple without building an iterator: asyncpg's ``row[:]`` is one C
+    call that returns that tuple).
     """
+    source = rows if values is None else map(values, rows)
     if len(rows) < _GC_PAUSE_ROWS or not gc.isenabled():
-        return list(map(cls, rows))
+        return list(map(cls, source))
     gc.disable()
     try:
-        return list(map(cls, rows))
+        return list(map(cls, source))
     finally:
         gc.enable()
 
