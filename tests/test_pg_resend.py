@@ -26,7 +26,7 @@ SEQ = "awaitdb_resend_seq"
 STATEMENTS = {
     "with-insert": (
         f"WITH ins AS (INSERT INTO t (id) VALUES (nextval('{SEQ}')) RETURNING id) "
-        "SELECT ins.id FROM ins, pg_sleep(30)"
+        "SELECT ins.id, pg_sleep(30) FROM ins"
     ),
     "select-f": "SELECT awaitdb_resend_write(), pg_sleep(30)",
 }
@@ -62,10 +62,14 @@ def _runs(url: str) -> int:
 
 
 def _kill_when_running(url: str, app: str, marker: str, timeout: float = 20.0) -> int:
-    """Wait until a session of ``app`` runs a statement containing ``marker``; terminate it."""
+    """Wait until a session of ``app`` has written (the sequence moved) and still runs a
+    statement containing ``marker``; terminate it."""
     deadline = time.monotonic() + timeout
     with _server(url) as conn:
         while time.monotonic() < deadline:
+            if not _runs(url):
+                time.sleep(0.02)
+                continue
             rows = conn.execute(
                 "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
                 "WHERE datname = current_database() AND application_name = %s "
