@@ -85,15 +85,19 @@ async def main() -> None:
     keys = [rng.randrange(1, ROWS + 1) for _ in range(ops)]
 
     apool = await asyncpg.create_pool(url, min_size=8, max_size=8)
-    apool_nr = await asyncpg.create_pool(url, min_size=8, max_size=8, reset=no_reset)
+    full = not args.p5  # --p5 opens only the connections its contenders use
+    apool_nr = await asyncpg.create_pool(url, min_size=8 if full else 0, max_size=8,
+                                         reset=no_reset)  # fmt: skip
     ppool = AsyncConnectionPool(url, min_size=8, max_size=8, open=False)
-    await ppool.open(wait=True)
+    if full:
+        await ppool.open(wait=True)
     engine = create_async_engine(
         url.replace("postgresql://", "postgresql+asyncpg://"), pool_size=8, max_overflow=0
     )
     dbs = databases.Database(url.replace("postgresql://", "postgresql+asyncpg://"),
                              min_size=8, max_size=8)  # fmt: skip
-    await dbs.connect()
+    if full:
+        await dbs.connect()
     adb = await awaitdb.connect(url, min_size=8, max_size=8)
     bare = await asyncpg.connect(url)
     bare_queue: asyncio.Queue[asyncpg.Connection] = asyncio.Queue()
@@ -184,7 +188,7 @@ async def main() -> None:
         print(f"P5 {mode}: awaitdb = {mine_row['ops'] / limit['ops']:.2f} x the bare-connection "
               f"limit ({mine_row['cpu_us']:.1f} vs {limit['cpu_us']:.1f} us CPU/op)")  # fmt: skip
     if args.p5:
-        await p5_close(adb, bare, bare_queue, dbs, engine, ppool, apool, apool_nr)
+        await p5_close(adb, bare, bare_queue, None, engine, None, apool, apool_nr)
         return
     for mode in ("sequential", "32 tasks / pool 8"):
         base = med[f"{mode}: asyncpg pool (default)"]["ops"]
@@ -237,10 +241,12 @@ async def p5_close(adb: Any, bare: Any, queue: Any, dbs: Any, *pools: Any) -> No
     await bare.close()
     while not queue.empty():
         await queue.get_nowait().close()
-    await dbs.disconnect()
+    if dbs is not None:
+        await dbs.disconnect()
     engine, ppool, apool, apool_nr = pools
     await engine.dispose()
-    await ppool.close()
+    if ppool is not None:
+        await ppool.close()
     await apool.close()
     await apool_nr.close()
 
