@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import operator
+import select
 import time
 from collections.abc import Mapping
 from typing import Any
@@ -47,7 +48,6 @@ from .common import (
     is_permanent,
     may_move_on,
     pool_options,
-    unread_input,
 )
 from .errors import command_count, is_connection_error, too_deep, translate
 
@@ -200,14 +200,15 @@ def _interrupted(exc: BaseException) -> bool:
     return isinstance(exc, asyncio.CancelledError | QueryTimeout) or is_connection_error(exc)
 
 
-def _alive(conn: asyncpg.Connection) -> bool:
-    """Checked on checkout from the idle list: closed, or ended by the server while the loop
-    has not yet read its goodbye (the loop was blocked), means dead: replace it unsent."""
-    if conn.is_closed():
-        return False
+def _poller(conn: asyncpg.Connection) -> select.poll | None:
+    """A poll object watching ``conn``'s socket for input, made once per connection."""
     transport = getattr(conn, "_transport", None)  # asyncpg keeps it; no public accessor
     sock = None if transport is None else transport.get_extra_info("socket")
-    return sock is None or not unread_input(sock.fileno())
+    if sock is None:
+        return None
+    poller = select.poll()
+    poller.register(sock.fileno(), select.POLLIN | select.POLLPRI)
+    return poller
 
 
 def _in_transaction(conn: asyncpg.Connection) -> bool:
@@ -239,10 +240,11 @@ class PostgresBackend:
             stats=self.stats,
             opener=self._open,
             closer=self._terminate,
-            checker=_alive,
+            checker=self._alive,
             **options,
         )
         self._all: set[asyncpg.Connection] = set()
+        self._pollers: dict[asyncpg.Connection, select.poll | None] = {}
         self._resets: set[asyncio.Task[None]] = set()
         self._closing = False
         self._sessions = 0
@@ -295,6 +297,7 @@ class PostgresBackend:
                 conn.terminate()
                 raise
             self._all.add(conn)
+            self._pollers[conn] = _poller(conn)
             return conn
 
     async def _init(self, conn: asyncpg.Connection) -> None:
@@ -303,7 +306,20 @@ class PostgresBackend:
 
     def _terminate(self, conn: asyncpg.Connection) -> None:
         self._all.discard(conn)
+        self._pollers.pop(conn, None)
         conn.terminate()
+
+    def _alive(self, conn: asyncpg.Connection) -> bool:
+        """Checked on checkout from the idle list: closed, or ended by the server while the
+        loop has not yet read its goodbye (the loop was blocked), means dead: replace it
+        before anything is sent. One ``poll`` system call on the connection's own poller."""
+        if conn.is_closed():
+            return False
+        poller = self._pollers.get(conn)
+        try:
+            return poller is None or not poller.poll(0)
+        except OSError:
+            return False
 
     def _give_back(
         self,
@@ -424,6 +440,7 @@ class PostgresBackend:
         for conn in list(self._all):
             conn.terminate()
         self._all.clear()
+        self._pollers.clear()
 
 
 def _terminate_raw(conn: asyncpg.Connection) -> None:
