@@ -8,8 +8,10 @@
 - asyncpg caches prepared statements per connection (``statement_cache_size``; 0 behind
   PgBouncer in transaction mode); ``:name`` to ``$n`` translation is cached per SQL text.
 - New connections are retried with jittered backoff until ``acquire_timeout``, then
-  ``CannotConnect``. A connection found dead on checkout is replaced without the caller seeing
-  it, and a read that fails because its connection died moves on to another connection.
+  ``CannotConnect``. A connection found dead on checkout (closed, or with the server's goodbye
+  unread in its socket) is replaced without the caller seeing it. Only a statement asyncpg
+  never sent moves on to another connection; one that was sent may have written, so its
+  connection dying raises ``ConnectionLost`` (issue 8).
 - Timeouts and cancellations cancel the statement on the server (asyncpg sends a
   CancelRequest); the connection's next statement waits for that to finish.
 """
