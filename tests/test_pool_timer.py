@@ -94,3 +94,22 @@ async def test_zero_timeout_fails_at_once_and_fifo_holds() -> None:
     pool.release(token)
     await asyncio.gather(*tasks)
     assert order == list(range(10))
+
+
+async def test_an_interrupted_checkout_check_keeps_the_item() -> None:
+    calls = 0
+
+    def checker(item: object) -> bool:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            raise KeyboardInterrupt  # Ctrl-C lands while the idle item is being checked
+        return True
+
+    token = object()
+    pool: Pool[object] = Pool("test", stats=Stats(None), max_size=1, acquire_timeout=1.0,
+                              checker=checker, items=[token])  # fmt: skip
+    with pytest.raises(KeyboardInterrupt):
+        pool.try_acquire()
+    assert pool.gauges()["idle"] == 1  # not lost: the next caller gets it
+    assert await pool.acquire() is token

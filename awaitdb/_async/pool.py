@@ -96,10 +96,16 @@ class Pool(Generic[T]):
                 if self._ages and self._expired(item, since):
                     self._drop(item)
                     continue
-                if self._checker is not None and not self._checker(item):
-                    stats.connections_replaced += 1  # found dead: replaced, caller never knows
-                    self._drop(item)
-                    continue
+                if self._checker is not None:
+                    try:
+                        alive = self._checker(item)
+                    except BaseException:  # Ctrl-C during the check: the item stays ours
+                        self._idle.append((item, since))
+                        raise
+                    if not alive:
+                        stats.connections_replaced += 1  # found dead: replaced, unseen
+                        self._drop(item)
+                        continue
                 stats.acquisitions += 1
                 stats.acquire_waits.append(0.0)
                 return item
