@@ -32,9 +32,9 @@ from .._async.pool import Pool
 from .._config import Config
 from .._errors import Error, InterfaceError
 from .._hooks import run_hook
-from .._ops import FETCH_ONE
+from .._ops import Column, Op
 from .._record import Record
-from .._sql import TXCONTROL, SqlInfo
+from .._sql import SqlInfo
 from .._stats import Stats, note_acquire_wait
 from .common import (
     SQLiteTarget,
@@ -56,11 +56,6 @@ INLINE_BUDGET_S = 0.0005  # wall time a loop iteration may spend on inline reads
 INLINE_QUERY_S = 0.0005  # one inline read running longer than this is aborted and handed off
 INLINE_YIELDS = 16  # loop turns a read waits for inline budget before a thread takes it
 
-_TXCONTROL_MESSAGE = (
-    "transaction control statements (BEGIN, COMMIT, SAVEPOINT...) need a pinned connection: "
-    "use `async with db.transaction()` or `async with db.connection()`"
-)
-
 
 class WorkerSession:
     """A worker lent to one transaction, pinned block or cursor."""
@@ -75,7 +70,7 @@ class WorkerSession:
         self.cursors: set[Any] = set()  # open sqlite3 cursors: touched by the worker thread only
 
     async def run(
-        self, kind: int, info: SqlInfo, params: Any, arg: Any, timeout: float | None
+        self, kind: Op, info: SqlInfo, params: Any, arg: Column, timeout: float | None
     ) -> Any:
         return await self.worker.call(Job(kind, info, params, arg, self), timeout)
 
@@ -161,14 +156,10 @@ class SQLiteBackend:
         weakref.finalize(backend, _stop_workers, workers, backend._inline)
         return backend
 
-    def _check_open(self) -> None:
-        if self._closing:
-            raise InterfaceError("the database is closed")
-
     # -- autocommit ---------------------------------------------------------------------------
 
     def run_now(
-        self, kind: int, info: SqlInfo, params: Any, arg: Any, timeout: float | None
+        self, kind: Op, info: SqlInfo, params: Any, arg: Column, timeout: float | None
     ) -> Any:
         """Answer a tiny read inline on the loop thread when the budget allows, else NOT_NOW."""
         conn = self._inline
@@ -176,7 +167,7 @@ class SQLiteBackend:
             conn is None
             or not info.inline_ok
             or info.is_write
-            or kind < FETCH_ONE
+            or not kind.returns_rows
             or (timeout is not None and timeout <= INLINE_QUERY_S)
         ):
             return NOT_NOW
@@ -215,12 +206,10 @@ class SQLiteBackend:
         return result
 
     async def run(
-        self, kind: int, info: SqlInfo, params: Any, arg: Any, timeout: float | None
+        self, kind: Op, info: SqlInfo, params: Any, arg: Column, timeout: float | None
     ) -> Any:
-        if self._closing:
-            raise InterfaceError("the database is closed")
         if not info.is_write:
-            if info.inline_ok and kind >= FETCH_ONE and self._inline is not None:
+            if info.inline_ok and kind.returns_rows and self._inline is not None:
                 # The loop's inline budget is spent: let the loop turn, then try again inline.
                 for _ in range(INLINE_YIELDS):
                     await asyncio.sleep(0)
@@ -242,8 +231,6 @@ class SQLiteBackend:
                             self._policy.threaded_run(info, job.cpu)
                         return result
                     info.is_write = True  # a WITH ... INSERT: the writer takes it from now on
-        elif info.kind == TXCONTROL:
-            raise InterfaceError(_TXCONTROL_MESSAGE)
         writer = self._writer
         job = Job(kind, info, params, arg)
         try:
@@ -278,7 +265,6 @@ class SQLiteBackend:
     # -- sessions -----------------------------------------------------------------------------
 
     async def acquire(self, *, write: bool, timeout: float | None) -> WorkerSession:
-        self._check_open()
         if write or self._reader_pool is None:
             worker = await self._writer_pool.acquire(timeout)
         else:
@@ -300,25 +286,18 @@ class SQLiteBackend:
             self._shared_readers.append(worker)
             self._reader_pool.release(worker)
 
-    def begin_sql(self, isolation: str | None, readonly: bool) -> str:
-        # SQLite transactions are always serializable; every isolation level is accepted.
-        return "BEGIN" if readonly else "BEGIN IMMEDIATE"
-
     # -- state --------------------------------------------------------------------------------
 
     def pool_stats(self) -> dict[str, int]:
         return combined_gauges(self._writer_pool, self._reader_pool)
 
-    def _busy(self) -> bool:
+    def busy(self) -> bool:
         return self._sessions > 0 or any(w.pending for w in (self._writer, *self._readers))
 
-    async def close(self, timeout: float | None) -> None:
+    async def close(self) -> None:
         if self._closing:
             return
         self._closing = True
-        deadline = None if timeout is None else time.monotonic() + timeout
-        while self._busy() and (deadline is None or time.monotonic() < deadline):
-            await asyncio.sleep(0.002)
         self._writer_pool.close()
         if self._reader_pool is not None:
             self._reader_pool.close()

@@ -31,7 +31,7 @@ from .._errors import (
     QueryTimeout,
     UniqueViolation,
 )
-from .._ops import EXECUTE, EXECUTE_MANY, FETCH_ALL, FETCH_ONE
+from .._ops import EXECUTE, EXECUTE_MANY, FETCH_ALL, FETCH_ONE, Op
 from .._record import Record, cached_record_class, column_index, record_class
 from .._sql import TXCONTROL, Positional, SqlInfo
 from .types import adapt_params, register_converters
@@ -255,7 +255,7 @@ def _record_cls(info: SqlInfo, description: Any) -> type[Record]:
     return cached_record_class(info, description, _names)
 
 
-def run_op(conn: sqlite3.Connection, kind: int, info: SqlInfo, params: Any, arg: Any) -> Any:
+def run_op(conn: sqlite3.Connection, kind: Op, info: SqlInfo, params: Any, arg: Any) -> Any:
     """Run ``info.sql``, shaping the result by ``kind`` (see ``_ops``); raises sqlite3 errors.
 
     A value sqlite3 cannot bind (an int beyond 64 bits, a str with a lone surrogate) raises a

@@ -19,9 +19,10 @@ from typing import Any, TypeVar
 
 from .._compat import sleep
 from .._config import Config, check_timeout
+from .._dialects import dialect_for
 from .._errors import InterfaceError, PoolOverloaded, PoolTimeout, TransientError
-from .._ops import EXECUTE_MANY
-from .._sql import SqlInfo, _cache, analyze, bind_lists, check_params
+from .._ops import EXECUTE_MANY, Column, Op
+from .._sql import TXCONTROL, SqlInfo, _cache, analyze, bind_lists, check_params
 from .._stats import Stats, StatsSnapshot, acquire_waited
 from .backend import NOT_NOW, SyncBackend
 from .queries import Queries
@@ -31,6 +32,8 @@ from .transaction import SyncPinnedConnection, SyncScope, SyncTransaction, inner
 __all__ = ["SyncDatabase", "open_database_sync"]
 T = TypeVar("T")
 MANY_CHECKED_ON_LOOP = 1000
+CLOSE_POLL_S = 0.002
+_TXCONTROL_MESSAGE = "transaction control statements (BEGIN, COMMIT, SAVEPOINT...) need a pinned connection: use `with db.transaction()` or `with db.connection()`"
 
 
 def _check_many(info: SqlInfo, rows: list[Any]) -> None:
@@ -44,6 +47,7 @@ class SyncDatabase(Queries):
     def __init__(self, backend: SyncBackend, config: Config) -> None:
         self._backend = backend
         self._config = config
+        self._dialect = dialect_for(config.scheme)
         self._stats = backend.stats
         self._statement_timeout = config.statement_timeout
         self._scope: ContextVar[SyncScope | None] = ContextVar(f"awaitdb-{id(self)}", default=None)
@@ -84,10 +88,10 @@ class SyncDatabase(Queries):
 
     def _run(
         self,
-        kind: int,
+        kind: Op,
         sql: str,
         params: Any,
-        arg: Any,
+        arg: Column,
         timeout: float | None,
         scope: SyncScope | None = None,
     ) -> Any:
@@ -112,6 +116,8 @@ class SyncDatabase(Queries):
         start = time.perf_counter()
         try:
             if scope is None:
+                if info.kind == TXCONTROL:
+                    raise InterfaceError(_TXCONTROL_MESSAGE)
                 backend = self._backend
                 result = backend.run_now(kind, info, params, arg, timeout)
                 if result is NOT_NOW:
@@ -193,10 +199,14 @@ class SyncDatabase(Queries):
             return
         timeout = check_timeout(timeout, "close timeout")
         self._closed = True
+        deadline = None if timeout is None else time.monotonic() + timeout
         for hook in self._close_hooks:
             hook()
         self._close_hooks.clear()
-        self._backend.close(timeout)
+        backend = self._backend
+        while backend.busy() and (deadline is None or time.monotonic() < deadline):
+            sleep(CLOSE_POLL_S)
+        backend.close()
 
     def __enter__(self) -> SyncDatabase:
         return self
