@@ -108,8 +108,7 @@ def _rules() -> TextRules:
 
         words: set[str] = set()
         hints: list[str] = []
-        patterns: list[str] = []
-        flags = 0
+        patterns: list[re.Pattern[str]] = []
         brackets = False
         unfinished: list[Callable[[str], bool]] = []
         for dialect in all_dialects():
@@ -117,8 +116,7 @@ def _rules() -> TextRules:
             words |= rules.session_words
             hints.extend(rules.session_hints)
             if rules.session_text is not None:
-                patterns.append(f"(?:{rules.session_text.pattern})")
-                flags |= rules.session_text.flags
+                patterns.append(rules.session_text)
             brackets = brackets or rules.bracket_identifiers
             if rules.unfinished is not None:
                 unfinished.append(rules.unfinished)
@@ -130,12 +128,22 @@ def _rules() -> TextRules:
             TextRules(
                 session_words=frozenset(words),
                 session_hints=tuple(hints),
-                session_text=re.compile("|".join(patterns), flags) if patterns else None,
+                session_text=_either(patterns),
                 bracket_identifiers=brackets,
                 unfinished=any_unfinished if unfinished else None,
             )
         )
     return _merged[0]
+
+
+def _either(patterns: list[re.Pattern[str]]) -> re.Pattern[str] | None:
+    """One pattern matching where any of ``patterns`` does (the same object if only one)."""
+    if len(patterns) <= 1:
+        return patterns[0] if patterns else None
+    flags = 0
+    for pattern in patterns:
+        flags |= pattern.flags
+    return re.compile("|".join(f"(?:{p.pattern})" for p in patterns), flags)
 
 
 def _mentions_session_state(sql: str, rules: TextRules) -> bool:
