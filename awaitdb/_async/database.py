@@ -283,11 +283,11 @@ class Database(Queries):
             return
         timeout = check_timeout(timeout, "close timeout")
         self._closed = True
-        deadline = None if timeout is None else time.monotonic() + timeout
         for hook in self._close_hooks:
             await hook()
         self._close_hooks.clear()
         backend = self._backend
+        deadline = None if timeout is None else time.monotonic() + timeout
         while backend.busy() and (deadline is None or time.monotonic() < deadline):
             await asleep(CLOSE_POLL_S)
         await backend.close()

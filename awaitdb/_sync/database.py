@@ -223,11 +223,11 @@ class SyncDatabase(Queries):
             return
         timeout = check_timeout(timeout, "close timeout")
         self._closed = True
-        deadline = None if timeout is None else time.monotonic() + timeout
         for hook in self._close_hooks:
             hook()
         self._close_hooks.clear()
         backend = self._backend
+        deadline = None if timeout is None else time.monotonic() + timeout
         while backend.busy() and (deadline is None or time.monotonic() < deadline):
             sleep(CLOSE_POLL_S)
         backend.close()
