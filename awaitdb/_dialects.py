@@ -12,7 +12,8 @@ package with a ``dialect.py`` exposing ``DIALECT``, plus one line in ``_PACKAGES
                                    ├── begin_sql()                 transaction SQL
                                    ├── translate(), may_retry()    the backend's own error rules
                                    ├── open_async(), open_sync()   the backend of each face
-                                   └── load(feature)               jobs / events / wakeup SQL
+                                   └── load(feature)               jobs / events / wakeup /
+                                                                   migration support
                                                                    (``awaitdb._<pkg>.<module>``)
 
 A dialect module imports no driver: drivers are imported when a backend opens, so an
@@ -152,7 +153,7 @@ class Dialect:
         raise NotImplementedError
 
     def load(self, feature: str) -> Any:
-        """The object ``feature`` ("jobs", "events", "wakeup") needs, or None if not supported.
+        """What ``feature`` ("jobs", "events", "wakeup", "migration") needs, or None.
 
         The module is imported on first use: ``awaitdb._<pkg>.<module>``.
         """

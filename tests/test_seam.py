@@ -59,10 +59,11 @@ def test_transaction_sql_comes_from_the_dialect() -> None:
 
 def test_features_load_from_the_backend_package() -> None:
     for dialect in all_dialects():
-        for feature in ("jobs", "events", "wakeup"):
+        for feature in ("jobs", "events", "wakeup", "migration"):
             loaded = dialect.load(feature)
             assert loaded is not None, (dialect.name, feature)
-            assert loaded.__module__ == f"{dialect.package}.{feature}"
+            module = loaded.__module__ if feature != "migration" else type(loaded).__module__
+            assert module == f"{dialect.package}.{feature}"
         assert dialect.load("no-such-feature") is None
 
 

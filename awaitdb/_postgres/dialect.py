@@ -92,6 +92,7 @@ class PostgresDialect(Dialect):
         "jobs": "jobs:PostgresJobs",
         "events": "events:SQL",
         "wakeup": "wakeup:PostgresWaker",
+        "migration": "migration:SUPPORT",
     }
 
     @property

@@ -64,6 +64,7 @@ class SQLiteDialect(Dialect):
         "jobs": "jobs:SQLiteJobs",
         "events": "events:SQL",
         "wakeup": "wakeup:SQLiteWaker",
+        "migration": "migration:SUPPORT",
     }
 
     @property
