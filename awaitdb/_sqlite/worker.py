@@ -127,7 +127,7 @@ class Job:
         self.cancelled = False
         self.timed_out = False
         self.started = False
-        self.reroute = False  # a reader refused a write: the backend sends it to the writer
+        self.reroute = False  # a reader refused a write (or did once): it goes to the writer
         self.probe = False  # measure the thread CPU time the job takes (into ``cpu``)
         self.cpu = 0.0
         self.waited = 0.0  # seconds deferred behind a session's transaction (acquire wait);
@@ -322,7 +322,7 @@ class Worker:
             if (
                 type(job.kind) is Op
                 and info is not None
-                and info.is_write
+                and (info.is_write or job.reroute)  # reroute: a write learned behind a read
                 and not is_rollback(info)
             ):
                 job.error = self.identity.refusal(problem)
