@@ -147,7 +147,7 @@ class Database(Queries):
             info = _cache[sql]
         except (KeyError, TypeError):
             info = await self._analyze(sql)
-        if kind == EXECUTE_MANY:
+        if kind is EXECUTE_MANY:
             if ASYNC:
                 if len(params) > MANY_CHECKED_ON_LOOP:  # ~0.5 us a row: off the loop
                     await asyncio.to_thread(_check_many, info, params)
@@ -158,7 +158,7 @@ class Database(Queries):
         elif params is None or type(params) is not dict or params.keys() != info.names:
             check_params(info, params)
         if info.lists is not None:  # ``IN :ids``: expanded (SQLite) or one array (PostgreSQL)
-            info, params = bind_lists(info, params, self._backend.name, many=kind == EXECUTE_MANY)
+            info, params = bind_lists(info, params, self._backend.name, many=kind is EXECUTE_MANY)
         timeout = self._statement_timeout if timeout is None else check_timeout(timeout)
         stats = self._stats
         waited = acquire_waited()

@@ -74,19 +74,19 @@ async def execute(
     """Run one statement on ``conn``, shaped by ``kind``; driver errors become awaitdb errors."""
     sql = info.numbered
     try:
-        if kind == EXECUTE_MANY:
+        if kind is EXECUTE_MANY:
             await conn.executemany(sql, [info.positional(p) for p in params], timeout=timeout)
             return len(params)
         args = info.positional(params) if info.order else ()
-        if kind == FETCH_ONE:
+        if kind is FETCH_ONE:
             row = await conn.fetchrow(sql, *args, timeout=timeout)
             return None if row is None else _record_cls(info, row)(row)
-        if kind == FETCH_ALL:
+        if kind is FETCH_ALL:
             rows = await conn.fetch(sql, *args, timeout=timeout)
             if not rows:
                 return []
             return build_records(_record_cls(info, rows[0]), rows)
-        if kind == EXECUTE:
+        if kind is EXECUTE:
             status = await conn.execute(sql, *args, timeout=timeout)
             if info.kind == TXCONTROL and status == "ROLLBACK" and not _is_rollback(info):
                 raise TransactionAborted(

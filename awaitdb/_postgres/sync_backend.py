@@ -109,21 +109,21 @@ def execute(conn: psycopg.Connection[Any], kind: Op, info: SqlInfo, params: Any,
     try:
         cursor = conn.cursor()
         sql = info.numbered
-        if kind == EXECUTE_MANY:
+        if kind is EXECUTE_MANY:
             cursor.executemany(sql, [info.positional(p) for p in params])
             return len(params)
         args = info.positional(params) if info.order else None
         cursor.execute(sql, args)
         sent = True  # from here on, errors come from decoding the result
-        if kind == FETCH_ONE:
+        if kind is FETCH_ONE:
             row = cursor.fetchone()
             return None if row is None else _record_cls(info, cursor.description)(row)
-        if kind == FETCH_ALL:
+        if kind is FETCH_ALL:
             rows = cursor.fetchall()
             if not rows:
                 return []
             return build_records(_record_cls(info, cursor.description), rows)
-        if kind == EXECUTE:
+        if kind is EXECUTE:
             status = cursor.statusmessage
             if info.kind == TXCONTROL and status == "ROLLBACK" and not _is_rollback(info):
                 raise TransactionAborted(

@@ -262,21 +262,21 @@ def run_op(conn: sqlite3.Connection, kind: Op, info: SqlInfo, params: Any, arg: 
     ``DataError`` that names the parameter.
     """
     try:
-        if kind == FETCH_ONE:
+        if kind is FETCH_ONE:
             cursor = conn.execute(info.sql, adapt_params(params))
             row = cursor.fetchone()
             return None if row is None else _record_cls(info, cursor.description)(row)
-        if kind == FETCH_ALL:
+        if kind is FETCH_ALL:
             cursor = conn.execute(info.sql, adapt_params(params))
             rows = cursor.fetchall()
             if not rows:
                 return []
             return list(map(_record_cls(info, cursor.description), rows))
-        if kind == EXECUTE:
+        if kind is EXECUTE:
             cursor = conn.execute(info.sql, adapt_params(params))
             count = cursor.rowcount
             return count if count > 0 else 0
-        if kind == EXECUTE_MANY:  # atomic: all rows or none, as on PostgreSQL
+        if kind is EXECUTE_MANY:  # atomic: all rows or none, as on PostgreSQL
             seq: Sequence[Mapping[str, Any]] = params
             rows = [adapt_params(p) for p in seq]
             if conn.in_transaction:
@@ -300,7 +300,7 @@ def run_op(conn: sqlite3.Connection, kind: Op, info: SqlInfo, params: Any, arg: 
             return None
         return row[arg] if arg == 0 else row[_column_index(cursor.description, arg)]
     except (OverflowError, UnicodeEncodeError) as exc:
-        raise bind_error(exc, params, many=kind == EXECUTE_MANY) from exc
+        raise bind_error(exc, params, many=kind is EXECUTE_MANY) from exc
 
 
 def bind_error(exc: BaseException, params: Any, *, many: bool = False) -> DataError:

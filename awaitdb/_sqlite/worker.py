@@ -286,7 +286,7 @@ class Worker:
         group: list[Job] = []
         for index, job in enumerate(batch):
             kind = job.kind
-            if kind == STOP:
+            if kind is STOP:
                 self._commit_group(group)
                 self._shutdown(batch[index + 1 :])
                 return True
@@ -393,7 +393,7 @@ class Worker:
                 return wait_out_busy(
                     exc, conn, self.target, run_op, args, lambda: self._give_up(job)
                 )
-        if kind == OPEN:
+        if kind is OPEN:
             conn = open_connection(self.target, readonly=not self.writer)
             run_hook_from_thread(self.target.on_connect, conn, self._loop)
             self.conn = conn
@@ -401,10 +401,10 @@ class Worker:
                 self.identity = file_identity(self.target)
             return None
         assert conn is not None
-        if kind == RESET:
+        if kind is RESET:
             self._reset(conn, job.session)
             return None
-        if kind == CURSOR_OPEN:
+        if kind is CURSOR_OPEN:
             assert job.info is not None
             try:
                 cursor = open_cursor(conn, job.info, job.params)
@@ -417,10 +417,10 @@ class Worker:
             if job.session is not None:
                 job.session.cursors.add(cursor)
             return cursor
-        if kind == CURSOR_FETCH:
+        if kind is CURSOR_FETCH:
             cursor, size = job.arg
             return fetch_batch(cursor, size)
-        if kind == CURSOR_CLOSE:
+        if kind is CURSOR_CLOSE:
             if job.session is not None:
                 job.session.cursors.discard(job.arg)
             job.arg.close()
@@ -494,7 +494,7 @@ class Worker:
             # One statement needs no savepoint: SQLite backs out a failing statement by itself
             # (ABORT) and keeps the transaction; when it drops the whole transaction instead,
             # the group is replayed below. execute_many runs many statements: it gets one.
-            write = job.kind == EXECUTE_MANY
+            write = job.kind is EXECUTE_MANY
             try:
                 if write:
                     conn.execute("SAVEPOINT awaitdb_group")

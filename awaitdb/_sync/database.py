@@ -115,12 +115,12 @@ class SyncDatabase(Queries):
             info = _cache[sql]
         except (KeyError, TypeError):
             info = self._analyze(sql)
-        if kind == EXECUTE_MANY:
+        if kind is EXECUTE_MANY:
             _check_many(info, params)
         elif params is None or type(params) is not dict or params.keys() != info.names:
             check_params(info, params)
         if info.lists is not None:  # ``IN :ids``: expanded (SQLite) or one array (PostgreSQL)
-            info, params = bind_lists(info, params, self._backend.name, many=kind == EXECUTE_MANY)
+            info, params = bind_lists(info, params, self._backend.name, many=kind is EXECUTE_MANY)
         timeout = self._statement_timeout if timeout is None else check_timeout(timeout)
         stats = self._stats
         waited = acquire_waited()
