@@ -136,10 +136,11 @@ class PostgresDialect(Dialect):
         return translate(exc)
 
     def may_retry(self, info: SqlInfo, exc: BaseException) -> bool:
-        # The re-send rule both faces apply when a connection dies (``common.may_move_on``).
+        # The re-send rule both faces apply when a connection dies (``common.may_move_on``):
+        # only a statement the driver never sent.
         from .common import may_move_on
 
-        return may_move_on(info, exc, 0, 1)
+        return may_move_on(exc, 0, 1)
 
     async def open_async(self, config: Config) -> Backend:
         require("asyncpg", "postgresql", "PostgreSQL")
