@@ -43,7 +43,7 @@ import weakref
 from typing import TYPE_CHECKING, Any, Final
 
 from .._async.backend import NOT_NOW
-from .._ops import EXECUTE, FETCH_ALL, FETCH_ONE, FETCH_VAL
+from .._ops import EXECUTE, FETCH_ALL, FETCH_ONE, FETCH_VAL, Op
 from .._sql import TXCONTROL, SqlInfo
 from .common import SQLiteTarget, is_interrupt, is_rollback, run_op, translate
 from .deadline import Watch
@@ -149,7 +149,7 @@ class LoopWriter:
     # -- statements ---------------------------------------------------------------------------
 
     def run(
-        self, session: Any, kind: int, info: SqlInfo, params: Any, arg: Any, timeout: float | None
+        self, session: Any, kind: Op, info: SqlInfo, params: Any, arg: Any, timeout: float | None
     ) -> Any:
         """Run one statement of ``session`` on the loop; ``NOT_NOW``: the thread must run it
         (call ``hand_off`` first); ``LATER``: let the loop turn, then ask again."""
@@ -183,7 +183,7 @@ class LoopWriter:
         self,
         session: Any,
         conn: sqlite3.Connection,
-        kind: int,
+        kind: Op,
         info: SqlInfo,
         params: Any,
         arg: Any,
@@ -231,7 +231,7 @@ class LoopWriter:
         self,
         session: Any,
         conn: sqlite3.Connection,
-        kind: int,
+        kind: Op,
         info: SqlInfo,
         params: Any,
         arg: Any,
@@ -258,7 +258,7 @@ class LoopWriter:
         self,
         session: Any,
         conn: sqlite3.Connection,
-        kind: int,
+        kind: Op,
         info: SqlInfo,
         params: Any,
         arg: Any,

@@ -32,12 +32,13 @@ import threading
 import time
 import weakref
 from collections import deque
+from enum import Enum
 from queue import SimpleQueue
 from typing import Any, Final
 
 from .._errors import Error, InterfaceError, QueryTimeout
 from .._hooks import run_hook_from_thread
-from .._ops import EXECUTE_MANY
+from .._ops import EXECUTE_MANY, Op
 from .._sql import DML, READ, TXCONTROL, SqlInfo
 from .._stats import Stats
 from .common import (
@@ -56,25 +57,38 @@ from .common import (
 )
 
 __all__ = [
+    "CHECKPOINT",
+    "CURSOR_CLOSE",
+    "CURSOR_FETCH",
+    "CURSOR_OPEN",
+    "OPEN",
+    "RESET",
+    "STOP",
+    "Control",
     "Job",
     "Worker",
-    "OPEN",
-    "STOP",
-    "RESET",
-    "CURSOR_OPEN",
-    "CURSOR_FETCH",
-    "CURSOR_CLOSE",
-    "CHECKPOINT",
 ]
 
-# Control jobs (operation codes >= 0 are the query kinds of ``_ops``).
-OPEN: Final = -1
-STOP: Final = -2
-RESET: Final = -3  # a session ends: roll back whatever it left open
-CURSOR_OPEN: Final = -4
-CURSOR_FETCH: Final = -5
-CURSOR_CLOSE: Final = -6
-CHECKPOINT: Final = -7  # a passive WAL checkpoint, for commits made on the loop (loop_writer.py)
+
+class Control(Enum):
+    """Jobs that are not a statement's ``Op``: the connection's and cursors' life."""
+
+    OPEN = "open"
+    STOP = "stop"
+    RESET = "reset"  # a session ends: roll back whatever it left open
+    CURSOR_OPEN = "cursor_open"
+    CURSOR_FETCH = "cursor_fetch"
+    CURSOR_CLOSE = "cursor_close"
+    CHECKPOINT = "checkpoint"  # a passive WAL checkpoint, for commits on the loop (loop_writer)
+
+
+OPEN: Final = Control.OPEN
+STOP: Final = Control.STOP
+RESET: Final = Control.RESET
+CURSOR_OPEN: Final = Control.CURSOR_OPEN
+CURSOR_FETCH: Final = Control.CURSOR_FETCH
+CURSOR_CLOSE: Final = Control.CURSOR_CLOSE
+CHECKPOINT: Final = Control.CHECKPOINT
 
 WORKER_NICE: Final = 10  # worker threads run this much below the loop thread (Linux)
 
@@ -105,7 +119,7 @@ class Job:
     )
 
     def __init__(
-        self, kind: int, info: SqlInfo | None, params: Any, arg: Any, session: Any = None
+        self, kind: Op | Control, info: SqlInfo | None, params: Any, arg: Any, session: Any = None
     ) -> None:
         self.kind = kind
         self.info = info
@@ -325,11 +339,11 @@ class Worker:
         group: list[Job] = []
         for index, job in enumerate(batch):
             kind = job.kind
-            if kind == STOP:
+            if kind is STOP:
                 self._commit_group(group)
                 self._shutdown(batch[index + 1 :])
                 return True
-            if not self.writer or job.session is not None or kind < 0:
+            if not self.writer or job.session is not None or type(kind) is Control:
                 if group:
                     self._commit_group(group)
                     group = []
@@ -359,7 +373,7 @@ class Worker:
         for job in batch:
             info = job.info
             if (
-                job.kind >= 0
+                type(job.kind) is Op
                 and info is not None
                 and (info.is_write or job.reroute)  # reroute: a write learned behind a read
                 and not is_rollback(info)
@@ -422,7 +436,7 @@ class Worker:
         if job.begin is not None:
             assert conn is not None
             self._begin(conn, job)
-        if kind >= 0:
+        if type(kind) is Op:
             assert conn is not None and job.info is not None
             if job.session is not None and not conn.in_transaction and is_rollback(job.info):
                 return None  # the BEGIN it would undo never ran (its job was cancelled first)
@@ -437,7 +451,7 @@ class Worker:
                 return wait_out_busy(
                     exc, conn, self.target, run_op, args, lambda: self._give_up(job)
                 )
-        if kind == OPEN:
+        if kind is OPEN:
             conn = open_connection(self.target, readonly=not self.writer)
             run_hook_from_thread(self.target.on_connect, conn, self._loop)
             self.conn = conn
@@ -445,10 +459,10 @@ class Worker:
                 self.identity = file_identity(self.target)
             return None
         assert conn is not None
-        if kind == RESET:
+        if kind is RESET:
             self._reset(conn, job.session)
             return None
-        if kind == CURSOR_OPEN:
+        if kind is CURSOR_OPEN:
             assert job.info is not None
             try:
                 cursor = open_cursor(conn, job.info, job.params)
@@ -461,13 +475,13 @@ class Worker:
             if job.session is not None:
                 job.session.cursors.add(cursor)
             return cursor
-        if kind == CHECKPOINT:
+        if kind is CHECKPOINT:
             conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
             return None
-        if kind == CURSOR_FETCH:
+        if kind is CURSOR_FETCH:
             cursor, size = job.arg
             return fetch_batch(cursor, size)
-        if kind == CURSOR_CLOSE:
+        if kind is CURSOR_CLOSE:
             if job.session is not None:
                 job.session.cursors.discard(job.arg)
             job.arg.close()
@@ -555,7 +569,7 @@ class Worker:
             # One statement needs no savepoint: SQLite backs out a failing statement by itself
             # (ABORT) and keeps the transaction; when it drops the whole transaction instead,
             # the group is replayed below. execute_many runs many statements: it gets one.
-            write = job.kind == EXECUTE_MANY
+            write = job.kind is EXECUTE_MANY
             try:
                 if write:
                     conn.execute("SAVEPOINT awaitdb_group")
