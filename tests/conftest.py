@@ -18,7 +18,7 @@ from typing import Any, NoReturn
 from urllib.parse import urlsplit
 
 import pytest
-from pg_test_database import PREFIX, TestDatabase, TestDatabaseError
+from pg_test_database import PREFIX, PgDatabaseError, RunDatabase
 
 import awaitdb
 from awaitdb._config import hide_secrets, url_secrets
@@ -26,7 +26,7 @@ from awaitdb._config import hide_secrets, url_secrets
 PG_URL = os.environ.get("AWAITDB_TEST_PG_URL", "")
 REQUIRE_PG = os.environ.get("AWAITDB_REQUIRE_PG", "") == "1"
 # this run's own database on the server in PG_URL, created by the first PostgreSQL test
-PG_DATABASE = TestDatabase(PG_URL) if PG_URL else None
+PG_DATABASE = RunDatabase(PG_URL) if PG_URL else None
 BACKENDS = ["sqlite", "postgresql"]
 
 
@@ -96,7 +96,7 @@ def pg_url_or_skip() -> str:
         _no_pg("AWAITDB_TEST_PG_URL is not set: PostgreSQL tests NOT RUN")
     try:
         return PG_DATABASE.ensure()
-    except TestDatabaseError as exc:
+    except PgDatabaseError as exc:
         _no_pg(f"{exc}: PostgreSQL tests NOT RUN")
 
 

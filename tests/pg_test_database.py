@@ -23,10 +23,10 @@ from awaitdb._config import hide_secrets, redact_url, url_secrets
 
 PREFIX = "awaitdb_test_"
 
-__all__ = ["PREFIX", "TestDatabase", "TestDatabaseError", "database_url"]
+__all__ = ["PREFIX", "RunDatabase", "PgDatabaseError", "database_url"]
 
 
-class TestDatabaseError(Exception):
+class PgDatabaseError(Exception):
     """The server could not be reached, or refused to create the run's database."""
 
 
@@ -44,10 +44,8 @@ def _server_url(url: str) -> str:
     return parse_config(url).url
 
 
-class TestDatabase:
+class RunDatabase:
     """One run's database on the server in ``server_url``; ``url`` is what tests connect to."""
-
-    __test__ = False  # not a test class, whatever pytest thinks of its name
 
     def __init__(self, server_url: str) -> None:
         self.server_url = server_url
@@ -61,7 +59,7 @@ class TestDatabase:
         return f"{redact_url(self.server_url)} in database {self.name}"
 
     def ensure(self) -> str:
-        """Create the database once and return its URL; TestDatabaseError (each time) if not."""
+        """Create the database once and return its URL; PgDatabaseError (each time) if not."""
         if self.created:
             return self.url
         if self._error is None:
@@ -77,15 +75,16 @@ class TestDatabase:
                     )
             except psycopg.Error as exc:
                 text = hide_secrets(str(exc).strip(), url_secrets(self.server_url))
+                denied = isinstance(exc, psycopg.errors.InsufficientPrivilege)
                 self._error = (
                     f"cannot create the test database {self.name} on the server at "
-                    f"{redact_url(self.server_url)} ({type(exc).__name__}: {text}); the role "
-                    "needs CREATEDB"
+                    f"{redact_url(self.server_url)} ({type(exc).__name__}: {text})"
+                    + ("; the role needs CREATEDB" if denied else "")
                 )
             else:
                 self.created = True
                 return self.url
-        raise TestDatabaseError(self._error)
+        raise PgDatabaseError(self._error)
 
     def drop(self) -> None:
         """Drop the database (ending any connection still in it); a no-op if never created."""
