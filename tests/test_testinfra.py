@@ -110,3 +110,17 @@ def test_version_is_written_once_and_agrees_everywhere() -> None:
     assert result.exit_code == 0
     assert result.output.strip() == f"awaitdb, version {awaitdb.__version__}"
     assert importlib.metadata.version("awaitdb") == awaitdb.__version__
+
+
+def test_as_overloads_type_check() -> None:
+    """The ``as_=`` overloads give the types tests/typecheck/check_as_overloads.py asserts.
+
+    The gate's mypy call checks the file too (``[tool.mypy] files``); this keeps the check in
+    the README's test command."""
+    from mypy import api
+
+    config = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["mypy"]
+    assert {"awaitdb", "tests/conformance", "tests/typecheck"} <= set(config["files"])
+    target = str(TESTS / "typecheck" / "check_as_overloads.py")
+    stdout, stderr, status = api.run(["--strict", "--no-incremental", target])
+    assert status == 0, stdout + stderr
