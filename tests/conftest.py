@@ -18,7 +18,7 @@ from typing import Any, NoReturn
 from urllib.parse import urlsplit
 
 import pytest
-from pg_test_database import PREFIX, PgDatabaseError, RunDatabase
+from pg_test_database import PREFIX, PgDatabaseError, RedactedUrl, RunDatabase
 
 import awaitdb
 from awaitdb._config import hide_secrets, url_secrets
@@ -126,7 +126,7 @@ def reset_pg_schema(url: str) -> None:
 
 
 def with_app_name(url: str, name: str = "awaitdb-test") -> str:
-    return url + ("&" if "?" in url else "?") + f"application_name={name}"
+    return RedactedUrl(url + ("&" if "?" in url else "?") + f"application_name={name}")
 
 
 @pytest.fixture(params=BACKENDS)

@@ -23,7 +23,16 @@ from awaitdb._config import hide_secrets, redact_url, url_secrets
 
 PREFIX = "awaitdb_test_"
 
-__all__ = ["PREFIX", "RunDatabase", "PgDatabaseError", "database_url"]
+__all__ = ["PREFIX", "PgDatabaseError", "RedactedUrl", "RunDatabase", "database_url"]
+
+
+class RedactedUrl(str):
+    """A URL whose ``repr`` hides its password: pytest prints a failing test's arguments."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return repr(redact_url(str(self)))
 
 
 class PgDatabaseError(Exception):
@@ -50,7 +59,7 @@ class RunDatabase:
     def __init__(self, server_url: str) -> None:
         self.server_url = server_url
         self.name = f"{PREFIX}{os.getpid()}_{secrets.token_hex(4)}"
-        self.url = database_url(server_url, self.name)
+        self.url = RedactedUrl(database_url(server_url, self.name))
         self.created = False
         self._error: str | None = None
 

@@ -55,6 +55,14 @@ def test_reset_refuses_the_database_the_url_names() -> None:
         conftest.reset_pg_schema(conftest.PG_URL)
 
 
+def test_urls_handed_to_tests_print_without_the_password() -> None:
+    """pytest prints a failing test's arguments (``pg_url = ...``): their repr is redacted."""
+    url = conftest.with_app_name("postgresql://postgres:s3cr3tpw@127.0.0.1/awaitdb_test_1_ab")
+    assert "s3cr3tpw" not in repr(url) and "***" in repr(url)
+    assert str(url).startswith("postgresql://postgres:s3cr3tpw@")  # what drivers get
+    assert "s3cr3tpw" not in repr(RunDatabase("postgresql://u:s3cr3tpw@h/test").url)
+
+
 def test_header_and_errors_hide_the_password(monkeypatch: pytest.MonkeyPatch) -> None:
     url = "postgresql://postgres:s3cr3tpw@127.0.0.1:1/test?password=s3cr3tpw"
     database = RunDatabase(url)
