@@ -147,6 +147,8 @@ def test_generated_sync_face_is_fresh() -> None:
         text=True,
         check=False,
     )
+    if result.returncode == 2:  # not the pinned Python/ruff: CI's own --check step fails there
+        pytest.skip(result.stderr.strip())
     assert result.returncode == 0, result.stdout + result.stderr
     for path in (ROOT / "awaitdb" / "_sync").glob("*.py"):
         assert "DO NOT EDIT" in path.read_text().splitlines()[0]
