@@ -1,4 +1,10 @@
-"""``connect()`` and ``connect_sync()``: the two front doors."""
+"""``connect()`` and ``connect_sync()``: the two front doors.
+
+Opening is where ``migrations=`` is handled: the database opens, then the migrator (loaded only
+when asked for) applies what is pending on that same database, through its public API. The sync
+face runs the generated sync migrator on the ``SyncDatabase`` itself: no event loop, no second
+pool. A failed migration closes the database before the error propagates.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +13,7 @@ from collections.abc import Generator
 from typing import Any
 
 from ._async.database import Database, open_database
-from ._config import parse_config
+from ._config import Config, parse_config
 from ._sync.database import SyncDatabase, open_database_sync
 
 __all__ = ["connect", "connect_sync"]
@@ -38,14 +44,14 @@ class Connecting:
         """
         future = self._shared
         if future is None or (future.done() and future.exception() is not None):
-            future = self._shared = asyncio.ensure_future(open_database(self._config))
+            future = self._shared = asyncio.ensure_future(_open(self._config))
         return await asyncio.shield(future)
 
     def __await__(self) -> Generator[Any, None, Database]:
-        return open_database(self._config).__await__()
+        return _open(self._config).__await__()
 
     async def __aenter__(self) -> Database:
-        self._db = await open_database(self._config)
+        self._db = await _open(self._config)
         return self._db
 
     async def __aexit__(self, *exc_info: object) -> None:
@@ -64,4 +70,34 @@ def connect(url: str | None = None, **options: Any) -> Connecting:
 
 def connect_sync(url: str | None = None, **options: Any) -> SyncDatabase:
     """The sync face: same methods, options and semantics as ``connect``, without ``await``."""
-    return open_database_sync(parse_config(url, **options))
+    return _open_sync(parse_config(url, **options))
+
+
+async def _open(config: Config) -> Database:
+    """Open ``config``'s database, then apply its ``migrations=`` folder, if any."""
+    db = await open_database(config)
+    directory = config.get("migrations", None)
+    if directory:
+        try:
+            from ._migrate.runner import migrate
+
+            db._migrations_applied = tuple((await migrate(db, directory)).applied)
+        except BaseException:
+            await db.close()
+            raise
+    return db
+
+
+def _open_sync(config: Config) -> SyncDatabase:
+    """The sync twin of ``_open``: the sync migrator runs on the ``SyncDatabase`` it opened."""
+    db = open_database_sync(config)
+    directory = config.get("migrations", None)
+    if directory:
+        try:
+            from ._migrate.runner_sync import migrate as migrate_sync
+
+            db._migrations_applied = tuple(migrate_sync(db, directory).applied)
+        except BaseException:
+            db.close()
+            raise
+    return db

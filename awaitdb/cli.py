@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import sys
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import asdict
@@ -37,9 +36,9 @@ from ._async.database import Database
 from ._config import Config, parse_config
 from ._connect import connect
 from ._errors import Error
-from ._migrate.backup import backup_postgres, backup_sqlite, restore_sqlite
 from ._migrate.check import check as run_checks
 from ._migrate.runner import Migrator
+from ._migrate.support import support_for
 
 __all__ = ["main"]
 
@@ -142,9 +141,9 @@ def _require_file(
     path; ``migrate`` and ``baseline`` may, and say so; a dry run never does.
     """
     config = _config(url)
-    if config.scheme != "sqlite" or config.is_memory or os.path.exists(config.path):
+    path = support_for(config.scheme).missing_file(config)
+    if path is None:
         return
-    path = os.path.abspath(config.path)
     if may_create:
         if not quiet:
             err.print(f"[yellow]creating a new SQLite database at {path}[/]", highlight=False)
@@ -314,26 +313,22 @@ def backup(url: str | None, directory: str, as_json: bool, path: str | None, kee
     """Take a verified backup (SQLite: backup API + quick_check; PostgreSQL: pg_dump)."""
     config = _config(url)
     _require_file(url)
+    support = support_for(config.scheme)
     try:
-        if config.scheme == "sqlite":
-            if config.is_memory:
-                raise click.UsageError("an in-memory database cannot be backed up")
-            say = _progress(as_json)
-            with err.status("backing up", spinner="dots"):
-                manifest = backup_sqlite(
-                    config.path, path, keep=keep, awaitdb_version=__version__, progress=say
-                )
-            text = (
-                f"backup: {manifest.backup}\n  {manifest.size:,} bytes, sha256 {manifest.sha256}, "
-                f"quick_check {manifest.quick_check}, {len(manifest.tables)} tables"
-            )
-            _emit(as_json, asdict(manifest), lambda: out.print(text))
-        else:
-            dump = backup_postgres(config.url, path or "backups", redacted=config.redacted_url)
-            _emit(as_json, {"backup": str(dump)}, lambda: out.print(f"backup: {dump}"))
+        with err.status("backing up", spinner="dots"):
+            made = support.backup(config, path, keep=keep, progress=_progress(as_json))
     except Error as exc:
         err.print(f"[bold red]error:[/] {exc}", highlight=False)
         raise SystemExit(1) from None
+    manifest = made.manifest
+    if manifest is None:
+        _emit(as_json, {"backup": made.path}, lambda: out.print(f"backup: {made.path}"))
+        return
+    text = (
+        f"backup: {manifest.backup}\n  {manifest.size:,} bytes, sha256 {manifest.sha256}, "
+        f"quick_check {manifest.quick_check}, {len(manifest.tables)} tables"
+    )
+    _emit(as_json, asdict(manifest), lambda: out.print(text))
 
 
 @main.command()
@@ -342,13 +337,9 @@ def backup(url: str | None, directory: str, as_json: bool, path: str | None, kee
 def restore(url: str | None, directory: str, as_json: bool, path: str) -> None:
     """Write a verified SQLite backup back over the database (refused while it is in use)."""
     config = _config(url)
-    if config.scheme != "sqlite":
-        message = "restore handles SQLite backups; use pg_restore for PostgreSQL dumps"
-        err.print(f"[bold red]error:[/] {message}", highlight=False)
-        raise SystemExit(1)
     try:
         with err.status("restoring", spinner="dots"):
-            manifest = restore_sqlite(path, config.path, progress=_progress(as_json))
+            manifest = support_for(config.scheme).restore(config, path, progress=_progress(as_json))
     except Error as exc:
         err.print(f"[bold red]error:[/] {exc}", highlight=False)
         raise SystemExit(1) from None

@@ -393,7 +393,7 @@ async def test_defect12_passwords_hidden_from_db_and_errors(pg_url: str) -> None
 
 
 def test_defect12_pg_dump_never_sees_the_password(tmp_path: Path, pg_url: str) -> None:
-    from awaitdb._migrate.backup import pg_dump_command
+    from awaitdb._postgres.migration import pg_dump_command
 
     url = pg_url.replace("postgresql://postgres@", "postgresql://postgres:s3cr3tpw@")
     argv, env = pg_dump_command("/usr/bin/pg_dump", url + "&password=s3cr3tpw", tmp_path / "x")

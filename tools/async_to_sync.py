@@ -70,6 +70,7 @@ ROOT = Path(__file__).resolve().parent.parent
 PAIRS: list[tuple[str, str]] = [
     ("awaitdb/_async/*.py", "awaitdb/_sync/*.py"),
     ("tests/conformance/*_async.py", "tests/conformance/*_sync.py"),
+    ("awaitdb/_migrate/runner.py", "awaitdb/_migrate/runner_sync.py"),
 ]
 
 PYTHON = (3, 11)  # the minor version whose ast/tokenize positions the edits were checked with
@@ -105,6 +106,10 @@ RENAMES: dict[str, str] = {
     "aconnect": "sconnect",
     "adb_factory": "sdb_factory",
     "helpers_async": "helpers_sync",
+    # the migrator (awaitdb/_migrate/runner.py -> runner_sync.py) and its imports of the core
+    "Migrator": "SyncMigrator",
+    "_async.database": "_sync.database",
+    "_async.transaction": "_sync.transaction",
 }
 
 # Async-only APIs: refused outside ``if ASYNC:`` unless RENAMES maps them to a sync twin. Asking

@@ -289,26 +289,10 @@ def _failed(stats: Stats, sql: str, elapsed: float, waited: float, exc: Exceptio
 async def open_database(config: Config) -> Database:
     """Open the backend's connections for a validated ``config`` and return the database.
 
-    With ``migrations="dir"`` pending migrations are applied first, under the migration lock,
-    so several instances of an application can start at once.
+    ``migrations=`` is not handled here but where databases are opened (``awaitdb/_connect.py``):
+    the core never imports the migrator.
     """
     from .._backends import open_backend
 
     backend = await open_backend(config)
-    db = Database(backend, config)
-    directory = config.get("migrations", None)
-    if directory:
-        try:
-            if ASYNC:
-                from .._migrate.runner import migrate
-
-                applied = (await migrate(db, directory)).applied
-            else:
-                from .._migrate.sync import migrate_in_thread
-
-                applied = migrate_in_thread(config).applied
-            db._migrations_applied = tuple(applied)
-        except BaseException:
-            await db.close()
-            raise
-    return db
+    return Database(backend, config)

@@ -1,7 +1,11 @@
 """The sync SQLite backend: sqlite3 called directly in the caller's thread, no event loop.
 
 Reads outside a block run on a reader connection owned by the calling thread (opened on first
-use, at most ``MAX_THREAD_READERS`` threads; beyond that, pooled readers); writes and sessions
+use, at most ``MAX_THREAD_READERS`` threads at once; beyond that, pooled readers). The thread
+holds it through a ``_ThreadReader`` in a thread-local: when the thread ends, the holder is
+finalised and the reader closed, so short-lived threads leave no descriptor and no used-up slot
+behind (``close()`` closes the readers of threads still alive, from its own thread); writes and
+sessions
 take the single writer through the FIFO pool, so a thread's transaction excludes other writers
 exactly as in the async face. Every connection keeps a progress handler (``deadline.Watch``):
 it enforces ``timeout=`` and lets Ctrl-C stop a statement mid-way, as ``KeyboardInterrupt``.
@@ -155,6 +159,40 @@ class _Conn:
             self.lock.release()
 
 
+class _ThreadReaders:
+    """The thread readers' bookkeeping, apart from the backend so that no thread keeps it alive.
+
+    ``retire`` runs when a thread's holder is finalised (usually in the ending thread itself).
+    """
+
+    __slots__ = ("all", "count", "guard")
+
+    def __init__(self, guard: threading.Lock, conns: list[_Conn]) -> None:
+        self.guard = guard
+        self.all = conns  # the backend's list of every open connection
+        self.count = 0
+
+    def retire(self, conn: _Conn) -> None:
+        with self.guard:
+            self.count -= 1
+            try:
+                self.all.remove(conn)
+            except ValueError:  # pragma: no cover - already gone
+                pass
+        conn.close()
+
+
+class _ThreadReader:
+    """One thread's reader, held in a thread-local: finalised (and the reader closed) when the
+    thread ends or the backend goes away."""
+
+    __slots__ = ("__weakref__", "conn")
+
+    def __init__(self, conn: _Conn, readers: _ThreadReaders) -> None:
+        self.conn = conn
+        weakref.finalize(self, readers.retire, conn)
+
+
 class DirectSession:
     """A connection lent to one transaction, pinned block or cursor."""
 
@@ -206,8 +244,8 @@ class SyncSQLiteBackend:
         self._all: list[_Conn] = []
         self._local = threading.local()
         self._sessions = 0
-        self._thread_readers = 0
         self._guard = threading.Lock()
+        self._readers = _ThreadReaders(self._guard, self._all)
         try:
             writer = self._open(readonly=False)
             readers = [self._open(readonly=True) for _ in range(self._target.readers)]
@@ -250,14 +288,23 @@ class SyncSQLiteBackend:
         return conn
 
     def _thread_reader(self) -> _Conn | None:
-        conn: _Conn | None = getattr(self._local, "reader", None)
-        if conn is None and self._target.readers:
-            with self._guard:
-                if self._thread_readers >= MAX_THREAD_READERS:
-                    return None
-                self._thread_readers += 1
+        held: _ThreadReader | None = getattr(self._local, "reader", None)
+        if held is not None:
+            return held.conn
+        if not self._target.readers:
+            return None
+        readers = self._readers
+        with self._guard:
+            if readers.count >= MAX_THREAD_READERS:
+                return None
+            readers.count += 1
+        try:
             conn = self._open(readonly=True)
-            self._local.reader = conn
+        except BaseException:
+            with self._guard:
+                readers.count -= 1
+            raise
+        self._local.reader = _ThreadReader(conn, readers)
         return conn
 
     # -- autocommit ---------------------------------------------------------------------------
@@ -266,7 +313,8 @@ class SyncSQLiteBackend:
         if self._closing:
             raise InterfaceError("the database is closed")
         if not info.is_write:
-            reader = getattr(self._local, "reader", None) or self._thread_reader()
+            held = getattr(self._local, "reader", None)
+            reader = held.conn if held is not None else self._thread_reader()
             if reader is None and self._reader_pool is not None:
                 pooled = self._reader_pool.acquire()
                 try:
@@ -348,5 +396,5 @@ class SyncSQLiteBackend:
 
 
 def _close_all(conns: list[_Conn]) -> None:
-    for conn in conns:
+    for conn in list(conns):  # a thread ending meanwhile removes its reader from the list
         conn.close()

@@ -235,21 +235,10 @@ def _failed(stats: Stats, sql: str, elapsed: float, waited: float, exc: Exceptio
 def open_database_sync(config: Config) -> SyncDatabase:
     """Open the backend's connections for a validated ``config`` and return the database.
 
-    With ``migrations="dir"`` pending migrations are applied first, under the migration lock,
-    so several instances of an application can start at once.
+    ``migrations=`` is not handled here but where databases are opened (``awaitdb/_connect.py``):
+    the core never imports the migrator.
     """
     from .._backends import open_backend_sync
 
     backend = open_backend_sync(config)
-    db = SyncDatabase(backend, config)
-    directory = config.get("migrations", None)
-    if directory:
-        try:
-            from .._migrate.sync import migrate_in_thread
-
-            applied = migrate_in_thread(config).applied
-            db._migrations_applied = tuple(applied)
-        except BaseException:
-            db.close()
-            raise
-    return db
+    return SyncDatabase(backend, config)
