@@ -61,39 +61,37 @@ class RunDatabase:
         self.name = f"{PREFIX}{os.getpid()}_{secrets.token_hex(4)}"
         self.url = RedactedUrl(database_url(server_url, self.name))
         self.created = False
-        self._error: str | None = None
 
     def describe(self) -> str:
         """The server (password hidden) and the run's database, for the test header."""
         return f"{redact_url(self.server_url)} in database {self.name}"
 
     def ensure(self) -> str:
-        """Create the database once and return its URL; PgDatabaseError (each time) if not."""
+        """Create the database (once) and return its URL; PgDatabaseError if that fails.
+
+        A failure is not remembered: a server that was busy ("too many clients") for one test
+        may serve the next. A database that already exists is ours (the name is random)."""
         if self.created:
             return self.url
-        if self._error is None:
-            import psycopg
-            from psycopg import sql
+        import psycopg
+        from psycopg import sql
 
-            try:
-                with psycopg.connect(_server_url(self.server_url), autocommit=True) as conn:
-                    conn.execute(
-                        sql.SQL("CREATE DATABASE {} TEMPLATE template0").format(
-                            sql.Identifier(self.name)
-                        )
-                    )
-            except psycopg.Error as exc:
-                text = hide_secrets(str(exc).strip(), url_secrets(self.server_url))
-                denied = isinstance(exc, psycopg.errors.InsufficientPrivilege)
-                self._error = (
-                    f"cannot create the test database {self.name} on the server at "
-                    f"{redact_url(self.server_url)} ({type(exc).__name__}: {text})"
-                    + ("; the role needs CREATEDB" if denied else "")
-                )
-            else:
-                self.created = True
-                return self.url
-        raise PgDatabaseError(self._error)
+        create = sql.SQL("CREATE DATABASE {} TEMPLATE template0").format(sql.Identifier(self.name))
+        try:
+            with psycopg.connect(_server_url(self.server_url), autocommit=True) as conn:
+                conn.execute(create)
+        except psycopg.errors.DuplicateDatabase:
+            pass  # created by an earlier attempt whose answer was lost
+        except psycopg.Error as exc:
+            text = hide_secrets(str(exc).strip(), url_secrets(self.server_url))
+            denied = isinstance(exc, psycopg.errors.InsufficientPrivilege)
+            raise PgDatabaseError(
+                f"cannot create the test database {self.name} on the server at "
+                f"{redact_url(self.server_url)} ({type(exc).__name__}: {text})"
+                + ("; the role needs CREATEDB" if denied else "")
+            ) from None
+        self.created = True
+        return self.url
 
     def drop(self) -> None:
         """Drop the database (ending any connection still in it); a no-op if never created."""
