@@ -87,7 +87,10 @@ _FIRST_WORD = re.compile(r"[A-Za-z]+")
 
 
 class SqlInfo:
-    """What one SQL text needs: parameter names, statement kind, and the ``$n`` translation."""
+    """What one SQL text needs: parameter names, statement kind, and the ``$n`` translation.
+
+    Immutable analysis (``shape``, the record-class cache, aside): learned state is per backend.
+    """
 
     __slots__ = (
         "changes_session",
@@ -109,14 +112,18 @@ class SqlInfo:
         kind: int,
         numbered: str,
         changes_session: bool = False,
+        inline_ok: bool = True,
     ) -> None:
         self.sql = sql
         self.order = order  # distinct names in order of first appearance ($1, $2, ...)
         self.names = frozenset(order)
         self.kind = kind
         self.numbered = numbered
-        self.is_write = kind != READ  # flipped when a reader refuses a WITH ... INSERT
-        self.inline_ok = True  # cleared when a read proved too slow to run on the event loop
+        # What the text says, fixed once: shared by every database of the process. What a
+        # backend learns at run time (a WITH ... INSERT writes, a read is too slow for the
+        # loop) is kept by that backend (SQLite: ``_sqlite/inline.py``), never written here.
+        self.is_write = kind != READ  # the first keyword's guess
+        self.inline_ok = inline_ok  # False: too many bound values to ever run on the loop
         self.shape: Any = None  # (cursor description, Record class) of the last result
         self.changes_session = changes_session  # SET, LISTEN, advisory locks, temp tables...
         self.lists: ListParams | None = None  # ``IN :ids`` list parameters, see bind_lists
@@ -594,9 +601,8 @@ def _expanded(info: SqlInfo, lists: ListParams, sizes: tuple[int, ...]) -> SqlIn
                 out.append("?")
             out.append(piece)
         sql = "".join(out)
-        expanded = SqlInfo(sql, (), info.kind, sql, info.changes_session)
-        expanded.is_write = info.is_write
-        expanded.inline_ok = info.inline_ok and len(lists.slots) + sum(sizes) <= _INLINE_VARIABLES
+        inline_ok = info.inline_ok and len(lists.slots) + sum(sizes) <= _INLINE_VARIABLES
+        expanded = SqlInfo(sql, (), info.kind, sql, info.changes_session, inline_ok)
         if max(sizes, default=0) <= _PAD_UP_TO:  # longer lists have exact, one-off shapes
             if len(lists.expanded) >= 64:
                 lists.expanded.clear()

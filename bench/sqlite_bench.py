@@ -1,6 +1,6 @@
 """SQLite side by side: awaitdb against sync sqlite3 and aiosqlite (targets S1-S5).
 
-    .venv/bin/python bench/sqlite_bench.py            # full run (~2 minutes)
+    .venv/bin/python bench/sqlite_bench.py            # full run (~1-2 minutes)
     .venv/bin/python bench/sqlite_bench.py --quick    # smaller, for a smoke test
 
 Contenders run interleaved in one process (round-robin, order rotated each repetition) so that
@@ -71,6 +71,10 @@ async def main() -> None:
     setup(path)
     rng = random.Random(7)
     keys = [rng.randrange(1, ROWS + 1) for _ in range(ops)]
+    # S1 at two run lengths (issue 9: short runs and long runs must both hold the target).
+    short, long = (500, 10_000) if args.quick else (2_000, 100_000)
+    long_keys = [rng.randrange(1, ROWS + 1) for _ in range(long)]
+    short_keys = long_keys[:short]
 
     raw = sync_conn(path)
     aio = await aiosqlite.connect(path, isolation_level=None)
@@ -146,6 +150,17 @@ async def main() -> None:
             lambda: seq(adb_point), "point: sync sqlite3", ops, True),
         "point: awaitdb 50 tasks (S1)": (
             lambda: gather_split(adb_point, keys, 50), "point: sync sqlite3", ops, True),
+        f"point: aiosqlite 50 tasks, {short:,} ops": (
+            lambda: gather_split(aio_point, short_keys, 50), "point: sync sqlite3", short, True),
+        f"point: awaitdb 50 tasks, {short:,} ops (S1)": (
+            lambda: gather_split(adb_point, short_keys, 50), "point: sync sqlite3", short, True),
+        f"point: aiosqlite 50 tasks, {long:,} ops": (
+            lambda: gather_split(aio_point, long_keys, 50), "point: sync sqlite3", long, True),
+        f"point: awaitdb 50 tasks, {long:,} ops (S1)": (
+            lambda: gather_split(adb_point, long_keys, 50), "point: sync sqlite3", long, True),
+        f"point: awaitdb {short:,} one-shot tasks at once": (
+            lambda: gather_split(adb_point, short_keys, short), "point: sync sqlite3", short,
+            True),
         "point: awaitdb sync face (S5)": (
             lambda: as_async(sync_face_point), "point: sync sqlite3", ops, False),
         "insert: sync sqlite3 autocommit": (lambda: as_async(raw_insert), "", ops, False),
@@ -175,6 +190,8 @@ async def main() -> None:
         "point: awaitdb sequential (S2)": "point: aiosqlite sequential",
         "point: awaitdb 50 tasks (S1)": "point: aiosqlite 50 tasks",
         "insert: awaitdb 50 tasks (S3)": "insert: aiosqlite 50 tasks",
+        f"point: awaitdb 50 tasks, {short:,} ops (S1)": f"point: aiosqlite 50 tasks, {short:,} ops",
+        f"point: awaitdb 50 tasks, {long:,} ops (S1)": f"point: aiosqlite 50 tasks, {long:,} ops",
     }
     med = {n: {k: statistics.median(r[k] for r in results[n]) for k in ("ops", "cpu_us", "lag")}
            for n in names}  # fmt: skip
@@ -198,6 +215,15 @@ async def main() -> None:
         cpu_text = f"{row['cpu_us']:.1f}" if "idle" not in name else ""
         lag_text = f"{row['lag']:.2f}" if lag else ""
         print(f"| {name} | {ops_text} | {ratio} | {vs_aio} | {cpu_text} | {lag_text} |")
+    s2 = med["point: awaitdb sequential (S2)"]["ops"]
+    print("\nS1 / S2 (S1 never below S2): " + ", ".join(
+        f"{label} {med[name]['ops'] / s2:.2f}"
+        for label, name in (
+            (f"{ops:,} ops", "point: awaitdb 50 tasks (S1)"),
+            (f"{short:,} ops", f"point: awaitdb 50 tasks, {short:,} ops (S1)"),
+            (f"{long:,} ops", f"point: awaitdb 50 tasks, {long:,} ops (S1)"),
+        )
+    ))  # fmt: skip
     stats = adb.stats()
     print(
         f"\nawaitdb: {stats.inline_reads:,} inline reads, {stats.group_commits:,} group commits "

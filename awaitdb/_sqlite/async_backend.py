@@ -2,15 +2,14 @@
 
 Routing of an autocommit statement:
 
-- a read whose earlier runs were tiny runs inline on the loop thread, on a dedicated read-only
-  connection, while the current loop iteration has run less than ``INLINE_BUDGET_S`` (wall
-  time, so the caller's own work counts too); past that the caller lets the loop turn and tries
-  again, and only then falls back to a reader thread. A read that runs past ``INLINE_QUERY_S``
-  of VM steps is aborted by a progress handler; a value, SQL text or parameter list too big for
+- a read runs inline on the loop thread, on a dedicated read-only connection, while the current
+  loop iteration has run less than ``INLINE_BUDGET_S`` (wall time, so the caller's own work
+  counts too); past that the read waits for the loop to turn (parked in a FIFO that the next
+  iteration wakes), never for a thread. A read that costs 0.5 ms of the loop thread's CPU in
+  VM steps is aborted by a progress handler; a value, SQL text or parameter list too big for
   the loop is refused by the inline connection's limits; work SQLite cannot interrupt is caught
-  when a run's wall time past 0.5 ms is confirmed by the loop thread's CPU time. Such a
-  statement goes to the threads until its runs there are cheap again (``inline.py``), so the
-  loop is never held for long;
+  by measuring a suspect's CPU time. Such a statement goes to the threads until its runs there
+  are cheap again: what this backend learned (``inline.py``) is its own and is unlearned;
 - other reads go to the least busy reader thread (WAL: readers never block the writer);
 - writes go to the writer thread, which commits concurrent writes together (group commit).
 
@@ -21,9 +20,11 @@ write sessions the writer, read-only ones a reader. ``:memory:`` uses the writer
 from __future__ import annotations
 
 import asyncio
+import math
 import sqlite3
 import time
 import weakref
+from collections import deque
 from collections.abc import Mapping
 from typing import Any
 
@@ -47,14 +48,16 @@ from .common import (
 )
 from .common import translate as _translate
 from .deadline import Watch
-from .inline import InlinePolicy, limit_inline, too_big_inline
+from .inline import SLOW_CPU_S, SUSPECT, WRITES, InlinePolicy, Off, limit_inline, too_big_inline
 from .worker import CURSOR_CLOSE, CURSOR_FETCH, CURSOR_OPEN, RESET, STOP, Job, Worker
 
 __all__ = ["SQLiteBackend"]
 
 INLINE_BUDGET_S = 0.0005  # wall time a loop iteration may spend on inline reads
-INLINE_QUERY_S = 0.0005  # one inline read running longer than this is aborted and handed off
-INLINE_YIELDS = 16  # loop turns a read waits for inline budget before a thread takes it
+INLINE_QUERY_S = 0.0005  # an inline run longer than this in wall time raises a suspicion
+_NEVER = math.inf  # no deadline
+WAKE_MAX = 128  # reads one loop turn wakes at most
+
 
 _TXCONTROL_MESSAGE = (
     "transaction control statements (BEGIN, COMMIT, SAVEPOINT...) need a pinned connection: "
@@ -133,11 +136,15 @@ class SQLiteBackend:
                 items=list(self._readers),
             )
         self._inline: sqlite3.Connection | None = None
-        self._inline_started = 0.0
-        self._inline_cpu = 0.0
-        self._inline_reset_pending = False
-        self._inline_watch = Watch()  # the inline read's deadline; Ctrl-C raised in it
-        self._policy = InlinePolicy()
+        self._budget_start = 0.0  # when this loop iteration's first inline read began; 0: none
+        self._tick_pending = False  # ``_tick`` is scheduled: it closes the budget
+        self._spent = False  # a read found the budget spent since the last tick
+        self._handoff = False  # run_now said NOT_NOW for a thread (busy, a timeout), not budget
+        self._parked: deque[asyncio.Future[None]] = deque()  # reads waiting for the loop to turn
+        self._wake_n = 1  # how many of them the next tick wakes
+        self._inline_watch = Watch(cpu_limit=SLOW_CPU_S)  # limits of an inline read; Ctrl-C
+        self._policy = InlinePolicy()  # what this backend learned about its statements
+        self._learned = self._policy.learned
         self._closing = False
         self._sessions = 0
 
@@ -174,45 +181,107 @@ class SQLiteBackend:
         conn = self._inline
         if (
             conn is None
-            or not info.inline_ok
-            or info.is_write
             or kind < FETCH_ONE
+            or info.is_write
+            or not info.inline_ok
             or (timeout is not None and timeout <= INLINE_QUERY_S)
         ):
             return NOT_NOW
+        learned = self._learned.get(info)
+        if learned is not None and learned is not SUSPECT:
+            return NOT_NOW  # kept off the loop for now, or it writes
         now = time.perf_counter()
-        if not self._inline_reset_pending:
-            # First inline read of this loop iteration: open the budget, close it next turn.
-            self._inline_reset_pending = True
-            self._inline_started = now
-            self._inline_cpu = time.thread_time()  # once per loop iteration, not per read
-            self._loop.call_soon(self._reset_inline)
-        elif now - self._inline_started >= INLINE_BUDGET_S:
+        if not self._budget_start:
+            # First inline read since the loop last turned: open the budget; the tick closes it.
+            self._budget_start = now
+            if not self._tick_pending:
+                self._tick_pending = True
+                self._loop.call_soon(self._tick)
+        elif now - self._budget_start >= INLINE_BUDGET_S:
+            self._spent = True
             return NOT_NOW  # this iteration has run long enough: the loop must turn
         watch = self._inline_watch
-        watch.deadline = now + INLINE_QUERY_S
+        watch.deadline = _NEVER if timeout is None else now + timeout  # the caller's, if any
+        watch.cpu_deadline = 0.0  # the progress handler starts this read's CPU clock
+        cpu = time.thread_time() if learned is SUSPECT else 0.0
         try:
             result = run_op(conn, kind, info, params, arg)
         except sqlite3.Error as exc:
             if watch.pending is not None:  # Ctrl-C on the loop thread: KeyboardInterrupt, as is
                 watch.settle(conn)
-            if is_interrupt(exc) or too_big_inline(exc):
-                self._policy.to_threads(info)  # too slow or too big for the loop, for now
+            if is_interrupt(exc):
+                if watch.cpu_deadline and time.thread_time() >= watch.cpu_deadline:
+                    self._policy.to_threads(info)  # it costs too much CPU for the loop, for now
+                else:
+                    self._handoff = True  # the caller's timeout ran out: a thread has it whole
+                return NOT_NOW
+            if too_big_inline(exc):
+                self._policy.to_threads(info)  # too big for the loop, for now
                 return NOT_NOW
             if is_readonly_refusal(exc):
-                info.is_write = True
+                self._policy.writes(info)
                 return NOT_NOW
             if is_busy(exc):
-                return NOT_NOW  # a thread waits for the lock; the loop must not
+                self._handoff = True  # a thread waits for the lock; the loop must not
+                return NOT_NOW
             raise _translate(exc) from exc
         except (InterfaceError, OverflowError) as exc:
             raise _translate(exc) from exc
-        if time.perf_counter() - now > INLINE_QUERY_S:
-            # Work the progress handler could not cut short, or only a preempted thread: the
-            # loop thread's CPU time this iteration tells which.
-            self._policy.slow_run(info, time.thread_time() - self._inline_cpu)
+        if learned is SUSPECT:
+            self._policy.measured(info, time.thread_time() - cpu)
+        elif time.perf_counter() - now > INLINE_QUERY_S:
+            # Work SQLite could not interrupt (count(*) of a big table), or a preempted thread?
+            # Measure the next run's CPU time alone.
+            self._policy.suspect(info)
         self.stats.inline_reads += 1
         return result
+
+    def _tick(self) -> None:
+        """The loop turned: a fresh inline budget; wake the reads that waited for it.
+
+        Wakes one waiting read more each time the woken left budget unused, half as many each
+        time they ran out of it: tasks that read in a loop are woken one at a time (each then
+        reads until the budget is spent), one-shot reads many at a time.
+        """
+        self._tick_pending = False
+        self._budget_start = 0.0
+        parked = self._parked
+        if parked:
+            n = self._wake_n
+            n = max(1, n >> 1) if self._spent else min(n << 1, WAKE_MAX)
+            self._wake_n = n
+            while n and parked:
+                future = parked.popleft()
+                if not future.done():
+                    future.set_result(None)
+                    n -= 1
+            self._tick_pending = True
+            self._loop.call_soon(self._tick)  # after the woken tasks' steps
+        self._spent = False
+
+    async def _wait_inline(
+        self, kind: int, info: SqlInfo, params: Any, arg: Any, timeout: float | None
+    ) -> Any:
+        """Wait for the loop to turn, then read inline; NOT_NOW if a thread must run it."""
+        parked = self._parked
+        first = True
+        while True:
+            future = self._loop.create_future()
+            if first:
+                parked.append(future)
+            else:
+                parked.appendleft(future)  # woken but beaten to the budget: first next time
+            if not self._tick_pending:
+                self._tick_pending = True
+                self._loop.call_soon(self._tick)
+            await future
+            result = self.run_now(kind, info, params, arg, timeout)
+            if result is not NOT_NOW or self._handoff or self._inline is None:
+                return result
+            learned = self._learned.get(info)
+            if learned is not None and learned is not SUSPECT:
+                return NOT_NOW  # learned meanwhile: off the loop, or it writes
+            first = False  # the budget was spent again before this read's turn
 
     async def run(
         self, kind: int, info: SqlInfo, params: Any, arg: Any, timeout: float | None
@@ -220,18 +289,27 @@ class SQLiteBackend:
         if self._closing:
             raise InterfaceError("the database is closed")
         if not info.is_write:
-            if info.inline_ok and kind >= FETCH_ONE and self._inline is not None:
-                # The loop's inline budget is spent: let the loop turn, then try again inline.
-                for _ in range(INLINE_YIELDS):
-                    await asyncio.sleep(0)
-                    result = self.run_now(kind, info, params, arg, timeout)
-                    if result is not NOT_NOW:
-                        return result
-            if not info.is_write:
+            learned = self._learned.get(info)
+            handoff, self._handoff = self._handoff, False
+            if (
+                (learned is None or learned is SUSPECT)
+                and not handoff
+                and self._inline is not None
+                and kind >= FETCH_ONE
+                and info.inline_ok
+                and (timeout is None or timeout > INLINE_QUERY_S)
+            ):
+                # The loop's inline budget is spent: wait for the loop to turn, not for a thread.
+                result = await self._wait_inline(kind, info, params, arg, timeout)
+                if result is not NOT_NOW:
+                    return result
+                learned = self._learned.get(info)
+                self._handoff = False
+            if learned is not WRITES:
                 reader = self._pick_reader()
                 if reader is not None:
                     job = Job(kind, info, params, arg)
-                    job.probe = not info.inline_ok and self._inline is not None
+                    job.probe = isinstance(learned, Off)
                     try:
                         result = await reader.call(job, timeout)
                     except Error:
@@ -241,11 +319,13 @@ class SQLiteBackend:
                         if job.probe:  # kept off the loop: is it cheap enough to come back?
                             self._policy.threaded_run(info, job.cpu)
                         return result
-                    info.is_write = True  # a WITH ... INSERT: the writer takes it from now on
+                    self._policy.writes(info)  # a WITH ... INSERT: the writer takes it from now on
         elif info.kind == TXCONTROL:
             raise InterfaceError(_TXCONTROL_MESSAGE)
         writer = self._writer
         job = Job(kind, info, params, arg)
+        if not info.is_write and self._learned.get(info) is WRITES:
+            job.reroute = True  # a write behind a read's first keyword: the writer checks it so
         try:
             if timeout is not None:
                 return await writer.call(job, timeout)
@@ -271,9 +351,6 @@ class SQLiteBackend:
                 if reader.pending < best.pending:
                     best = reader
         return best
-
-    def _reset_inline(self) -> None:
-        self._inline_reset_pending = False
 
     # -- sessions -----------------------------------------------------------------------------
 
@@ -310,7 +387,9 @@ class SQLiteBackend:
         return combined_gauges(self._writer_pool, self._reader_pool)
 
     def _busy(self) -> bool:
-        return self._sessions > 0 or any(w.pending for w in (self._writer, *self._readers))
+        if self._sessions > 0 or self._parked:
+            return True
+        return any(w.pending for w in (self._writer, *self._readers))
 
     async def close(self, timeout: float | None) -> None:
         if self._closing:

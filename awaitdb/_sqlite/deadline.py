@@ -11,6 +11,10 @@ sqlite3 swallows an exception raised in the handler and reports ``OperationalErr
 fires at the function's first instruction, before any ``try``. A generator resumed by
 ``__next__`` checks after its ``yield``, inside the ``try`` below, so the exception is caught,
 kept in ``pending``, the statement is aborted, and ``settle`` re-raises it untouched.
+
+The inline connection's handler also checks the CPU time the loop thread spent in the statement
+(``cpu_limit``): what a read costs, which a preempted thread or a neighbour holding the GIL does
+not inflate.
 """
 
 from __future__ import annotations
@@ -28,10 +32,16 @@ PROGRESS_OPS = 1000  # VM steps between two calls of the handler (a few microsec
 class Watch:
     """Progress-handler state of one connection: its deadline and an exception raised in it."""
 
-    __slots__ = ("deadline", "pending")
+    __slots__ = ("by_cpu", "cpu_deadline", "cpu_limit", "deadline", "pending")
 
-    def __init__(self) -> None:
+    def __init__(self, *, cpu_limit: float | None = None) -> None:
         self.deadline = math.inf
+        # With ``cpu_limit``: set ``cpu_deadline`` to 0 before each statement; its first tick
+        # sets it to ``time.thread_time() + cpu_limit`` and later ticks stop the statement past
+        # it (the CPU of the ~1,000 VM steps before the first tick is not counted).
+        self.by_cpu = cpu_limit is not None
+        self.cpu_limit = math.inf if cpu_limit is None else cpu_limit
+        self.cpu_deadline = math.inf
         self.pending: BaseException | None = None
 
     def arm(self, conn: sqlite3.Connection) -> None:
@@ -42,6 +52,12 @@ class Watch:
 
     def _ticks(self) -> Iterator[bool]:
         try:
+            if self.by_cpu:
+                while True:
+                    cpu = time.thread_time()
+                    if not self.cpu_deadline:  # the statement's first tick: start its clock
+                        self.cpu_deadline = cpu + self.cpu_limit
+                    yield time.perf_counter() > self.deadline or cpu > self.cpu_deadline
             while True:
                 yield time.perf_counter() > self.deadline
         except GeneratorExit:  # the handler replaced and collected
@@ -53,7 +69,7 @@ class Watch:
 
     def settle(self, conn: sqlite3.Connection) -> None:
         """After a statement: clear its deadline; raise what a signal handler raised, as it was."""
-        self.deadline = math.inf
+        self.deadline = self.cpu_deadline = math.inf
         exc = self.pending
         if exc is not None:
             self.pending = None

@@ -245,6 +245,7 @@ class SyncSQLiteBackend:
         self._local = threading.local()
         self._sessions = 0
         self._guard = threading.Lock()
+        self._writes: set[SqlInfo] = set()  # reads a reader refused (WITH ... INSERT): writer
         self._readers = _ThreadReaders(self._guard, self._all)
         try:
             writer = self._open(readonly=False)
@@ -312,7 +313,7 @@ class SyncSQLiteBackend:
     def run(self, kind: int, info: SqlInfo, params: Any, arg: Any, timeout: float | None) -> Any:
         if self._closing:
             raise InterfaceError("the database is closed")
-        if not info.is_write:
+        if not info.is_write and info not in self._writes:
             held = getattr(self._local, "reader", None)
             reader = held.conn if held is not None else self._thread_reader()
             if reader is None and self._reader_pool is not None:
@@ -330,11 +331,13 @@ class SyncSQLiteBackend:
                 except Exception as exc:
                     if not is_readonly_refusal(exc.__cause__ or exc):
                         raise
-                    info.is_write = True
+                    _learn_write(self._writes, info)  # this database's knowledge only
         elif info.kind == TXCONTROL:
             raise InterfaceError(_TXCONTROL_MESSAGE)
         writer = self._writer_pool.acquire()
         try:
+            if writer.identity is not None and not info.is_write and info in self._writes:
+                writer.identity.check(info)  # a learned write: refused once the file is replaced
             return writer.run(kind, info, params, arg, timeout)
         finally:
             if writer.conn.in_transaction:  # pragma: no cover - autocommit leaves none open
@@ -393,6 +396,13 @@ class SyncSQLiteBackend:
         if self._reader_pool is not None:
             self._reader_pool.close()
         _close_all(self._all)
+
+
+def _learn_write(writes: set[SqlInfo], info: SqlInfo) -> None:
+    """Remember that ``info`` writes, for this database only (forgotten past 4,096 statements)."""
+    if len(writes) >= 4096:
+        writes.clear()
+    writes.add(info)
 
 
 def _close_all(conns: list[_Conn]) -> None:

@@ -105,7 +105,7 @@ class Job:
         self.cancelled = False
         self.timed_out = False
         self.started = False
-        self.reroute = False  # a reader refused a write: the backend sends it to the writer
+        self.reroute = False  # a reader refused a write (or did once): it goes to the writer
         self.probe = False  # measure the thread CPU time the job takes (into ``cpu``)
         self.cpu = 0.0
         self.waited = 0.0  # seconds deferred behind a session's transaction (acquire wait);
@@ -297,7 +297,12 @@ class Worker:
         rest = []
         for job in batch:
             info = job.info
-            if job.kind >= 0 and info is not None and info.is_write and not is_rollback(info):
+            if (
+                job.kind >= 0
+                and info is not None
+                and (info.is_write or job.reroute)  # reroute: a write learned behind a read
+                and not is_rollback(info)
+            ):
                 job.error = self.identity.refusal(problem)
                 self._outbox.append(job)
             else:
