@@ -11,6 +11,7 @@ import asyncio
 import inspect
 import threading
 import time
+from collections.abc import Generator
 from typing import Any, Generic, TypeVar
 
 __all__ = ["ASYNC", "ANoLock", "AWaiter", "RLock", "Waiter", "asleep", "isawaitable", "sleep"]
@@ -45,10 +46,11 @@ _WAITING, _SET, _ABANDONED = 0, 1, 2
 class AWaiter(Generic[T]):
     """A one-shot slot a pool hands an item to; the waiting task may time out or be cancelled."""
 
-    __slots__ = ("_future",)
+    __slots__ = ("_future", "deadline")
 
     def __init__(self) -> None:
         self._future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+        self.deadline: float | None = None  # loop time a pool's timer fails it at, if any
 
     def set(self, value: T) -> bool:
         """Hand ``value`` over; False when the waiter already gave up."""
@@ -71,6 +73,11 @@ class AWaiter(Generic[T]):
             return False, None
         future.cancel()
         return False, None
+
+    def __await__(self) -> Generator[Any, None, T]:
+        """``await waiter``: the handed-over value, awaited on the future with no frame between
+        (a pool fails the waiter with ``TimeoutError`` at its deadline)."""
+        return self._future.__await__()
 
     async def wait(self, timeout: float | None) -> T:
         """The handed-over value; ``TimeoutError`` after ``timeout`` seconds."""

@@ -7,6 +7,9 @@ Point select by primary key on a 100,000-row table (schema ``awaitdb_bench``). C
 interleaved in one process, medians of repetitions; ratios are to asyncpg's default pool.
 P3 runs 1,000 tasks on a pool of 10 and prints the distribution of per-query latency.
 P4 is awaitdb's CPU per call minus a bare asyncpg connection's, sequential.
+P5 compares awaitdb with "the bare-connection limit": 8 asyncpg connections handed out by a
+bare ``asyncio.Queue`` (no reset, no checks, no stats), sequential and 32 tasks.
+``--p5`` runs only the contenders P5 needs (asyncpg pool, bare Queue, awaitdb), for profiling.
 """
 
 from __future__ import annotations
@@ -71,6 +74,7 @@ async def main() -> None:
         default=os.environ.get("AWAITDB_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/test"),
     )
     parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--p5", action="store_true", help="only the P5 contenders")
     parser.add_argument("--reps", type=int, default=5)
     parser.add_argument("--ops", type=int, default=6_000)
     args = parser.parse_args()
@@ -81,17 +85,24 @@ async def main() -> None:
     keys = [rng.randrange(1, ROWS + 1) for _ in range(ops)]
 
     apool = await asyncpg.create_pool(url, min_size=8, max_size=8)
-    apool_nr = await asyncpg.create_pool(url, min_size=8, max_size=8, reset=no_reset)
+    full = not args.p5  # --p5 opens only the connections its contenders use
+    apool_nr = await asyncpg.create_pool(url, min_size=8 if full else 0, max_size=8,
+                                         reset=no_reset)  # fmt: skip
     ppool = AsyncConnectionPool(url, min_size=8, max_size=8, open=False)
-    await ppool.open(wait=True)
+    if full:
+        await ppool.open(wait=True)
     engine = create_async_engine(
         url.replace("postgresql://", "postgresql+asyncpg://"), pool_size=8, max_overflow=0
     )
     dbs = databases.Database(url.replace("postgresql://", "postgresql+asyncpg://"),
                              min_size=8, max_size=8)  # fmt: skip
-    await dbs.connect()
+    if full:
+        await dbs.connect()
     adb = await awaitdb.connect(url, min_size=8, max_size=8)
     bare = await asyncpg.connect(url)
+    bare_queue: asyncio.Queue[asyncpg.Connection] = asyncio.Queue()
+    for _ in range(8):
+        bare_queue.put_nowait(await asyncpg.connect(url))
 
     async def asyncpg_pool(key: int) -> None:
         async with apool.acquire() as conn:
@@ -118,6 +129,13 @@ async def main() -> None:
     async def awaitdb_fetch(key: int) -> None:
         await adb.fetch_one(POINT, {"id": key})
 
+    async def bare_queue_fetch(key: int) -> None:
+        conn = await bare_queue.get()
+        try:
+            await conn.fetchrow(POINT_PG, key)
+        finally:
+            bare_queue.put_nowait(conn)
+
     async def bare_asyncpg(key: int) -> None:
         await bare.fetchrow(POINT_PG, key)
 
@@ -131,8 +149,12 @@ async def main() -> None:
         "psycopg AsyncConnectionPool": psycopg_pool,
         "SQLAlchemy async text()": sqlalchemy_text,
         "databases": databases_fetch,
+        "bare asyncpg Queue (P5 limit)": bare_queue_fetch,
         "awaitdb": awaitdb_fetch,
     }
+    if args.p5:
+        keep = ("asyncpg pool (default)", "bare asyncpg Queue (P5 limit)", "awaitdb")
+        fns = {name: fn for name, fn in fns.items() if name in keep}
     contenders: dict[str, Any] = {}
     for name, fn in fns.items():
         contenders[f"sequential: {name}"] = (lambda fn=fn: seq(fn), ops, True)
@@ -160,6 +182,14 @@ async def main() -> None:
     seq_bare = med["sequential: bare asyncpg connection (P4 floor)"]["cpu_us"]
     print(f"\nP4: awaitdb adds {seq_awaitdb - seq_bare:.1f} us CPU per call over a bare asyncpg "
           f"connection ({seq_awaitdb:.1f} vs {seq_bare:.1f})")  # fmt: skip
+    for mode in ("sequential", "32 tasks / pool 8"):
+        limit = med[f"{mode}: bare asyncpg Queue (P5 limit)"]
+        mine_row = med[f"{mode}: awaitdb"]
+        print(f"P5 {mode}: awaitdb = {mine_row['ops'] / limit['ops']:.2f} x the bare-connection "
+              f"limit ({mine_row['cpu_us']:.1f} vs {limit['cpu_us']:.1f} us CPU/op)")  # fmt: skip
+    if args.p5:
+        await p5_close(adb, bare, bare_queue, None, engine, None, apool, apool_nr)
+        return
     for mode in ("sequential", "32 tasks / pool 8"):
         base = med[f"{mode}: asyncpg pool (default)"]["ops"]
         others = {n.split(": ", 1)[1]: r["ops"] for n, r in med.items() if n.startswith(mode)}
@@ -203,11 +233,20 @@ async def main() -> None:
     print(f"median per-query latency: {statistics.median(latencies) * 1000:.1f} ms")
 
     await p3.close()
+    await p5_close(adb, bare, bare_queue, dbs, engine, ppool, apool, apool_nr)
+
+
+async def p5_close(adb: Any, bare: Any, queue: Any, dbs: Any, *pools: Any) -> None:
     await adb.close()
     await bare.close()
-    await dbs.disconnect()
+    while not queue.empty():
+        await queue.get_nowait().close()
+    if dbs is not None:
+        await dbs.disconnect()
+    engine, ppool, apool, apool_nr = pools
     await engine.dispose()
-    await ppool.close()
+    if ppool is not None:
+        await ppool.close()
     await apool.close()
     await apool_nr.close()
 

@@ -24,7 +24,8 @@ def _server(url: str) -> psycopg.Connection[Any]:
 def _terminate_all(url: str, app: str) -> int:
     with _server(url) as conn:
         rows = conn.execute(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            # waits until each session has ended: its goodbye is in the client's socket
+            "SELECT pg_terminate_backend(pid, 10000) FROM pg_stat_activity "
             "WHERE datname = current_database() AND application_name = %s "
             "AND pid <> pg_backend_pid()",
             (app,),
@@ -105,7 +106,7 @@ async def test_dead_idle_connections_are_replaced_silently(pg_url: str) -> None:
         await asyncio.gather(*(db.fetch_val("SELECT pg_sleep(0.05)") for _ in range(3)))
         assert _terminate_all(url, "awaitdb-test-idle") == 3
         # No caller sees an error, whether or not the loop has noticed the sockets close yet:
-        # dead connections are replaced on checkout, and a read that hits one moves on.
+        # a connection the server has ended is replaced on checkout, before anything is sent.
         for _ in range(10):
             assert await db.fetch_val("SELECT 1") == 1
         assert db.stats().connections_replaced >= 1

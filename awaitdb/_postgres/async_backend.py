@@ -8,8 +8,10 @@
 - asyncpg caches prepared statements per connection (``statement_cache_size``; 0 behind
   PgBouncer in transaction mode); ``:name`` to ``$n`` translation is cached per SQL text.
 - New connections are retried with jittered backoff until ``acquire_timeout``, then
-  ``CannotConnect``. A connection found dead on checkout is replaced without the caller seeing
-  it, and a read that fails because its connection died moves on to another connection.
+  ``CannotConnect``. A connection found dead on checkout (closed, or with the server's goodbye
+  unread in its socket) is replaced without the caller seeing it. Only a statement asyncpg
+  never sent moves on to another connection; one that was sent may have written, so its
+  connection dying raises ``ConnectionLost`` (issue 8).
 - Timeouts and cancellations cancel the statement on the server (asyncpg sends a
   CancelRequest); the connection's next statement waits for that to finish.
 """
@@ -17,6 +19,8 @@
 from __future__ import annotations
 
 import asyncio
+import operator
+import select
 import time
 from collections.abc import Mapping
 from typing import Any
@@ -60,6 +64,9 @@ _DRIVER_ERRORS = (
 )
 
 
+_VALUES = operator.itemgetter(slice(None))  # asyncpg row -> tuple of its values, in C
+
+
 def _record_cls(info: SqlInfo, row: asyncpg.Record) -> type[Record]:
     keys = tuple(row.keys())
     return cached_record_class(info, keys, tuple)
@@ -78,7 +85,8 @@ async def execute(
         if kind == EXECUTE_MANY:
             await conn.executemany(sql, [info.positional(p) for p in params], timeout=timeout)
             return len(params)
-        args = info.positional(params) if info.order else ()
+        order = info.order
+        args = [params[name] for name in order] if order else ()
         if kind == FETCH_ONE:
             row = await conn.fetchrow(sql, *args, timeout=timeout)
             return None if row is None else _record_cls(info, row)(row)
@@ -86,7 +94,7 @@ async def execute(
             rows = await conn.fetch(sql, *args, timeout=timeout)
             if not rows:
                 return []
-            return build_records(_record_cls(info, rows[0]), rows)
+            return build_records(_record_cls(info, rows[0]), rows, _VALUES)
         if kind == EXECUTE:
             status = await conn.execute(sql, *args, timeout=timeout)
             if info.kind == TXCONTROL and status == "ROLLBACK" and not _is_rollback(info):
@@ -169,8 +177,7 @@ class PgSession:
                 raise
         if not rows:
             return []
-        cls = _record_cls(info, rows[0])
-        return list(map(cls, rows))
+        return build_records(_record_cls(info, rows[0]), rows, _VALUES)
 
     async def close_cursor(self, cursor: Any) -> None:
         if not self.cursor_tx:
@@ -195,8 +202,15 @@ def _interrupted(exc: BaseException) -> bool:
     return isinstance(exc, asyncio.CancelledError | QueryTimeout) or is_connection_error(exc)
 
 
-def _alive(conn: asyncpg.Connection) -> bool:
-    return not conn.is_closed()
+def _poller(conn: asyncpg.Connection) -> select.poll | None:
+    """A poll object watching ``conn``'s socket for input, made once per connection."""
+    transport = getattr(conn, "_transport", None)  # asyncpg keeps it; no public accessor
+    sock = None if transport is None else transport.get_extra_info("socket")
+    if sock is None:
+        return None
+    poller = select.poll()
+    poller.register(sock.fileno(), select.POLLIN | select.POLLPRI)
+    return poller
 
 
 def _in_transaction(conn: asyncpg.Connection) -> bool:
@@ -228,10 +242,11 @@ class PostgresBackend:
             stats=self.stats,
             opener=self._open,
             closer=self._terminate,
-            checker=_alive,
+            checker=self._alive,
             **options,
         )
         self._all: set[asyncpg.Connection] = set()
+        self._pollers: dict[asyncpg.Connection, select.poll | None] = {}
         self._resets: set[asyncio.Task[None]] = set()
         self._closing = False
         self._sessions = 0
@@ -284,6 +299,7 @@ class PostgresBackend:
                 conn.terminate()
                 raise
             self._all.add(conn)
+            self._pollers[conn] = _poller(conn)
             return conn
 
     async def _init(self, conn: asyncpg.Connection) -> None:
@@ -292,7 +308,20 @@ class PostgresBackend:
 
     def _terminate(self, conn: asyncpg.Connection) -> None:
         self._all.discard(conn)
+        self._pollers.pop(conn, None)
         conn.terminate()
+
+    def _alive(self, conn: asyncpg.Connection) -> bool:
+        """Checked on checkout from the idle list: closed, or ended by the server while the
+        loop has not yet read its goodbye (the loop was blocked), means dead: replace it
+        before anything is sent. One ``poll`` system call on the connection's own poller."""
+        if conn.is_closed():
+            return False
+        poller = self._pollers.get(conn)
+        try:
+            return poller is None or not poller.poll(0)
+        except OSError:
+            return False
 
     def _give_back(
         self,
@@ -305,7 +334,7 @@ class PostgresBackend:
         """Return ``conn`` to the pool, resetting it first (in the background) if needed."""
         if conn.is_closed():
             self._pool.release(conn, discard=True)
-        elif dirty or unsure or _in_transaction(conn):
+        elif dirty or unsure or conn.is_in_transaction():  # open: asyncpg can answer
             reset = self._reset(conn, dirty, commit, unsure)
             task = asyncio.get_running_loop().create_task(reset)
             self._resets.add(task)
@@ -356,7 +385,7 @@ class PostgresBackend:
             except BaseException as exc:
                 if conn.is_closed() or is_connection_error(exc):
                     pool.release(conn, discard=True)
-                    if may_move_on(info, exc, attempt, self._max_size):
+                    if may_move_on(exc, attempt, self._max_size):
                         continue
                 else:
                     self._give_back(conn, dirty=info.changes_session, unsure=_interrupted(exc))
@@ -413,6 +442,7 @@ class PostgresBackend:
         for conn in list(self._all):
             conn.terminate()
         self._all.clear()
+        self._pollers.clear()
 
 
 def _terminate_raw(conn: asyncpg.Connection) -> None:

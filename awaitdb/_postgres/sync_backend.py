@@ -46,6 +46,7 @@ from .common import (
     is_permanent,
     may_move_on,
     pool_options,
+    unread_input,
 )
 from .errors import nul_in_text, too_deep, translate, unencodable
 
@@ -245,6 +246,12 @@ def _alive(conn: psycopg.Connection[Any]) -> bool:
     return not (conn.closed or conn.broken)
 
 
+def _idle_alive(conn: psycopg.Connection[Any]) -> bool:
+    """Checked on checkout: psycopg reads only when asked, so a session the server ended while
+    the connection sat idle shows as unread input; replace it before anything is sent."""
+    return _alive(conn) and not unread_input(conn.fileno())
+
+
 class SyncPostgresBackend:
     """Implements the sync ``SyncBackend`` protocol over psycopg connections."""
 
@@ -269,7 +276,7 @@ class SyncPostgresBackend:
             stats=self.stats,
             opener=self._open,
             closer=self._close_conn,
-            checker=_alive,
+            checker=_idle_alive,
             **options,
         )
         self._all: set[psycopg.Connection[Any]] = set()
@@ -381,7 +388,7 @@ class SyncPostgresBackend:
             except Exception as exc:
                 if not _alive(conn) or isinstance(exc, ConnectionLost):
                     pool.release(conn, discard=True)
-                    if may_move_on(info, exc, attempt, self._max_size):
+                    if may_move_on(exc, attempt, self._max_size):
                         continue
                 else:
                     self._give_back(conn, dirty=info.changes_session)

@@ -32,11 +32,12 @@ from .._errors import (
     UniqueViolation,
 )
 from .._ops import EXECUTE, EXECUTE_MANY, FETCH_ALL, FETCH_ONE
-from .._record import Record, cached_record_class, column_index, record_class
+from .._record import Record, column_index, record_class
 from .._sql import TXCONTROL, Positional, SqlInfo
 from .types import adapt_params, register_converters
 
 __all__ = [
+    "Connection",
     "FileIdentity",
     "SQLiteTarget",
     "bind_error",
@@ -88,6 +89,22 @@ class SQLiteTarget:
         self.on_connect = config.get("on_connect", None)  # see _hooks.py
 
 
+class Connection(sqlite3.Connection):
+    """A sqlite3 connection that keeps what it learned about its own results.
+
+    ``shapes`` maps SQL text to ``(cursor description, Record class)`` of its last result on
+    this connection: per connection, so two databases (or two schemas) running the same SQL
+    text never share it, and checked against each new description, so a schema change that
+    renames a column gives a new class, never a stale one.
+    """
+
+    __slots__ = ("shapes",)
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.shapes: dict[str, tuple[Any, type[Record]]] = {}
+
+
 def open_connection(target: SQLiteTarget, *, readonly: bool) -> sqlite3.Connection:
     """A configured connection: autocommit, declared-type conversion, pragmas applied."""
     register_converters()
@@ -106,6 +123,7 @@ def open_connection(target: SQLiteTarget, *, readonly: bool) -> sqlite3.Connecti
             check_same_thread=False,
             cached_statements=512,
             uri=target.uri,
+            factory=Connection,
         )
     except sqlite3.Error as exc:
         raise CannotConnect(f"cannot open SQLite database {target.database!r}: {exc}") from exc
@@ -235,6 +253,7 @@ def _set_journal_mode(conn: sqlite3.Connection, target: SQLiteTarget) -> None:
 # -- running one operation ---------------------------------------------------------------------
 
 _classes: dict[Any, type[Record]] = {}
+MAX_SHAPES = 512  # statements whose result shape one connection remembers (its statement cache)
 
 
 def _cls(description: Any) -> type[Record]:
@@ -247,46 +266,60 @@ def _cls(description: Any) -> type[Record]:
     return cls
 
 
-def _names(description: Any) -> tuple[str, ...]:
-    return tuple(column[0] for column in description)
-
-
-def _record_cls(info: SqlInfo, description: Any) -> type[Record]:
-    return cached_record_class(info, description, _names)
+def _learn_shape(conn: Any, sql: str, description: Any) -> type[Record]:
+    """The Record class for ``description``, remembered on ``conn`` for ``sql``."""
+    cls = record_class(tuple(column[0] for column in description))
+    shapes: dict[str, tuple[Any, type[Record]]] = conn.shapes
+    if len(shapes) >= MAX_SHAPES:
+        shapes.clear()
+    shapes[sql] = (description, cls)
+    return cls
 
 
 def run_op(conn: sqlite3.Connection, kind: int, info: SqlInfo, params: Any, arg: Any) -> Any:
     """Run ``info.sql``, shaping the result by ``kind`` (see ``_ops``); raises sqlite3 errors.
 
-    A value sqlite3 cannot bind (an int beyond 64 bits, a str with a lone surrogate) raises a
-    ``DataError`` that names the parameter.
+    ``conn`` comes from ``open_connection`` (its ``shapes`` give each result's Record class
+    with one dict lookup and one comparison). A value sqlite3 cannot bind (an int beyond 64
+    bits, a str with a lone surrogate) raises a ``DataError`` that names the parameter.
     """
+    sql = info.sql
     try:
         if kind == FETCH_ONE:
-            cursor = conn.execute(info.sql, adapt_params(params))
+            cursor = conn.execute(sql, adapt_params(params))
             row = cursor.fetchone()
-            return None if row is None else _record_cls(info, cursor.description)(row)
+            if row is None:
+                return None
+            description = cursor.description
+            shape = conn.shapes.get(sql)  # type: ignore[attr-defined]
+            if shape is not None and shape[0] == description:
+                return shape[1](row)
+            return _learn_shape(conn, sql, description)(row)
         if kind == FETCH_ALL:
-            cursor = conn.execute(info.sql, adapt_params(params))
+            cursor = conn.execute(sql, adapt_params(params))
             rows = cursor.fetchall()
             if not rows:
                 return []
-            return list(map(_record_cls(info, cursor.description), rows))
+            description = cursor.description
+            shape = conn.shapes.get(sql)  # type: ignore[attr-defined]
+            if shape is not None and shape[0] == description:
+                return list(map(shape[1], rows))
+            return list(map(_learn_shape(conn, sql, description), rows))
         if kind == EXECUTE:
-            cursor = conn.execute(info.sql, adapt_params(params))
+            cursor = conn.execute(sql, adapt_params(params))
             count = cursor.rowcount
             return count if count > 0 else 0
         if kind == EXECUTE_MANY:  # atomic: all rows or none, as on PostgreSQL
             seq: Sequence[Mapping[str, Any]] = params
             rows = [adapt_params(p) for p in seq]
             if conn.in_transaction:
-                count = conn.executemany(info.sql, rows).rowcount
+                count = conn.executemany(sql, rows).rowcount
             else:
                 conn.execute("BEGIN IMMEDIATE")
                 try:
                     # No cursor stays alive in this frame across COMMIT: a traceback that keeps
                     # one would keep its statement, and the file open after close().
-                    count = conn.executemany(info.sql, rows).rowcount
+                    count = conn.executemany(sql, rows).rowcount
                     conn.execute("COMMIT")
                 except BaseException:
                     if conn.in_transaction:
@@ -294,7 +327,7 @@ def run_op(conn: sqlite3.Connection, kind: int, info: SqlInfo, params: Any, arg:
                     raise
             return count if count > 0 else 0
         # FETCH_VAL
-        cursor = conn.execute(info.sql, adapt_params(params))
+        cursor = conn.execute(sql, adapt_params(params))
         row = cursor.fetchone()
         if row is None:
             return None

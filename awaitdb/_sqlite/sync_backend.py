@@ -82,7 +82,22 @@ class _Conn:
         with self.lock:
             if self.identity is not None and info.is_write:
                 self.identity.check(info)
-            return self._locked(run_op, (self.conn, kind, info, params, arg), timeout)
+            if timeout is not None:
+                return self._locked(run_op, (self.conn, kind, info, params, arg), timeout)
+            # ``_locked`` without a deadline, flat: the sync face's every statement comes here.
+            try:
+                try:
+                    return run_op(self.conn, kind, info, params, arg)
+                except sqlite3.OperationalError as exc:
+                    if not is_busy(exc):
+                        raise self.error(exc, False) from exc
+                    busy = exc
+                except Exception as exc:  # KeyboardInterrupt, SystemExit: untouched
+                    raise translate(exc) from exc
+                return self.wait_out(busy, run_op, (self.conn, kind, info, params, arg), False)
+            finally:
+                if self.watch.pending is not None:
+                    self.watch.settle(self.conn)  # Ctrl-C in the progress handler: raised as is
 
     def wait_out(
         self, busy: sqlite3.Error, fn: Callable[..., Any], args: tuple[Any, ...], timed: bool

@@ -120,6 +120,12 @@ def adapt_value(name: str, value: Any) -> Any:
 
 def adapt_params(params: Mapping[str, Any] | None) -> Mapping[str, Any] | tuple[Any, ...]:
     """``params`` unchanged when every value is native (the common case), else a new dict."""
+    if type(params) is dict:  # the common case first: one pass, no isinstance
+        for value in params.values():
+            if type(value) not in _NATIVE:
+                break
+        else:
+            return params
     if params is None:
         return ()
     if isinstance(params, Positional):  # ``IN :ids``: every placeholder bound by position
@@ -139,70 +145,88 @@ def _text(raw: bytes) -> str:
     return raw.decode("utf-8", "replace")
 
 
-def _safe(convert: Callable[[bytes], Any]) -> Callable[[bytes], Any]:
-    def wrapper(raw: bytes) -> Any:
-        try:
-            return convert(raw)
-        except (ValueError, TypeError, decimal.InvalidOperation):
-            return _text(raw)
-
-    return wrapper
+# Each converter is one call per value (sqlite3 calls it for every non-NULL value of a column
+# with that declared type): the fallback to the text SQLite holds is inside, not in a wrapper.
+_UNPARSED = (ValueError, TypeError, decimal.InvalidOperation)
 
 
 def _boolean(raw: bytes) -> Any:
-    if raw in (b"1", b"0"):
-        return raw == b"1"
-    text = raw.decode().strip().lower()
-    if text in {"true", "t", "yes"}:
+    if raw == b"1":
         return True
-    if text in {"false", "f", "no"}:
+    if raw == b"0":
         return False
-    return bool(float(text))
+    try:
+        text = raw.decode().strip().lower()
+        if text in {"true", "t", "yes"}:
+            return True
+        if text in {"false", "f", "no"}:
+            return False
+        return bool(float(text))
+    except _UNPARSED:
+        return _text(raw)
 
 
-def _timestamptz(raw: bytes) -> dt.datetime:
-    value = dt.datetime.fromisoformat(raw.decode())
+def _timestamptz(raw: bytes) -> Any:
+    try:
+        value = dt.datetime.fromisoformat(raw.decode())
+    except _UNPARSED:
+        return _text(raw)
     return value if value.tzinfo is not None else value.replace(tzinfo=dt.UTC)
 
 
-def _timestamp(raw: bytes) -> dt.datetime:
-    return dt.datetime.fromisoformat(raw.decode())
+def _timestamp(raw: bytes) -> Any:
+    try:
+        return dt.datetime.fromisoformat(raw.decode())
+    except _UNPARSED:
+        return _text(raw)
 
 
-def _date(raw: bytes) -> dt.date:
-    text = raw.decode()
-    return dt.date.fromisoformat(text[:10]) if len(text) > 10 else dt.date.fromisoformat(text)
+def _date(raw: bytes) -> Any:
+    try:
+        text = raw.decode()
+        return dt.date.fromisoformat(text[:10]) if len(text) > 10 else dt.date.fromisoformat(text)
+    except _UNPARSED:
+        return _text(raw)
 
 
-def _decimal(raw: bytes) -> decimal.Decimal:
-    return decimal.Decimal(raw.decode())
+def _decimal(raw: bytes) -> Any:
+    try:
+        return decimal.Decimal(raw.decode())
+    except _UNPARSED:
+        return _text(raw)
 
 
-def _uuid(raw: bytes) -> uuid.UUID:
-    if len(raw) == 16:
-        try:
-            return uuid.UUID(raw.decode("ascii"))
-        except (UnicodeDecodeError, ValueError):
-            return uuid.UUID(bytes=raw)
-    return uuid.UUID(raw.decode())
+def _uuid(raw: bytes) -> Any:
+    try:
+        if len(raw) == 16:
+            try:
+                return uuid.UUID(raw.decode("ascii"))
+            except (UnicodeDecodeError, ValueError):
+                return uuid.UUID(bytes=raw)
+        return uuid.UUID(raw.decode())
+    except _UNPARSED:
+        return _text(raw)
 
 
 def _jsonvalue(raw: bytes) -> Any:
-    return json.loads(raw)
+    try:
+        return json.loads(raw)
+    except _UNPARSED:
+        return _text(raw)
 
 
 CONVERTERS: dict[str, Callable[[bytes], Any]] = {
-    "BOOLEAN": _safe(_boolean),
-    "BOOL": _safe(_boolean),
-    "TIMESTAMPTZ": _safe(_timestamptz),
-    "TIMESTAMP": _safe(_timestamp),
-    "DATETIME": _safe(_timestamp),
-    "DATE": _safe(_date),
-    "NUMERIC": _safe(_decimal),
-    "DECIMAL": _safe(_decimal),
-    "UUID": _safe(_uuid),
-    "JSON": _safe(_jsonvalue),
-    "JSONB": _safe(_jsonvalue),
+    "BOOLEAN": _boolean,
+    "BOOL": _boolean,
+    "TIMESTAMPTZ": _timestamptz,
+    "TIMESTAMP": _timestamp,
+    "DATETIME": _timestamp,
+    "DATE": _date,
+    "NUMERIC": _decimal,
+    "DECIMAL": _decimal,
+    "UUID": _uuid,
+    "JSON": _jsonvalue,
+    "JSONB": _jsonvalue,
 }
 
 _registered = False
