@@ -14,18 +14,24 @@ from __future__ import annotations
 import math
 import os
 import re
-import ssl
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
-from urllib.parse import parse_qsl, quote, unquote, urlsplit
+from typing import Any, NamedTuple
+from urllib.parse import quote, unquote
 
+from ._dialects import DEFAULT_URL, all_dialects, find_dialect, known_schemes
 from ._errors import InterfaceError
 from ._hooks import parse_hook
 
-__all__ = ["Config", "check_timeout", "hide_secrets", "parse_config", "redact_url", "url_secrets"]
-
-DEFAULT_URL = "sqlite:///awaitdb.sqlite3"
+__all__ = [
+    "Config",
+    "UrlParts",
+    "check_timeout",
+    "hide_secrets",
+    "parse_config",
+    "redact_url",
+    "url_secrets",
+]
 
 
 def _parse_bool(value: object) -> bool:
@@ -130,65 +136,27 @@ _COMMON: dict[str, Callable[[object], Any]] = {
     "on_connect": parse_hook,
 }
 
-_SQLITE: dict[str, Callable[[object], Any]] = {
-    "readers": _parse_int,
-    "synchronous": _choice("normal", "full", "off", "extra"),
-    "busy_timeout": _parse_float,
-    "foreign_keys": _parse_bool,
-    "journal_mode": _choice("wal", "delete", "truncate", "persist", "memory", "off"),
-    "inline_reads": _parse_bool,
-}
 
-# libpq connection parameters that may ride in a postgresql:// URL's query string.
-LIBPQ_PARAMS = frozenset(
-    {
-        "application_name", "channel_binding", "client_encoding", "connect_timeout",
-        "fallback_application_name", "gssencmode", "keepalives", "keepalives_count",
-        "keepalives_idle", "keepalives_interval", "options", "passfile", "require_auth",
-        "sslcert", "sslcrl", "sslkey", "sslmode", "sslpassword", "sslrootcert", "sslsni",
-        "target_session_attrs", "tcp_user_timeout", "host", "hostaddr", "port", "dbname",
-        "user", "password", "service",
-    }
-)  # fmt: skip
+class UrlParts(NamedTuple):
+    """What a dialect reads from the part of a URL after ``scheme://``."""
 
-SSLMODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
-
-
-def _parse_ssl(value: object) -> str | ssl.SSLContext | None:
-    """``True`` -> ``"require"``, ``False`` -> ``"disable"``, a mode, or an ``SSLContext``
-    (kept as is: asyncpg takes it; the sync face refuses it when it opens)."""
-    if value is None or isinstance(value, ssl.SSLContext):
-        return value
-    if isinstance(value, bool):
-        return "require" if value else "disable"
-    if isinstance(value, str):
-        text = value.strip().lower()
-        if text in SSLMODES:
-            return text
-        if text in {"true", "false"}:
-            return "require" if text == "true" else "disable"
-    raise ValueError(
-        f"expected True, False, an ssl.SSLContext or one of {', '.join(SSLMODES)}, got {value!r}"
-    )
-
-
-_POSTGRES: dict[str, Callable[[object], Any]] = {
-    "statement_cache_size": _parse_int,
-    "ssl": _parse_ssl,
-    "replicas": _parse_list,
-}
+    path: str  # a file database's path ("" for a server)
+    query: list[tuple[str, str]]  # awaitdb options found in the query string, as text
+    driver_url: str  # the URL handed to the driver (driver-only parameters kept)
+    is_memory: bool = False  # a database that lives and dies with its connections
 
 
 @dataclass(frozen=True, slots=True)
 class Config:
     """Everything ``connect`` was told, validated. ``repr`` never shows a password."""
 
-    scheme: str  # "sqlite" or "postgresql"
+    scheme: str  # the dialect's name (its canonical URL scheme): ``db.backend``
     url: str = field(repr=False)  # the original URL, password included: for drivers only
     redacted_url: str
-    path: str = ""  # sqlite: file path or ":memory:"
+    path: str = ""  # a file database's path
     options: Mapping[str, Any] = field(default_factory=dict)
     secrets: tuple[str, ...] = field(default=(), repr=False)  # passwords, to hide in messages
+    is_memory: bool = False  # the dialect says the database lives only in its connections
 
     def hide(self, text: str) -> str:
         """``text`` with this URL's passwords replaced by ``***`` (for error messages)."""
@@ -197,10 +165,6 @@ class Config:
     def get(self, name: str, default: Any) -> Any:
         """An option's value, or ``default`` when the user did not give it."""
         return self.options.get(name, default)
-
-    @property
-    def is_memory(self) -> bool:
-        return self.scheme == "sqlite" and self.path == ":memory:"
 
     # Common options with their documented defaults.
     @property
@@ -281,59 +245,16 @@ def parse_config(url: str | None = None, **options: Any) -> Config:
     redacted = redact_url(url)
     scheme, sep, rest = url.partition("://")
     if not sep or not scheme:
-        raise InterfaceError(
-            f"bad database URL {redacted!r}: expected 'sqlite:///path.db' or "
-            "'postgresql://user@host/dbname'"
-        )
-    scheme = scheme.lower()
-    if scheme in {"postgres", "postgresql"}:
-        scheme, table = "postgresql", _POSTGRES
-    elif scheme == "sqlite":
-        table = _SQLITE
-    else:
-        raise InterfaceError(
-            f"unknown URL scheme {scheme!r} in {redacted!r}: use 'sqlite' or 'postgresql'"
-        )
+        examples = " or ".join(repr(d.example_url) for d in all_dialects())
+        raise InterfaceError(f"bad database URL {redacted!r}: expected {examples}")
+    dialect = find_dialect(scheme.lower())
+    if dialect is None:
+        names = " or ".join(repr(name) for name in known_schemes())
+        raise InterfaceError(f"unknown URL scheme {scheme!r} in {redacted!r}: use {names}")
+    scheme, table = dialect.name, dialect.options
+    parts = dialect.split_url(url, rest, redacted, frozenset(_COMMON) | frozenset(table))
 
-    path = ""
-    query: list[tuple[str, str]]
-    driver_url = url
-    if scheme == "sqlite":
-        location, _, query_string = rest.partition("?")
-        if not location.startswith("/"):
-            raise InterfaceError(
-                f"bad SQLite URL {redacted!r}: write 'sqlite:///relative.db', "
-                "'sqlite:////absolute/path.db' or 'sqlite:///:memory:'"
-            )
-        path = unquote(location[1:])
-        if not path:
-            raise InterfaceError(f"bad SQLite URL {redacted!r}: no file name")
-        query = parse_qsl(query_string, keep_blank_values=True)
-    else:
-        try:
-            parts = urlsplit(url)
-            _ = parts.port  # validates the port
-        except ValueError as exc:
-            hint = str(exc) if redacted == url else "percent-encode the password (@ is %40)"
-            raise InterfaceError(f"bad PostgreSQL URL {redacted!r}: {hint}") from None
-        known = set(_COMMON) | set(table)
-        query = []
-        passthrough = []
-        for key, value in parse_qsl(parts.query, keep_blank_values=True):
-            if key in known:
-                query.append((key, value))
-            elif key in LIBPQ_PARAMS:  # sslmode, application_name...: for the driver
-                if key == "sslmode" and value not in SSLMODES:
-                    raise InterfaceError(
-                        f"bad sslmode {value!r} in {redacted!r}: expected one of "
-                        f"{', '.join(SSLMODES)}"
-                    )
-                passthrough.append(f"{quote(key)}={quote(value)}")
-            else:
-                query.append((key, value))  # reported below as an unknown option
-        driver_url = parts._replace(scheme="postgresql", query="&".join(passthrough)).geturl()
-
-    merged: dict[str, Any] = dict(query)
+    merged: dict[str, Any] = dict(parts.query)
     merged.update(options)
     parsed: dict[str, Any] = {}
     for name, value in merged.items():
@@ -356,9 +277,10 @@ def parse_config(url: str | None = None, **options: Any) -> Config:
         )
     return Config(
         scheme=scheme,
-        url=driver_url,
+        url=parts.driver_url,
         redacted_url=redacted,
-        path=path,
+        path=parts.path,
         options=parsed,
         secrets=url_secrets(url),
+        is_memory=parts.is_memory,
     )

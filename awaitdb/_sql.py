@@ -13,7 +13,7 @@ it stays linear and fast on multi-megabyte texts.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, Final
 
 from ._errors import InterfaceError
@@ -28,6 +28,7 @@ __all__ = [
     "TXCONTROL",
     "SqlArray",
     "SqlInfo",
+    "TextRules",
     "analyze",
     "bind_lists",
     "check_params",
@@ -57,27 +58,103 @@ _KINDS = {
     "release": TXCONTROL,
 }
 
-# Statements after which a pooled connection needs a reset before another caller gets it.
-# DO blocks and procedures can run anything (``EXECUTE 'SET ...'``): assume they change it.
-_SESSION_WORDS = frozenset(
-    {"set", "reset", "listen", "unlisten", "discard", "load", "declare", "do", "call"}
-)
-_SESSION_TEXT = re.compile(
-    r"pg_advisory_lock|pg_advisory_lock_shared|pg_try_advisory_lock|set_config\s*\(|"
-    r"create\s+(?:(?:global|local)\s+)?temp(?:orary)?\b|prepare\s+\w",
-    re.IGNORECASE,
-)
 
-_SESSION_HINTS = ("advisory", "set_config", "temp", "prepare")
+class TextRules:
+    """What one database adds to the generic scanner; each backend's dialect gives its own.
+
+    A text is analysed once for every database in the process (``_cache``), so the scanner
+    applies the rules of every registered dialect together (``_rules``): each rule must be
+    harmless where its database's syntax does not occur.
+    """
+
+    __slots__ = (
+        "bracket_identifiers",
+        "session_hints",
+        "session_text",
+        "session_words",
+        "unfinished",
+    )
+
+    def __init__(
+        self,
+        *,
+        session_words: frozenset[str] = frozenset(),
+        session_hints: tuple[str, ...] = (),
+        session_text: re.Pattern[str] | None = None,
+        bracket_identifiers: bool = False,
+        unfinished: Callable[[str], bool] | None = None,
+    ) -> None:
+        # First words after which a pooled connection needs a reset before another caller.
+        self.session_words = session_words
+        # Lower-case substrings one of which must occur before ``session_text`` is tried: the
+        # regex alone can hold the GIL for a second on a multi-megabyte text.
+        self.session_hints = session_hints
+        # Text anywhere in the statement that changes session state (advisory locks...).
+        self.session_text = session_text
+        # ``[name]`` after FROM/JOIN/INTO or ``,(.`` is a quoted identifier, not a subscript.
+        self.bracket_identifiers = bracket_identifiers
+        # ``unfinished(piece)``: a script piece ending at ``;`` is a compound statement whose
+        # body goes on (a trigger's ``BEGIN ... END``): join it to the next piece.
+        self.unfinished = unfinished
 
 
-def _mentions_session_state(sql: str) -> bool:
+_merged: list[TextRules] = []
+
+
+def _rules() -> TextRules:
+    """Every registered dialect's text rules in one (computed once)."""
+    if not _merged:
+        from ._dialects import all_dialects
+
+        words: set[str] = set()
+        hints: list[str] = []
+        patterns: list[re.Pattern[str]] = []
+        brackets = False
+        unfinished: list[Callable[[str], bool]] = []
+        for dialect in all_dialects():
+            rules = dialect.text_rules
+            words |= rules.session_words
+            hints.extend(rules.session_hints)
+            if rules.session_text is not None:
+                patterns.append(rules.session_text)
+            brackets = brackets or rules.bracket_identifiers
+            if rules.unfinished is not None:
+                unfinished.append(rules.unfinished)
+
+        def any_unfinished(text: str) -> bool:
+            return any(rule(text) for rule in unfinished)
+
+        _merged.append(
+            TextRules(
+                session_words=frozenset(words),
+                session_hints=tuple(hints),
+                session_text=_either(patterns),
+                bracket_identifiers=brackets,
+                unfinished=any_unfinished if unfinished else None,
+            )
+        )
+    return _merged[0]
+
+
+def _either(patterns: list[re.Pattern[str]]) -> re.Pattern[str] | None:
+    """One pattern matching where any of ``patterns`` does (the same object if only one)."""
+    if len(patterns) <= 1:
+        return patterns[0] if patterns else None
+    flags = 0
+    for pattern in patterns:
+        flags |= pattern.flags
+    return re.compile("|".join(f"(?:{p.pattern})" for p in patterns), flags)
+
+
+def _mentions_session_state(sql: str, rules: TextRules) -> bool:
+    if rules.session_text is None:
+        return False
     # Plain substring tests first: the regex alone takes ~0.9 s on a 5 MB text, in one C call
     # that holds the GIL (and so the event loop, even from a worker thread).
     lowered = sql.lower()
-    if not any(hint in lowered for hint in _SESSION_HINTS):
+    if not any(hint in lowered for hint in rules.session_hints):
         return False
-    return bool(_SESSION_TEXT.search(sql))
+    return bool(rules.session_text.search(sql))
 
 
 _IDENT_START = re.compile(r"[A-Za-z_]")
@@ -162,6 +239,8 @@ _NEXT_OR_WORD = re.compile(r"[:;'\"`$\[/A-Za-z-]")
 
 
 def _scan(sql: str) -> SqlInfo:
+    rules = _rules()
+    brackets = rules.bracket_identifiers
     out: list[str] = []
     order: list[str] = []
     numbers: dict[str, int] = {}
@@ -178,7 +257,7 @@ def _scan(sql: str) -> SqlInfo:
         skipped = _skip_opaque(sql, i)
         if skipped:
             i = skipped
-        elif ch == "[" and first_word is not None and _bracket_is_identifier(sql, i):
+        elif ch == "[" and brackets and first_word is not None and _bracket_is_identifier(sql, i):
             end = sql.find("]", i + 1)
             i = n if end < 0 else end + 1
         elif ch == ":":
@@ -213,7 +292,7 @@ def _scan(sql: str) -> SqlInfo:
     else:
         out.append(sql[last:])
     kind = _KINDS.get(first_word or "", OTHER)
-    changes_session = first_word in _SESSION_WORDS or _mentions_session_state(sql)
+    changes_session = first_word in rules.session_words or _mentions_session_state(sql, rules)
     return SqlInfo(sql, tuple(order), kind, "".join(out), changes_session)
 
 
@@ -240,7 +319,7 @@ def _check_statement(sql: str, semicolon: int, first_word: str | None, n_params:
         return False
     if _only_comments(sql[semicolon:].replace(";", " ")):
         return True
-    if len(split_statements(sql)) > 1:  # not a trigger whose body holds semicolons
+    if len(split_statements(sql)) > 1:  # not a compound statement whose body holds semicolons
         raise InterfaceError(
             "the SQL text holds more than one statement: execute() and fetch_*() run one "
             f"statement at a time (migrations split scripts themselves): {short_sql(sql)!r}"
@@ -300,7 +379,8 @@ def _skip_quoted(sql: str, i: int, quote: str, *, backslash: bool) -> int:
 
 
 def _bracket_is_identifier(sql: str, i: int) -> bool:
-    # SQLite's [identifier]; PostgreSQL uses [ for array subscripts (arr[1:2]), which we leave.
+    # ``[identifier]`` quoting (``TextRules.bracket_identifiers``) where an array subscript
+    # (``arr[1:2]``) cannot stand: after FROM/JOIN/INTO or ``,(.``.
     j = i - 1
     while j >= 0 and sql[j].isspace():
         j -= 1
@@ -341,11 +421,11 @@ def split_statements(script: str) -> list[tuple[int, str]]:
     """Split a SQL script into ``(line, statement)`` pairs at top-level semicolons.
 
     Semicolons inside string literals, quoted identifiers, comments and dollar quotes do not
-    split. A SQLite trigger body (``BEGIN ... END``) holds semicolons of its own: a piece is
-    joined to the next until ``sqlite3.complete_statement`` accepts it. ``line`` is 1-based.
+    split. A compound statement (a trigger body, ``BEGIN ... END``) holds semicolons of its
+    own: a piece is joined to the next while a dialect's ``TextRules.unfinished`` says its
+    body goes on. ``line`` is 1-based.
     """
-    import sqlite3
-
+    unfinished = _rules().unfinished
     pieces: list[tuple[int, str]] = []
     i, n, start = 0, len(script), 0
     while i < n:
@@ -365,21 +445,14 @@ def split_statements(script: str) -> list[tuple[int, str]]:
         if piece and not pending:
             pending_at = offset
         pending += piece
-        if piece and _is_trigger(pending) and not sqlite3.complete_statement(pending):
-            continue  # a trigger body: keep joining until its END;
+        if piece and unfinished is not None and unfinished(pending):
+            continue  # a compound statement's body: keep joining until its END;
         if pending and not _only_comments(pending):
             body = len(pending) - len(_strip_leading_comments(pending))
             line = script.count("\n", 0, pending_at + body) + 1
             statements.append((line, _strip_leading_comments(pending).strip()))
         pending = ""
     return statements
-
-
-_TRIGGER = re.compile(r"^\s*create\s+(?:temp\s+|temporary\s+)?trigger\b", re.IGNORECASE)
-
-
-def _is_trigger(text: str) -> bool:
-    return bool(_TRIGGER.match(_strip_leading_comments(text)))
 
 
 def _strip_leading_comments(text: str) -> str:
@@ -401,19 +474,18 @@ def _only_comments(text: str) -> bool:
 
 # -- list parameters: ``x IN :ids`` ------------------------------------------------------------
 #
-# One spelling for both backends. SQLite gets ``x IN (?, ?, ...)``: every placeholder of the
-# statement becomes a plain ``?`` bound by position, because SQLite resolves *named* parameters
-# in quadratic time (10,000 named values stalled the loop for seconds). Short lists are padded
-# to a power-of-two length by repeating the last value (harmless for IN) so a statement has few
-# expanded forms; padding never passes SQLite's variable limit. PostgreSQL gets ``x = ANY($n)``
-# (``NOT IN`` becomes ``<> ALL($n)``) with the list bound as one array, and a list given to
-# ``= ANY(:x)`` / ``<> ALL(:x)`` is bound as an array on both faces. An empty list matches
-# nothing (``NOT IN`` then matches everything) on both. A list anywhere inside a parenthesised
+# One spelling for every backend; its dialect's ``list_style`` says how it is bound.
+# "expand" gives ``x IN (?, ?, ...)``: every placeholder of the statement becomes a plain ``?``
+# bound by position (a driver may resolve *named* parameters in quadratic time: 10,000 named
+# values stalled the loop for seconds). Short lists are padded to a power-of-two length by
+# repeating the last value (harmless for IN) so a statement has few expanded forms; padding
+# never passes the dialect's ``bind_limit()``. "array" gives ``x = ANY($n)`` (``NOT IN``
+# becomes ``<> ALL($n)``) with the list bound as one array, and a list given to ``= ANY(:x)``
+# / ``<> ALL(:x)`` is bound as an array on both faces. An empty list matches nothing (``NOT
+# IN`` then matches everything) in both styles. A list anywhere inside a parenthesised
 # ``IN (...)`` list, or a list name used both after ``IN`` and elsewhere, is refused.
 
 _LIST_HINT = re.compile(r"\b(?:in|any|all)\b", re.IGNORECASE)
-# How each backend binds a list parameter (one lookup by backend name).
-_LIST_STYLE: Final = {"sqlite": "expand", "postgresql": "array"}
 _LIST_TYPES = (list, tuple)
 _PAD_UP_TO: Final = 1024  # lists longer than this are bound at their exact length
 _INLINE_VARIABLES: Final = 512  # more bound values than this: never run on the event loop
@@ -422,20 +494,20 @@ _WORD = re.compile(r"[A-Za-z0-9_$]+")
 
 
 class SqlArray(list[Any]):
-    """A list parameter bound as one SQL array (PostgreSQL ``= ANY($n)``), never as JSON."""
+    """A list parameter bound as one SQL array (``= ANY($n)``), never as JSON."""
 
     __slots__ = ()
 
 
 class Positional(tuple[Any, ...]):
-    """Values for a statement whose placeholders were all rewritten to ``?`` (SQLite lists);
+    """Values for a statement whose placeholders were all rewritten to ``?`` (expanded lists);
     ``names`` gives each position's parameter name for error messages."""
 
     names: tuple[str, ...]
 
 
 class ListParams:
-    """Where a statement takes list parameters, and its SQLite template of ``?`` slots."""
+    """Where a statement takes list parameters, and its expanded template of ``?`` slots."""
 
     __slots__ = ("arrays", "elsewhere", "expanded", "in_paren", "names", "pieces", "slots", "spans")
 
@@ -451,11 +523,11 @@ class ListParams:
         self.names = tuple(dict.fromkeys(name for _s, _e, name, _n in spans))
         self.in_paren = tuple(dict.fromkeys(in_paren))  # names inside ``IN ( ... )``
         self.arrays = tuple(dict.fromkeys(arrays))  # names in ``ANY(:x)`` / ``ALL(:x)``
-        self.pieces = tuple(pieces)  # SQL text between slots (SQLite form)
+        self.pieces = tuple(pieces)  # SQL text between slots (the expanded form)
         self.slots = tuple(slots)  # (name, 0 scalar / 1 IN list / 2 NOT IN list)
         scalar = {name for name, how in slots if not how}
         self.elsewhere = tuple(name for name in self.names if name in scalar)
-        self.expanded: dict[tuple[int, ...], SqlInfo] = {}  # SQLite forms by padded lengths
+        self.expanded: dict[tuple[int, ...], SqlInfo] = {}  # expanded forms by padded lengths
 
 
 def _tokens(sql: str) -> list[tuple[str, int, int]]:
@@ -463,6 +535,7 @@ def _tokens(sql: str) -> list[tuple[str, int, int]]:
     (text starting with ``:``), ``(``/``)`` and other characters; comments and literals are
     skipped (a literal is one ``'`` token), with the same placeholder rules as ``_scan``."""
     out: list[tuple[str, int, int]] = []
+    brackets = _rules().bracket_identifiers
     i, n = 0, len(sql)
     while i < n:
         ch = sql[i]
@@ -473,7 +546,7 @@ def _tokens(sql: str) -> list[tuple[str, int, int]]:
             i = skipped
         elif ch.isspace():
             i += 1
-        elif ch == "[" and out and _bracket_is_identifier(sql, i):
+        elif ch == "[" and out and brackets and _bracket_is_identifier(sql, i):
             end = sql.find("]", i + 1)
             end = n if end < 0 else end + 1
             out.append(("'", i, end))
@@ -502,7 +575,7 @@ def _tokens(sql: str) -> list[tuple[str, int, int]]:
 
 def _mark_lists(info: SqlInfo) -> SqlInfo:
     """Find ``[NOT] IN :name``, names inside ``IN ( ... )`` and ``ANY(:name)`` / ``ALL(:name)``
-    outside literals and comments; build the SQLite template of ``?`` slots."""
+    outside literals and comments; build the expanded template of ``?`` slots."""
     sql = info.sql
     if not info.names or not _LIST_HINT.search(sql):
         return info
@@ -545,7 +618,7 @@ def _mark_lists(info: SqlInfo) -> SqlInfo:
     if {name for name, _how in slots} != info.names:
         return info  # the two scanners disagree: leave the statement as written
     info.lists = ListParams(spans, in_paren, arrays, pieces, slots)
-    if spans:  # the PostgreSQL form: ``= ANY($n)`` / ``<> ALL($n)``
+    if spans:  # the array form: ``= ANY($n)`` / ``<> ALL($n)``
         info.numbered = _scan(_rewrite(sql, spans, _any_form)).numbered
     return info
 
@@ -564,25 +637,9 @@ def _any_form(_index: int, name: str, negated: bool) -> str:
     return f"<> ALL(:{name})" if negated else f"= ANY(:{name})"
 
 
-_variable_limit: list[int] = []
-
-
-def _sqlite_variable_limit() -> int:
-    """How many ``?`` one statement may bind in this process's SQLite (250,000 or 32,766)."""
-    if not _variable_limit:
-        import sqlite3
-
-        conn = sqlite3.connect(":memory:")
-        try:
-            _variable_limit.append(conn.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER))
-        finally:
-            conn.close()
-    return _variable_limit[0]
-
-
 def _bucket(length: int, room: int) -> int:
     """The padded length of an expanded list: 0, 1, 2, 4, ... 1024, then the exact length;
-    never more than ``room`` (what SQLite's variable limit leaves)."""
+    never more than ``room`` (what the dialect's bind limit leaves)."""
     if length == 0 or length > _PAD_UP_TO:
         return length
     return max(length, min(1 << (length - 1).bit_length(), room))
@@ -630,7 +687,8 @@ def _refuse_misplaced_lists(info: SqlInfo, lists: ListParams, row: Any) -> None:
 def bind_lists(
     info: SqlInfo, params: Any, backend: str, *, many: bool = False
 ) -> tuple[SqlInfo, Any]:
-    """The statement and parameters to run for a statement with list parameters on ``backend``.
+    """The statement and parameters to run for a statement with list parameters on ``backend``
+    (``db.backend``: its dialect's ``list_style`` decides).
 
     Refuses a list inside ``IN (...)`` (it would silently compare with one JSON value), a list
     name also used elsewhere, a non-list after a bare ``IN :name``, and list parameters in
@@ -638,7 +696,10 @@ def bind_lists(
     """
     lists = info.lists
     assert lists is not None
-    style = _LIST_STYLE.get(backend, "array")
+    from ._dialects import dialect_for
+
+    dialect = dialect_for(backend)
+    style = dialect.list_style
     for row in params if many else (params,):
         _refuse_misplaced_lists(info, lists, row)
     if not lists.spans:
@@ -669,12 +730,12 @@ def bind_lists(
             if isinstance(bound[name], _LIST_TYPES):
                 bound[name] = SqlArray(bound[name])
         return info, bound
-    limit = _sqlite_variable_limit()
+    limit = dialect.bind_limit() or MAX_PARAMS
     total = len(lists.slots) - len(lists.spans) + sum(len(v) for v in values.values())
     if total > limit:
         raise InterfaceError(
             f"list parameter(s) {', '.join(f':{n}' for n in values)} hold {total} values in "
-            f"all, more than SQLite's limit of {limit} bound values per statement; "
+            f"all, more than {dialect.title}'s limit of {limit} bound values per statement; "
             "load them into a (temporary) table and join it instead"
         )
     room = limit - total

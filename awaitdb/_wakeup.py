@@ -2,7 +2,8 @@
 
 Features that wait for rows to appear (jobs, event streams) subscribe to a channel and sleep
 until someone notifies it, instead of polling the database. One ``Waker`` serves each
-``Database``; ``waker_for(db)`` finds it, picking the backend's half by ``db.backend``::
+``Database``; ``waker_for(db)`` finds it, the backend's half coming from its dialect
+(``load("wakeup")``, in the backend package's ``wakeup.py``)::
 
     Waker                                  (waker_for(db): one per Database)
     ├── await notify(channel)              cross-process news; inside a transaction it is sent
@@ -16,8 +17,8 @@ until someone notifies it, instead of polling the database. One ``Waker`` serves
     └── await close()                      by db.close(): ends every subscription and the
                                            backend's listener (task, connection)
 
-    backends: sqlite      -> awaitdb/_sqlite/wakeup.py    in-process futures + PRAGMA data_version
-              postgresql  -> awaitdb/_postgres/wakeup.py  LISTEN/NOTIFY on a dedicated connection
+    each backend's half: awaitdb/_<pkg>/wakeup.py (in-process futures plus a file watcher, or
+    LISTEN/NOTIFY on a dedicated connection)
 
 A subscription is level-triggered: news that arrives while its owner is busy is kept until the
 next ``wait``, so the pattern "subscribe, then loop: look for work, wait" never misses a wake-up.
@@ -28,22 +29,16 @@ one query and a lost one costs at most the waiter's own timeout (the polling fal
 from __future__ import annotations
 
 import asyncio
-import importlib
 import weakref
 from typing import TYPE_CHECKING, Any
 
+from ._dialects import load_feature
 from ._errors import InterfaceError
 
 if TYPE_CHECKING:
     from ._async.database import Database
 
 __all__ = ["Subscription", "Waker", "waker_for"]
-
-# Backend name -> "module:class" of its half. The one lookup by backend name.
-_BACKENDS = {
-    "sqlite": "awaitdb._sqlite.wakeup:SQLiteWaker",
-    "postgresql": "awaitdb._postgres.wakeup:PostgresWaker",
-}
 
 _wakers: weakref.WeakKeyDictionary[Any, Waker] = weakref.WeakKeyDictionary()
 
@@ -54,11 +49,9 @@ def waker_for(db: Database) -> Waker:
     if waker is None or waker.closed:
         if db.closed:
             raise InterfaceError("the database is closed")
-        spec = _BACKENDS.get(db.backend)
-        if spec is None:
+        cls: type[Waker] | None = load_feature(db.backend, "wakeup")
+        if cls is None:
             raise InterfaceError(f"no wake-up mechanism for the {db.backend!r} backend")
-        module_name, _, class_name = spec.partition(":")
-        cls: type[Waker] = getattr(importlib.import_module(module_name), class_name)
         waker = cls(db)
         _wakers[db] = waker
         db._close_hooks.append(waker.close)

@@ -17,9 +17,10 @@ from typing import Any, TypeVar
 
 from .._compat import ASYNC, asleep
 from .._config import Config, check_timeout
+from .._dialects import dialect_for
 from .._errors import InterfaceError, PoolOverloaded, PoolTimeout, TransientError
-from .._ops import EXECUTE_MANY
-from .._sql import BIG_SQL, SqlInfo, _cache, analyze, bind_lists, check_params
+from .._ops import EXECUTE_MANY, Column, Op
+from .._sql import BIG_SQL, TXCONTROL, SqlInfo, _cache, analyze, bind_lists, check_params
 from .._stats import Stats, StatsSnapshot, acquire_waited
 from .backend import NOT_NOW, Backend
 from .queries import Queries
@@ -36,6 +37,18 @@ __all__ = ["Database", "open_database"]
 T = TypeVar("T")
 
 MANY_CHECKED_ON_LOOP = 1000  # execute_many checks more rows than this in a thread (async face)
+CLOSE_POLL_S = 0.002  # close() looks this often whether the backend's work has finished
+
+if ASYNC:
+    _TXCONTROL_MESSAGE = (
+        "transaction control statements (BEGIN, COMMIT, SAVEPOINT...) need a pinned connection: "
+        "use `async with db.transaction()` or `async with db.connection()`"
+    )
+else:
+    _TXCONTROL_MESSAGE = (
+        "transaction control statements (BEGIN, COMMIT, SAVEPOINT...) need a pinned connection: "
+        "use `with db.transaction()` or `with db.connection()`"
+    )
 
 
 def _check_many(info: SqlInfo, rows: list[Any]) -> None:
@@ -49,6 +62,7 @@ class Database(Queries):
     def __init__(self, backend: Backend, config: Config) -> None:
         self._backend = backend
         self._config = config
+        self._dialect = dialect_for(config.scheme)  # transaction SQL, list binding...
         self._stats = backend.stats
         self._statement_timeout = config.statement_timeout
         self._scope: ContextVar[Scope | None] = ContextVar(f"awaitdb-{id(self)}", default=None)
@@ -114,10 +128,10 @@ class Database(Queries):
 
     async def _run(
         self,
-        kind: int,
+        kind: Op,
         sql: str,
         params: Any,
-        arg: Any,
+        arg: Column,
         timeout: float | None,
         scope: Scope | None = None,
     ) -> Any:
@@ -133,7 +147,7 @@ class Database(Queries):
             info = _cache[sql]
         except (KeyError, TypeError):
             info = await self._analyze(sql)
-        if kind == EXECUTE_MANY:
+        if kind is EXECUTE_MANY:
             if ASYNC:
                 if len(params) > MANY_CHECKED_ON_LOOP:  # ~0.5 us a row: off the loop
                     await asyncio.to_thread(_check_many, info, params)
@@ -144,13 +158,15 @@ class Database(Queries):
         elif params is None or type(params) is not dict or params.keys() != info.names:
             check_params(info, params)
         if info.lists is not None:  # ``IN :ids``: expanded (SQLite) or one array (PostgreSQL)
-            info, params = bind_lists(info, params, self._backend.name, many=kind == EXECUTE_MANY)
+            info, params = bind_lists(info, params, self._backend.name, many=kind is EXECUTE_MANY)
         timeout = self._statement_timeout if timeout is None else check_timeout(timeout)
         stats = self._stats
         waited = acquire_waited()
         start = time.perf_counter()
         try:
             if scope is None:
+                if info.kind == TXCONTROL:
+                    raise InterfaceError(_TXCONTROL_MESSAGE)
                 backend = self._backend
                 result = backend.run_now(kind, info, params, arg, timeout)
                 if result is NOT_NOW:
@@ -270,7 +286,11 @@ class Database(Queries):
         for hook in self._close_hooks:
             await hook()
         self._close_hooks.clear()
-        await self._backend.close(timeout)
+        backend = self._backend
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while backend.busy() and (deadline is None or time.monotonic() < deadline):
+            await asleep(CLOSE_POLL_S)
+        await backend.close()
 
     async def __aenter__(self) -> Database:
         return self

@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any, TypeVar, overload
 
-from .._ops import EXECUTE, EXECUTE_MANY, FETCH_ALL, FETCH_ONE, FETCH_VAL
+from .._ops import EXECUTE, EXECUTE_MANY, FETCH_ALL, FETCH_ONE, FETCH_VAL, Column, Op
 from .._record import Record, convert
 
 if TYPE_CHECKING:
@@ -26,7 +26,7 @@ class Queries:
     __slots__ = ()
 
     async def _run(
-        self, kind: int, sql: str, params: Any, arg: Any, timeout: float | None
+        self, kind: Op, sql: str, params: Any, arg: Column, timeout: float | None
     ) -> Any:  # pragma: no cover - implemented by subclasses
         raise NotImplementedError
 

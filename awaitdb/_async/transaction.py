@@ -27,7 +27,7 @@ from .._compat import ASYNC, AWaiter, isawaitable
 from .._config import check_timeout
 from .._current import CURRENT_TRANSACTION
 from .._errors import ConnectionLost, InterfaceError, QueryTimeout, TransactionAborted
-from .._ops import EXECUTE, ISOLATION_LEVELS
+from .._ops import EXECUTE, ISOLATION_LEVELS, Column, Op
 from .._sql import TXCONTROL, SqlInfo, analyze
 from .._state import TransactionState
 from .backend import Session
@@ -78,7 +78,9 @@ class Scope(Queries):
     _owns_session: bool
     _allow_txcontrol = False
 
-    async def _run(self, kind: int, sql: str, params: Any, arg: Any, timeout: float | None) -> Any:
+    async def _run(
+        self, kind: Op, sql: str, params: Any, arg: Column, timeout: float | None
+    ) -> Any:
         return await self._db._run(kind, sql, params, arg, timeout, self)
 
     def iterate(
@@ -116,7 +118,7 @@ class Scope(Queries):
         return binding.session
 
     async def _execute(
-        self, kind: int, info: SqlInfo, params: Any, arg: Any, timeout: float | None
+        self, kind: Op, info: SqlInfo, params: Any, arg: Column, timeout: float | None
     ) -> Any:
         session = await self._session_for(info, timeout)
         deadline = self._binding.deadline if self._binding is not None else None
@@ -263,7 +265,7 @@ class Transaction(Scope):
         self._binding = binding
         self._outermost = True
         binding.stack.append(self)  # claim the turn before awaiting: siblings queue behind us
-        begin = analyze(db._backend.begin_sql(self.isolation, self.readonly))
+        begin = analyze(db._dialect.begin_sql(self.isolation, self.readonly))
         try:
             await self._run_begin(begin)
         except BaseException:

@@ -1,4 +1,4 @@
-"""The stream's built-in tables: the per-backend SQL (one lookup) and first-use setup.
+"""The stream's built-in tables: the per-backend SQL (through the dialect) and first-use setup.
 
 The tables are ``awaitdb_events`` (the events), ``awaitdb_events_groups`` (each group's
 position), ``awaitdb_events_claims`` (batches handed to a consumer, not yet done) and
@@ -9,9 +9,9 @@ migration ledger.
 
 from __future__ import annotations
 
-import importlib
 from typing import TYPE_CHECKING, Any
 
+from .._dialects import load_feature
 from .._errors import InterfaceError
 from .._sql import analyze
 
@@ -22,19 +22,13 @@ __all__ = ["SCHEMA_VERSION", "bind", "dialect_for", "ensure_schema"]
 
 SCHEMA_VERSION = 1
 
-# Backend name -> module holding its ``SQL`` class. The one lookup by backend name.
-_DIALECTS = {
-    "sqlite": "awaitdb._sqlite.events",
-    "postgresql": "awaitdb._postgres.events",
-}
-
 
 def dialect_for(db: Database) -> Any:
-    """The stream SQL of ``db``'s backend."""
-    module = _DIALECTS.get(db.backend)
-    if module is None:
+    """The stream SQL of ``db``'s backend: its dialect's ``load("events")`` (``events.py``)."""
+    sql = load_feature(db.backend, "events")
+    if sql is None:
         raise InterfaceError(f"the event stream does not support the {db.backend!r} backend")
-    return importlib.import_module(module).SQL
+    return sql
 
 
 def bind(sql: str, values: dict[str, Any]) -> dict[str, Any]:

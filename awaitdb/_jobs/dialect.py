@@ -6,17 +6,17 @@ dialect fills in; a dialect overrides the few statements that differ (claiming, 
 batch completion). The dialect only builds SQL: the async ``Queue``/``Worker`` and the sync
 client run the same pairs, so both faces speak exactly the same SQL.
 
-``dialect_for(backend)`` is the one lookup by backend name:
-``awaitdb/_sqlite/jobs.py`` and ``awaitdb/_postgres/jobs.py``.
+``dialect_for(backend)`` finds a backend's subclass through the database's dialect
+(``awaitdb/_dialects.py``: ``load("jobs")``, in the backend package's ``jobs.py``).
 """
 
 from __future__ import annotations
 
-import importlib
 import time
 import zlib
 from typing import Any
 
+from .._dialects import load_feature
 from .._errors import InterfaceError
 from .._sql import analyze
 
@@ -28,10 +28,6 @@ COLUMNS = (
     "lease_until, created_at, started_at, finished_at, result, error, traceback"
 )
 
-_DIALECTS = {
-    "sqlite": "awaitdb._sqlite.jobs:SQLiteJobs",
-    "postgresql": "awaitdb._postgres.jobs:PostgresJobs",
-}
 _cache: dict[str, JobsDialect] = {}
 
 Statement = tuple[str, dict[str, Any]]
@@ -41,11 +37,10 @@ def dialect_for(backend: str) -> JobsDialect:
     """The jobs SQL of ``backend`` (``db.backend``)."""
     dialect = _cache.get(backend)
     if dialect is None:
-        spec = _DIALECTS.get(backend)
-        if spec is None:
+        cls = load_feature(backend, "jobs")
+        if cls is None:
             raise InterfaceError(f"jobs are not available on the {backend!r} backend")
-        module_name, _, class_name = spec.partition(":")
-        dialect = _cache[backend] = getattr(importlib.import_module(module_name), class_name)()
+        dialect = _cache[backend] = cls()
     return dialect
 
 

@@ -3,18 +3,19 @@
 The migrator, ``check``, the backups and the CLI are written once, above the backends. Everything
 that differs between databases (the lock, the ledger's DDL, listing tables, integrity checks,
 backup and restore, table rebuilds) comes from a ``MigrationSupport`` object found by
-``support_for(backend)``. Its statements are plain SQL text and its functions run no query, so one
-object serves the async face and the generated sync face alike.
+``support_for(backend)``, through the database's dialect (``load("migration")``, the
+backend package's ``migration.py``). Its statements are plain SQL text and its functions run no
+query, so one object serves the async face and the generated sync face alike.
 """
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
+from .._dialects import known_schemes, load_feature
 from .._errors import InterfaceError
 
 if TYPE_CHECKING:
@@ -106,16 +107,10 @@ class MigrationSupport(Protocol):
         ...
 
 
-# One entry per backend, loaded on first use. The dialect registry takes this over at merge.
-_MODULES = {"sqlite": "awaitdb._sqlite.migration", "postgresql": "awaitdb._postgres.migration"}
-
-
 def support_for(backend: str) -> MigrationSupport:
     """The migration support of ``backend`` (``Database.backend``, or a URL's scheme)."""
-    try:
-        module = _MODULES[backend]
-    except KeyError:
-        known = ", ".join(sorted(_MODULES))
-        raise InterfaceError(f"no migration support for {backend!r} (known: {known})") from None
-    support: MigrationSupport = importlib.import_module(module).SUPPORT
+    support: MigrationSupport | None = load_feature(backend, "migration")
+    if support is None:
+        known = ", ".join(sorted(known_schemes()))
+        raise InterfaceError(f"no migration support for {backend!r} (known: {known})")
     return support

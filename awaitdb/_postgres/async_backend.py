@@ -32,12 +32,11 @@ from .._async.pool import Pool
 from .._config import Config
 from .._errors import (
     CannotConnect,
-    InterfaceError,
     QueryTimeout,
     TransactionAborted,
 )
 from .._hooks import run_hook
-from .._ops import EXECUTE, EXECUTE_MANY, FETCH_ALL, FETCH_ONE
+from .._ops import EXECUTE, EXECUTE_MANY, FETCH_ALL, FETCH_ONE, Op
 from .._record import Record, cached_record_class, column_index
 from .._sql import TXCONTROL, SqlInfo
 from .._stats import Stats
@@ -77,25 +76,25 @@ def _column(row: asyncpg.Record, column: int | str) -> Any:
 
 
 async def execute(
-    conn: asyncpg.Connection, kind: int, info: SqlInfo, params: Any, arg: Any, timeout: float | None
+    conn: asyncpg.Connection, kind: Op, info: SqlInfo, params: Any, arg: Any, timeout: float | None
 ) -> Any:
     """Run one statement on ``conn``, shaped by ``kind``; driver errors become awaitdb errors."""
     sql = info.numbered
     try:
-        if kind == EXECUTE_MANY:
+        if kind is EXECUTE_MANY:
             await conn.executemany(sql, [info.positional(p) for p in params], timeout=timeout)
             return len(params)
         order = info.order
         args = [params[name] for name in order] if order else ()
-        if kind == FETCH_ONE:
+        if kind is FETCH_ONE:
             row = await conn.fetchrow(sql, *args, timeout=timeout)
             return None if row is None else _record_cls(info, row)(row)
-        if kind == FETCH_ALL:
+        if kind is FETCH_ALL:
             rows = await conn.fetch(sql, *args, timeout=timeout)
             if not rows:
                 return []
             return build_records(_record_cls(info, rows[0]), rows, _VALUES)
-        if kind == EXECUTE:
+        if kind is EXECUTE:
             status = await conn.execute(sql, *args, timeout=timeout)
             if info.kind == TXCONTROL and status == "ROLLBACK" and not _is_rollback(info):
                 raise TransactionAborted(
@@ -134,7 +133,7 @@ class PgSession:
         return self.unsure or _in_transaction(self.conn)
 
     async def run(
-        self, kind: int, info: SqlInfo, params: Any, arg: Any, timeout: float | None
+        self, kind: Op, info: SqlInfo, params: Any, arg: Any, timeout: float | None
     ) -> Any:
         async with self._lock:
             if info.changes_session:
@@ -263,7 +262,7 @@ class PostgresBackend:
             if not isinstance(conn, BaseException):
                 backend._pool.release(conn)
         if errors:
-            await backend.close(0)
+            await backend.close()
             raise errors[0]
         return backend
 
@@ -362,21 +361,12 @@ class PostgresBackend:
 
     # -- autocommit ---------------------------------------------------------------------------
 
-    def run_now(
-        self, kind: int, info: SqlInfo, params: Any, arg: Any, timeout: float | None
-    ) -> Any:
+    def run_now(self, kind: Op, info: SqlInfo, params: Any, arg: Any, timeout: float | None) -> Any:
         return NOT_NOW  # every statement is a round trip
 
     async def run(
-        self, kind: int, info: SqlInfo, params: Any, arg: Any, timeout: float | None
+        self, kind: Op, info: SqlInfo, params: Any, arg: Any, timeout: float | None
     ) -> Any:
-        if self._closing:
-            raise InterfaceError("the database is closed")
-        if info.kind == TXCONTROL:
-            raise InterfaceError(
-                "transaction control statements (BEGIN, COMMIT, SAVEPOINT...) need a pinned "
-                "connection: use `async with db.transaction()` or `async with db.connection()`"
-            )
         pool = self._pool
         for attempt in range(self._max_size + 1):
             conn = pool.try_acquire() or await pool.acquire()
@@ -397,8 +387,6 @@ class PostgresBackend:
     # -- sessions -----------------------------------------------------------------------------
 
     async def acquire(self, *, write: bool, timeout: float | None) -> PgSession:
-        if self._closing:
-            raise InterfaceError("the database is closed")
         conn = await self._pool.acquire(timeout)
         self._sessions += 1
         return PgSession(conn, readonly=not write)
@@ -413,23 +401,18 @@ class PostgresBackend:
             session.conn, dirty=session.dirty, commit=session.cursor_tx, unsure=session.unsure
         )
 
-    def begin_sql(self, isolation: str | None, readonly: bool) -> str:
-        return begin_sql(isolation, readonly)
-
     # -- state --------------------------------------------------------------------------------
 
     def pool_stats(self) -> dict[str, int]:
         return self._pool.gauges()
 
-    async def close(self, timeout: float | None) -> None:
+    def busy(self) -> bool:
+        return self._sessions > 0 or self._pool.gauges()["in_use"] > 0
+
+    async def close(self) -> None:
         if self._closing:
             return
         self._closing = True
-        deadline = None if timeout is None else time.monotonic() + timeout
-        while (self._sessions > 0 or self._pool.gauges()["in_use"] > 0) and (
-            deadline is None or time.monotonic() < deadline
-        ):
-            await asyncio.sleep(0.005)
         if self._resets:
             await asyncio.wait(list(self._resets), timeout=2)
         self._pool.close()

@@ -33,7 +33,7 @@ from .._errors import (
     TransactionAborted,
 )
 from .._hooks import run_hook_sync
-from .._ops import EXECUTE, EXECUTE_MANY, FETCH_ALL, FETCH_ONE
+from .._ops import EXECUTE, EXECUTE_MANY, FETCH_ALL, FETCH_ONE, Op
 from .._record import Record, cached_record_class, column_index
 from .._sql import TXCONTROL, SqlArray, SqlInfo
 from .._stats import Stats
@@ -98,7 +98,7 @@ def _column(description: Any, row: tuple[Any, ...], column: int | str) -> Any:
     return row[column_index([col.name for col in description], column)]
 
 
-def execute(conn: psycopg.Connection[Any], kind: int, info: SqlInfo, params: Any, arg: Any,
+def execute(conn: psycopg.Connection[Any], kind: Op, info: SqlInfo, params: Any, arg: Any,
             timeout: float | None) -> Any:  # fmt: skip
     """Run one statement on ``conn``, shaped by ``kind``; driver errors become awaitdb errors."""
     timer = None
@@ -110,21 +110,21 @@ def execute(conn: psycopg.Connection[Any], kind: int, info: SqlInfo, params: Any
     try:
         cursor = conn.cursor()
         sql = info.numbered
-        if kind == EXECUTE_MANY:
+        if kind is EXECUTE_MANY:
             cursor.executemany(sql, [info.positional(p) for p in params])
             return len(params)
         args = info.positional(params) if info.order else None
         cursor.execute(sql, args)
         sent = True  # from here on, errors come from decoding the result
-        if kind == FETCH_ONE:
+        if kind is FETCH_ONE:
             row = cursor.fetchone()
             return None if row is None else _record_cls(info, cursor.description)(row)
-        if kind == FETCH_ALL:
+        if kind is FETCH_ALL:
             rows = cursor.fetchall()
             if not rows:
                 return []
             return build_records(_record_cls(info, cursor.description), rows)
-        if kind == EXECUTE:
+        if kind is EXECUTE:
             status = cursor.statusmessage
             if info.kind == TXCONTROL and status == "ROLLBACK" and not _is_rollback(info):
                 raise TransactionAborted(
@@ -165,7 +165,7 @@ class PgSyncSession:
     def in_transaction(self) -> bool:
         return self.conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE
 
-    def run(self, kind: int, info: SqlInfo, params: Any, arg: Any, timeout: float | None) -> Any:
+    def run(self, kind: Op, info: SqlInfo, params: Any, arg: Any, timeout: float | None) -> Any:
         with self._lock:
             if info.changes_session:
                 self.dirty = True
@@ -294,7 +294,7 @@ class SyncPostgresBackend:
         except BaseException:
             for conn in conns:
                 backend._pool.release(conn)
-            backend.close(0)
+            backend.close()
             raise
         for conn in conns:
             backend._pool.release(conn)
@@ -372,14 +372,7 @@ class SyncPostgresBackend:
 
     # -- autocommit ---------------------------------------------------------------------------
 
-    def run(self, kind: int, info: SqlInfo, params: Any, arg: Any, timeout: float | None) -> Any:
-        if self._closing:
-            raise InterfaceError("the database is closed")
-        if info.kind == TXCONTROL:
-            raise InterfaceError(
-                "transaction control statements (BEGIN, COMMIT, SAVEPOINT...) need a pinned "
-                "connection: use `with db.transaction()` or `with db.connection()`"
-            )
+    def run(self, kind: Op, info: SqlInfo, params: Any, arg: Any, timeout: float | None) -> Any:
         pool = self._pool
         for attempt in range(self._max_size + 1):
             conn = pool.try_acquire() or pool.acquire()
@@ -405,8 +398,6 @@ class SyncPostgresBackend:
     # -- sessions -----------------------------------------------------------------------------
 
     def acquire(self, *, write: bool, timeout: float | None) -> PgSyncSession:
-        if self._closing:
-            raise InterfaceError("the database is closed")
         conn = self._pool.acquire(timeout)
         with self._guard:
             self._sessions += 1
@@ -421,23 +412,18 @@ class SyncPostgresBackend:
             return
         self._give_back(session.conn, dirty=session.dirty, commit=session.cursor_tx)
 
-    def begin_sql(self, isolation: str | None, readonly: bool) -> str:
-        return begin_sql(isolation, readonly)
-
     # -- state --------------------------------------------------------------------------------
 
     def pool_stats(self) -> dict[str, int]:
         return self._pool.gauges()
 
-    def close(self, timeout: float | None) -> None:
+    def busy(self) -> bool:
+        return self._sessions > 0 or self._pool.gauges()["in_use"] > 0
+
+    def close(self) -> None:
         if self._closing:
             return
         self._closing = True
-        deadline = None if timeout is None else time.monotonic() + timeout
-        while (self._sessions > 0 or self._pool.gauges()["in_use"] > 0) and (
-            deadline is None or time.monotonic() < deadline
-        ):
-            time.sleep(0.005)
         self._pool.close()
         with self._guard:
             conns = list(self._all)

@@ -33,9 +33,9 @@ from .._async.pool import Pool
 from .._config import Config
 from .._errors import Error, InterfaceError
 from .._hooks import run_hook
-from .._ops import FETCH_ONE
+from .._ops import Column, Op
 from .._record import Record
-from .._sql import TXCONTROL, SqlInfo
+from .._sql import SqlInfo
 from .._stats import Stats, note_acquire_wait
 from .common import (
     SQLiteTarget,
@@ -59,12 +59,6 @@ _NEVER = math.inf  # no deadline
 WAKE_MAX = 128  # reads one loop turn wakes at most
 
 
-_TXCONTROL_MESSAGE = (
-    "transaction control statements (BEGIN, COMMIT, SAVEPOINT...) need a pinned connection: "
-    "use `async with db.transaction()` or `async with db.connection()`"
-)
-
-
 class WorkerSession:
     """A worker lent to one transaction, pinned block or cursor."""
 
@@ -78,7 +72,7 @@ class WorkerSession:
         self.cursors: set[Any] = set()  # open sqlite3 cursors: touched by the worker thread only
 
     async def run(
-        self, kind: int, info: SqlInfo, params: Any, arg: Any, timeout: float | None
+        self, kind: Op, info: SqlInfo, params: Any, arg: Column, timeout: float | None
     ) -> Any:
         return await self.worker.call(Job(kind, info, params, arg, self), timeout)
 
@@ -168,20 +162,16 @@ class SQLiteBackend:
         weakref.finalize(backend, _stop_workers, workers, backend._inline)
         return backend
 
-    def _check_open(self) -> None:
-        if self._closing:
-            raise InterfaceError("the database is closed")
-
     # -- autocommit ---------------------------------------------------------------------------
 
     def run_now(
-        self, kind: int, info: SqlInfo, params: Any, arg: Any, timeout: float | None
+        self, kind: Op, info: SqlInfo, params: Any, arg: Column, timeout: float | None
     ) -> Any:
         """Answer a tiny read inline on the loop thread when the budget allows, else NOT_NOW."""
         conn = self._inline
         if (
             conn is None
-            or kind < FETCH_ONE
+            or not kind.returns_rows
             or info.is_write
             or not info.inline_ok
             or (timeout is not None and timeout <= INLINE_QUERY_S)
@@ -260,7 +250,7 @@ class SQLiteBackend:
         self._spent = False
 
     async def _wait_inline(
-        self, kind: int, info: SqlInfo, params: Any, arg: Any, timeout: float | None
+        self, kind: Op, info: SqlInfo, params: Any, arg: Column, timeout: float | None
     ) -> Any:
         """Wait for the loop to turn, then read inline; NOT_NOW if a thread must run it."""
         parked = self._parked
@@ -284,10 +274,8 @@ class SQLiteBackend:
             first = False  # the budget was spent again before this read's turn
 
     async def run(
-        self, kind: int, info: SqlInfo, params: Any, arg: Any, timeout: float | None
+        self, kind: Op, info: SqlInfo, params: Any, arg: Column, timeout: float | None
     ) -> Any:
-        if self._closing:
-            raise InterfaceError("the database is closed")
         if not info.is_write:
             learned = self._learned.get(info)
             handoff, self._handoff = self._handoff, False
@@ -295,7 +283,7 @@ class SQLiteBackend:
                 (learned is None or learned is SUSPECT)
                 and not handoff
                 and self._inline is not None
-                and kind >= FETCH_ONE
+                and kind.returns_rows
                 and info.inline_ok
                 and (timeout is None or timeout > INLINE_QUERY_S)
             ):
@@ -320,8 +308,6 @@ class SQLiteBackend:
                             self._policy.threaded_run(info, job.cpu)
                         return result
                     self._policy.writes(info)  # a WITH ... INSERT: the writer takes it from now on
-        elif info.kind == TXCONTROL:
-            raise InterfaceError(_TXCONTROL_MESSAGE)
         writer = self._writer
         job = Job(kind, info, params, arg)
         if not info.is_write and self._learned.get(info) is WRITES:
@@ -355,7 +341,6 @@ class SQLiteBackend:
     # -- sessions -----------------------------------------------------------------------------
 
     async def acquire(self, *, write: bool, timeout: float | None) -> WorkerSession:
-        self._check_open()
         if write or self._reader_pool is None:
             worker = await self._writer_pool.acquire(timeout)
         else:
@@ -377,27 +362,20 @@ class SQLiteBackend:
             self._shared_readers.append(worker)
             self._reader_pool.release(worker)
 
-    def begin_sql(self, isolation: str | None, readonly: bool) -> str:
-        # SQLite transactions are always serializable; every isolation level is accepted.
-        return "BEGIN" if readonly else "BEGIN IMMEDIATE"
-
     # -- state --------------------------------------------------------------------------------
 
     def pool_stats(self) -> dict[str, int]:
         return combined_gauges(self._writer_pool, self._reader_pool)
 
-    def _busy(self) -> bool:
+    def busy(self) -> bool:
         if self._sessions > 0 or self._parked:
             return True
         return any(w.pending for w in (self._writer, *self._readers))
 
-    async def close(self, timeout: float | None) -> None:
+    async def close(self) -> None:
         if self._closing:
             return
         self._closing = True
-        deadline = None if timeout is None else time.monotonic() + timeout
-        while self._busy() and (deadline is None or time.monotonic() < deadline):
-            await asyncio.sleep(0.002)
         self._writer_pool.close()
         if self._reader_pool is not None:
             self._reader_pool.close()

@@ -31,7 +31,7 @@ from .._errors import (
     QueryTimeout,
     UniqueViolation,
 )
-from .._ops import EXECUTE, EXECUTE_MANY, FETCH_ALL, FETCH_ONE
+from .._ops import EXECUTE, EXECUTE_MANY, FETCH_ALL, FETCH_ONE, Op
 from .._record import Record, column_index, record_class
 from .._sql import TXCONTROL, Positional, SqlInfo
 from .types import adapt_params, register_converters
@@ -276,7 +276,7 @@ def _learn_shape(conn: Any, sql: str, description: Any) -> type[Record]:
     return cls
 
 
-def run_op(conn: sqlite3.Connection, kind: int, info: SqlInfo, params: Any, arg: Any) -> Any:
+def run_op(conn: sqlite3.Connection, kind: Op, info: SqlInfo, params: Any, arg: Any) -> Any:
     """Run ``info.sql``, shaping the result by ``kind`` (see ``_ops``); raises sqlite3 errors.
 
     ``conn`` comes from ``open_connection`` (its ``shapes`` give each result's Record class
@@ -285,7 +285,7 @@ def run_op(conn: sqlite3.Connection, kind: int, info: SqlInfo, params: Any, arg:
     """
     sql = info.sql
     try:
-        if kind == FETCH_ONE:
+        if kind is FETCH_ONE:
             cursor = conn.execute(sql, adapt_params(params))
             row = cursor.fetchone()
             if row is None:
@@ -295,7 +295,7 @@ def run_op(conn: sqlite3.Connection, kind: int, info: SqlInfo, params: Any, arg:
             if shape is not None and shape[0] == description:
                 return shape[1](row)
             return _learn_shape(conn, sql, description)(row)
-        if kind == FETCH_ALL:
+        if kind is FETCH_ALL:
             cursor = conn.execute(sql, adapt_params(params))
             rows = cursor.fetchall()
             if not rows:
@@ -305,11 +305,11 @@ def run_op(conn: sqlite3.Connection, kind: int, info: SqlInfo, params: Any, arg:
             if shape is not None and shape[0] == description:
                 return list(map(shape[1], rows))
             return list(map(_learn_shape(conn, sql, description), rows))
-        if kind == EXECUTE:
+        if kind is EXECUTE:
             cursor = conn.execute(sql, adapt_params(params))
             count = cursor.rowcount
             return count if count > 0 else 0
-        if kind == EXECUTE_MANY:  # atomic: all rows or none, as on PostgreSQL
+        if kind is EXECUTE_MANY:  # atomic: all rows or none, as on PostgreSQL
             seq: Sequence[Mapping[str, Any]] = params
             rows = [adapt_params(p) for p in seq]
             if conn.in_transaction:
@@ -333,7 +333,7 @@ def run_op(conn: sqlite3.Connection, kind: int, info: SqlInfo, params: Any, arg:
             return None
         return row[arg] if arg == 0 else row[_column_index(cursor.description, arg)]
     except (OverflowError, UnicodeEncodeError) as exc:
-        raise bind_error(exc, params, many=kind == EXECUTE_MANY) from exc
+        raise bind_error(exc, params, many=kind is EXECUTE_MANY) from exc
 
 
 def bind_error(exc: BaseException, params: Any, *, many: bool = False) -> DataError:

@@ -25,8 +25,9 @@ from typing import Any
 from .._config import Config
 from .._errors import Error, InterfaceError, QueryTimeout
 from .._hooks import run_hook_sync
+from .._ops import Column, Op
 from .._record import Record
-from .._sql import TXCONTROL, SqlInfo
+from .._sql import SqlInfo
 from .._stats import Stats
 from .._sync.pool import SyncPool
 from .common import (
@@ -52,11 +53,6 @@ MAX_THREAD_READERS = 64
 CLOSE_WAIT_S = 5.0  # close() waits this long for a thread to leave an interrupted statement
 logger = logging.getLogger("awaitdb")
 
-_TXCONTROL_MESSAGE = (
-    "transaction control statements (BEGIN, COMMIT, SAVEPOINT...) need a pinned connection: "
-    "use `with db.transaction()` or `with db.connection()`"
-)
-
 
 class _Conn:
     """A connection with the lock that serializes its use and its progress handler."""
@@ -78,7 +74,7 @@ class _Conn:
         self.watch = Watch()  # the progress handler: the deadline, Ctrl-C mid-statement
         self.watch.arm(conn)
 
-    def run(self, kind: int, info: SqlInfo, params: Any, arg: Any, timeout: float | None) -> Any:
+    def run(self, kind: Op, info: SqlInfo, params: Any, arg: Column, timeout: float | None) -> Any:
         with self.lock:
             if self.identity is not None and info.is_write:
                 self.identity.check(info)
@@ -221,7 +217,7 @@ class DirectSession:
     def in_transaction(self) -> bool:
         return self._conn.conn.in_transaction
 
-    def run(self, kind: int, info: SqlInfo, params: Any, arg: Any, timeout: float | None) -> Any:
+    def run(self, kind: Op, info: SqlInfo, params: Any, arg: Column, timeout: float | None) -> Any:
         return self._conn.run(kind, info, params, arg, timeout)
 
     def open_cursor(
@@ -325,9 +321,7 @@ class SyncSQLiteBackend:
 
     # -- autocommit ---------------------------------------------------------------------------
 
-    def run(self, kind: int, info: SqlInfo, params: Any, arg: Any, timeout: float | None) -> Any:
-        if self._closing:
-            raise InterfaceError("the database is closed")
+    def run(self, kind: Op, info: SqlInfo, params: Any, arg: Column, timeout: float | None) -> Any:
         if not info.is_write and info not in self._writes:
             held = getattr(self._local, "reader", None)
             reader = held.conn if held is not None else self._thread_reader()
@@ -347,8 +341,6 @@ class SyncSQLiteBackend:
                     if not is_readonly_refusal(exc.__cause__ or exc):
                         raise
                     _learn_write(self._writes, info)  # this database's knowledge only
-        elif info.kind == TXCONTROL:
-            raise InterfaceError(_TXCONTROL_MESSAGE)
         writer = self._writer_pool.acquire()
         try:
             if writer.identity is not None and not info.is_write and info in self._writes:
@@ -364,8 +356,6 @@ class SyncSQLiteBackend:
     # -- sessions -----------------------------------------------------------------------------
 
     def acquire(self, *, write: bool, timeout: float | None) -> DirectSession:
-        if self._closing:
-            raise InterfaceError("the database is closed")
         if write or self._reader_pool is None:
             conn = self._writer_pool.acquire(timeout)
         else:
@@ -391,21 +381,18 @@ class SyncSQLiteBackend:
             assert self._reader_pool is not None
             self._reader_pool.release(conn)
 
-    def begin_sql(self, isolation: str | None, readonly: bool) -> str:
-        return "BEGIN" if readonly else "BEGIN IMMEDIATE"
-
     # -- state --------------------------------------------------------------------------------
 
     def pool_stats(self) -> dict[str, int]:
         return combined_gauges(self._writer_pool, self._reader_pool)
 
-    def close(self, timeout: float | None) -> None:
+    def busy(self) -> bool:
+        return self._sessions > 0
+
+    def close(self) -> None:
         if self._closing:
             return
         self._closing = True
-        deadline = None if timeout is None else time.monotonic() + timeout
-        while self._sessions > 0 and (deadline is None or time.monotonic() < deadline):
-            time.sleep(0.002)
         self._closed.set()  # statements waiting for another connection's lock stop waiting
         self._writer_pool.close()
         if self._reader_pool is not None:

@@ -31,12 +31,13 @@ import sys
 import threading
 import time
 from collections import deque
+from enum import Enum
 from queue import SimpleQueue
 from typing import Any, Final
 
 from .._errors import Error, InterfaceError, QueryTimeout
 from .._hooks import run_hook_from_thread
-from .._ops import EXECUTE_MANY
+from .._ops import EXECUTE_MANY, Op
 from .._sql import DML, READ, TXCONTROL, SqlInfo
 from .._stats import Stats
 from .common import (
@@ -54,15 +55,36 @@ from .common import (
     wait_out_busy,
 )
 
-__all__ = ["Job", "Worker", "OPEN", "STOP", "RESET", "CURSOR_OPEN", "CURSOR_FETCH", "CURSOR_CLOSE"]
+__all__ = [
+    "CURSOR_CLOSE",
+    "CURSOR_FETCH",
+    "CURSOR_OPEN",
+    "OPEN",
+    "RESET",
+    "STOP",
+    "Control",
+    "Job",
+    "Worker",
+]
 
-# Control jobs (operation codes >= 0 are the query kinds of ``_ops``).
-OPEN: Final = -1
-STOP: Final = -2
-RESET: Final = -3  # a session ends: roll back whatever it left open
-CURSOR_OPEN: Final = -4
-CURSOR_FETCH: Final = -5
-CURSOR_CLOSE: Final = -6
+
+class Control(Enum):
+    """Jobs that are not a statement's ``Op``: the connection's and cursors' life."""
+
+    OPEN = "open"
+    STOP = "stop"
+    RESET = "reset"  # a session ends: roll back whatever it left open
+    CURSOR_OPEN = "cursor_open"
+    CURSOR_FETCH = "cursor_fetch"
+    CURSOR_CLOSE = "cursor_close"
+
+
+OPEN: Final = Control.OPEN
+STOP: Final = Control.STOP
+RESET: Final = Control.RESET
+CURSOR_OPEN: Final = Control.CURSOR_OPEN
+CURSOR_FETCH: Final = Control.CURSOR_FETCH
+CURSOR_CLOSE: Final = Control.CURSOR_CLOSE
 
 WORKER_NICE: Final = 10  # worker threads run this much below the loop thread (Linux)
 
@@ -92,7 +114,7 @@ class Job:
     )
 
     def __init__(
-        self, kind: int, info: SqlInfo | None, params: Any, arg: Any, session: Any = None
+        self, kind: Op | Control, info: SqlInfo | None, params: Any, arg: Any, session: Any = None
     ) -> None:
         self.kind = kind
         self.info = info
@@ -264,11 +286,11 @@ class Worker:
         group: list[Job] = []
         for index, job in enumerate(batch):
             kind = job.kind
-            if kind == STOP:
+            if kind is STOP:
                 self._commit_group(group)
                 self._shutdown(batch[index + 1 :])
                 return True
-            if not self.writer or job.session is not None or kind < 0:
+            if not self.writer or job.session is not None or type(kind) is Control:
                 if group:
                     self._commit_group(group)
                     group = []
@@ -298,7 +320,7 @@ class Worker:
         for job in batch:
             info = job.info
             if (
-                job.kind >= 0
+                type(job.kind) is Op
                 and info is not None
                 and (info.is_write or job.reroute)  # reroute: a write learned behind a read
                 and not is_rollback(info)
@@ -358,7 +380,7 @@ class Worker:
     def _do(self, job: Job) -> Any:
         kind = job.kind
         conn = self.conn
-        if kind >= 0:
+        if type(kind) is Op:
             assert conn is not None and job.info is not None
             if conn.in_transaction:
                 return run_op(conn, kind, job.info, job.params, job.arg)
@@ -371,7 +393,7 @@ class Worker:
                 return wait_out_busy(
                     exc, conn, self.target, run_op, args, lambda: self._give_up(job)
                 )
-        if kind == OPEN:
+        if kind is OPEN:
             conn = open_connection(self.target, readonly=not self.writer)
             run_hook_from_thread(self.target.on_connect, conn, self._loop)
             self.conn = conn
@@ -379,10 +401,10 @@ class Worker:
                 self.identity = file_identity(self.target)
             return None
         assert conn is not None
-        if kind == RESET:
+        if kind is RESET:
             self._reset(conn, job.session)
             return None
-        if kind == CURSOR_OPEN:
+        if kind is CURSOR_OPEN:
             assert job.info is not None
             try:
                 cursor = open_cursor(conn, job.info, job.params)
@@ -395,10 +417,10 @@ class Worker:
             if job.session is not None:
                 job.session.cursors.add(cursor)
             return cursor
-        if kind == CURSOR_FETCH:
+        if kind is CURSOR_FETCH:
             cursor, size = job.arg
             return fetch_batch(cursor, size)
-        if kind == CURSOR_CLOSE:
+        if kind is CURSOR_CLOSE:
             if job.session is not None:
                 job.session.cursors.discard(job.arg)
             job.arg.close()
@@ -472,7 +494,7 @@ class Worker:
             # One statement needs no savepoint: SQLite backs out a failing statement by itself
             # (ABORT) and keeps the transaction; when it drops the whole transaction instead,
             # the group is replayed below. execute_many runs many statements: it gets one.
-            write = job.kind == EXECUTE_MANY
+            write = job.kind is EXECUTE_MANY
             try:
                 if write:
                     conn.execute("SAVEPOINT awaitdb_group")

@@ -16,6 +16,12 @@ Contract every backend keeps:
 - ``Session.run`` may be called by several tasks at once; the session serializes them.
 - ``release`` never waits and cannot be cancelled: it hands the connection back to be reset
   (rolled back if a transaction is still open) or discarded.
+
+Written once above the seam, not in each backend: refusing work once the database is closed,
+refusing transaction control outside a block, and waiting (up to the close timeout) until the
+backend is no longer ``busy`` before ``close`` (``Database``). Transaction SQL comes from the
+database's dialect (``awaitdb/_dialects.py``). A result's type follows the operation
+(``_ops.Op``): a row count, a ``Record`` or ``None``, a list of records, or one value.
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, Protocol
 
+from .._ops import Column, Op, Params
 from .._record import Record
 from .._sql import SqlInfo
 from .._stats import Stats
@@ -52,10 +59,10 @@ class SyncSession(Protocol):
 
     def run(
         self,
-        kind: int,
+        kind: Op,
         info: SqlInfo,
-        params: Any,
-        arg: Any,
+        params: Params,
+        arg: Column,
         timeout: float | None,
     ) -> Any:
         """Run one statement on this connection and shape its result by ``kind``."""
@@ -63,18 +70,18 @@ class SyncSession(Protocol):
 
     def open_cursor(
         self, info: SqlInfo, params: Mapping[str, Any] | None, timeout: float | None = None
-    ) -> Any:
-        """Start a streaming query; returns a handle for ``fetch_cursor``.
+    ) -> object:
+        """Start a streaming query; returns an opaque handle for ``fetch_cursor``.
 
         ``timeout`` bounds this step as for ``run`` (cancelled on the database, ``QueryTimeout``).
         """
         ...
 
-    def fetch_cursor(self, cursor: Any, size: int, timeout: float | None = None) -> list[Record]:
+    def fetch_cursor(self, cursor: object, size: int, timeout: float | None = None) -> list[Record]:
         """Up to ``size`` more rows; fewer means the cursor is exhausted (``timeout`` as above)."""
         ...
 
-    def close_cursor(self, cursor: Any) -> None:
+    def close_cursor(self, cursor: object) -> None:
         """Release the cursor's resources (and end a transaction opened for it)."""
         ...
 
@@ -87,10 +94,10 @@ class SyncBackend(Protocol):
 
     def run_now(
         self,
-        kind: int,
+        kind: Op,
         info: SqlInfo,
-        params: Any,
-        arg: Any,
+        params: Params,
+        arg: Column,
         timeout: float | None,
     ) -> Any:
         """Run an autocommit statement without waiting if that is cheap, else return ``NOT_NOW``.
@@ -102,10 +109,10 @@ class SyncBackend(Protocol):
 
     def run(
         self,
-        kind: int,
+        kind: Op,
         info: SqlInfo,
-        params: Any,
-        arg: Any,
+        params: Params,
+        arg: Column,
         timeout: float | None,
     ) -> Any:
         """Run one statement in autocommit: one hand-off or one round trip."""
@@ -119,14 +126,15 @@ class SyncBackend(Protocol):
         """Take a session back (reset or discarded). Never waits."""
         ...
 
-    def begin_sql(self, isolation: str | None, readonly: bool) -> str:
-        """The statement that opens a transaction with these characteristics."""
-        ...
-
     def pool_stats(self) -> dict[str, int]:
         """Gauges for ``stats()``: size, max_size, idle, in_use, waiting."""
         ...
 
-    def close(self, timeout: float | None) -> None:
-        """Refuse new work, let running work finish up to ``timeout``, then close everything."""
+    def busy(self) -> bool:
+        """Whether work is still running: a session lent, a statement in flight."""
+        ...
+
+    def close(self) -> None:
+        """Close everything now (the database waited for ``busy`` to clear, or ran out of time):
+        interrupt what still runs, close every connection."""
         ...

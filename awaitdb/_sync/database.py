@@ -20,9 +20,10 @@ from typing import Any, TypeVar
 
 from .._compat import sleep
 from .._config import Config, check_timeout
+from .._dialects import dialect_for
 from .._errors import InterfaceError, PoolOverloaded, PoolTimeout, TransientError
-from .._ops import EXECUTE_MANY
-from .._sql import SqlInfo, _cache, analyze, bind_lists, check_params
+from .._ops import EXECUTE_MANY, Column, Op
+from .._sql import TXCONTROL, SqlInfo, _cache, analyze, bind_lists, check_params
 from .._stats import Stats, StatsSnapshot, acquire_waited
 from .backend import NOT_NOW, SyncBackend
 from .queries import Queries
@@ -34,6 +35,12 @@ __all__ = ["SyncDatabase", "open_database_sync"]
 T = TypeVar("T")
 
 MANY_CHECKED_ON_LOOP = 1000  # execute_many checks more rows than this in a thread (async face)
+CLOSE_POLL_S = 0.002  # close() looks this often whether the backend's work has finished
+
+_TXCONTROL_MESSAGE = (
+    "transaction control statements (BEGIN, COMMIT, SAVEPOINT...) need a pinned connection: "
+    "use `with db.transaction()` or `with db.connection()`"
+)
 
 
 def _check_many(info: SqlInfo, rows: list[Any]) -> None:
@@ -47,6 +54,7 @@ class SyncDatabase(Queries):
     def __init__(self, backend: SyncBackend, config: Config) -> None:
         self._backend = backend
         self._config = config
+        self._dialect = dialect_for(config.scheme)  # transaction SQL, list binding...
         self._stats = backend.stats
         self._statement_timeout = config.statement_timeout
         self._scope: ContextVar[SyncScope | None] = ContextVar(f"awaitdb-{id(self)}", default=None)
@@ -91,10 +99,10 @@ class SyncDatabase(Queries):
 
     def _run(
         self,
-        kind: int,
+        kind: Op,
         sql: str,
         params: Any,
-        arg: Any,
+        arg: Column,
         timeout: float | None,
         scope: SyncScope | None = None,
     ) -> Any:
@@ -107,18 +115,20 @@ class SyncDatabase(Queries):
             info = _cache[sql]
         except (KeyError, TypeError):
             info = self._analyze(sql)
-        if kind == EXECUTE_MANY:
+        if kind is EXECUTE_MANY:
             _check_many(info, params)
         elif params is None or type(params) is not dict or params.keys() != info.names:
             check_params(info, params)
         if info.lists is not None:  # ``IN :ids``: expanded (SQLite) or one array (PostgreSQL)
-            info, params = bind_lists(info, params, self._backend.name, many=kind == EXECUTE_MANY)
+            info, params = bind_lists(info, params, self._backend.name, many=kind is EXECUTE_MANY)
         timeout = self._statement_timeout if timeout is None else check_timeout(timeout)
         stats = self._stats
         waited = acquire_waited()
         start = time.perf_counter()
         try:
             if scope is None:
+                if info.kind == TXCONTROL:
+                    raise InterfaceError(_TXCONTROL_MESSAGE)
                 backend = self._backend
                 result = backend.run_now(kind, info, params, arg, timeout)
                 if result is NOT_NOW:
@@ -216,7 +226,11 @@ class SyncDatabase(Queries):
         for hook in self._close_hooks:
             hook()
         self._close_hooks.clear()
-        self._backend.close(timeout)
+        backend = self._backend
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while backend.busy() and (deadline is None or time.monotonic() < deadline):
+            sleep(CLOSE_POLL_S)
+        backend.close()
 
     def __enter__(self) -> SyncDatabase:
         return self

@@ -31,7 +31,7 @@ from .._compat import Waiter
 from .._config import check_timeout
 from .._current import CURRENT_TRANSACTION
 from .._errors import ConnectionLost, InterfaceError, QueryTimeout, TransactionAborted
-from .._ops import EXECUTE, ISOLATION_LEVELS
+from .._ops import EXECUTE, ISOLATION_LEVELS, Column, Op
 from .._sql import TXCONTROL, SqlInfo, analyze
 from .._state import TransactionState
 from .backend import SyncSession
@@ -82,7 +82,7 @@ class SyncScope(Queries):
     _owns_session: bool
     _allow_txcontrol = False
 
-    def _run(self, kind: int, sql: str, params: Any, arg: Any, timeout: float | None) -> Any:
+    def _run(self, kind: Op, sql: str, params: Any, arg: Column, timeout: float | None) -> Any:
         return self._db._run(kind, sql, params, arg, timeout, self)
 
     def iterate(
@@ -120,7 +120,7 @@ class SyncScope(Queries):
         return binding.session
 
     def _execute(
-        self, kind: int, info: SqlInfo, params: Any, arg: Any, timeout: float | None
+        self, kind: Op, info: SqlInfo, params: Any, arg: Column, timeout: float | None
     ) -> Any:
         session = self._session_for(info, timeout)
         deadline = self._binding.deadline if self._binding is not None else None
@@ -267,7 +267,7 @@ class SyncTransaction(SyncScope):
         self._binding = binding
         self._outermost = True
         binding.stack.append(self)  # claim the turn before awaiting: siblings queue behind us
-        begin = analyze(db._backend.begin_sql(self.isolation, self.readonly))
+        begin = analyze(db._dialect.begin_sql(self.isolation, self.readonly))
         try:
             self._run_begin(begin)
         except BaseException:
