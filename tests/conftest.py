@@ -10,6 +10,7 @@ same target with extra options. ``dialect`` holds the few SQL snippets that diff
 from __future__ import annotations
 
 import os
+import signal
 import textwrap
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
@@ -22,6 +23,11 @@ from pg_test_database import PREFIX, PgDatabaseError, RedactedUrl, RunDatabase
 
 import awaitdb
 from awaitdb._config import hide_secrets, url_secrets
+
+# A shell starts background jobs (`cmd &`) with SIGINT ignored, and Python then installs no
+# KeyboardInterrupt handler: the Ctrl-C tests would wait for an interrupt that never comes.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 PG_URL = os.environ.get("AWAITDB_TEST_PG_URL", "")
 REQUIRE_PG = os.environ.get("AWAITDB_REQUIRE_PG", "") == "1"
