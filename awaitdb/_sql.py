@@ -44,7 +44,7 @@ TXCONTROL: Final = 3  # BEGIN / COMMIT / ROLLBACK / SAVEPOINT / RELEASE / END
 _KINDS = {
     "select": READ,
     "values": READ,
-    "with": READ,  # a CTE in front of a write is detected when a reader refuses it
+    "with": READ,  # unless its body has INSERT/UPDATE/DELETE/REPLACE: then DML (see _scan)
     "explain": READ,
     "insert": DML,
     "update": DML,
@@ -161,6 +161,7 @@ _IDENT_START = re.compile(r"[A-Za-z_]")
 _IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _DOLLAR_TAG = re.compile(r"\$([A-Za-z_][A-Za-z0-9_]*)?\$")
 _FIRST_WORD = re.compile(r"[A-Za-z]+")
+_WRITE_WORDS = frozenset({"insert", "update", "delete", "replace"})
 
 
 class SqlInfo:
@@ -245,6 +246,7 @@ def _scan(sql: str) -> SqlInfo:
     order: list[str] = []
     numbers: dict[str, int] = {}
     first_word: str | None = None
+    writes = False  # a WITH whose body inserts, updates, deletes or replaces
     semicolon = -1  # the first top-level ``;``
     i, n, last = 0, len(sql), 0
     find = _NEXT_OR_WORD.search
@@ -283,7 +285,14 @@ def _scan(sql: str) -> SqlInfo:
             match = _FIRST_WORD.match(sql, i)
             assert match is not None
             first_word = match.group(0).lower()
-            find = _NEXT.search
+            if first_word != "with":
+                find = _NEXT.search  # a WITH keeps reading words: its body may write
+            i = match.end()
+        elif ch.isalpha():  # a word of a WITH statement (outside strings, comments, quotes)
+            match = _IDENT.match(sql, i)
+            assert match is not None
+            if not writes and not _GLUED.match(sql, i - 1):
+                writes = _is_write_word(sql, match.group(0), match.end())
             i = match.end()
         else:
             i += 1
@@ -291,9 +300,21 @@ def _scan(sql: str) -> SqlInfo:
         out.append(sql[last:semicolon])  # drop the trailing ``;`` and comments
     else:
         out.append(sql[last:])
-    kind = _KINDS.get(first_word or "", OTHER)
+    kind = DML if writes else _KINDS.get(first_word or "", OTHER)
     changes_session = first_word in rules.session_words or _mentions_session_state(sql, rules)
     return SqlInfo(sql, tuple(order), kind, "".join(out), changes_session)
+
+
+_GLUED = re.compile(r"[A-Za-z0-9_$.]")  # before a word: the word is part of a name (t.update)
+_CALL = re.compile(r"\s*\(")
+
+
+def _is_write_word(sql: str, word: str, end: int) -> bool:
+    """True for INSERT/UPDATE/DELETE, and REPLACE that is not the ``replace(...)`` function."""
+    word = word.lower()
+    if word not in _WRITE_WORDS:
+        return False
+    return word != "replace" or _CALL.match(sql, end) is None
 
 
 # -- one statement, a bounded number of parameters (issue 7, defects 2, 10 and 14) ---------------
