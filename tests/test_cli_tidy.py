@@ -218,3 +218,45 @@ def test_durations_read_as_the_docs_show() -> None:
     assert cli_module._duration(0.25) == "250 ms"
     docs = (Path(__file__).parent.parent / "docs" / "cli.md").read_text()
     assert f"applied 0003_orders in {cli_module._duration(8.1)}" in docs
+
+
+def _sync_py_folder(folder: Path) -> Path:
+    write(folder, "0001_t.sql", "-- up\nCREATE TABLE t (id INTEGER PRIMARY KEY);\n")
+    write(folder, "0002_seed.py", """
+        def up(tx):
+            tx.execute("INSERT INTO t (id) VALUES (1)")
+
+        def down(tx):
+            tx.execute("DELETE FROM t")
+    """)  # fmt: skip
+    return folder
+
+
+def test_cli_applies_and_rolls_back_sync_face_python_migrations(tmp_path: Path) -> None:
+    # issue 8 review: plain 'def up(tx)' steps (a connect_sync project) run on the sync face
+    url = f"sqlite:///{tmp_path / 'app.db'}"
+    folder = _sync_py_folder(tmp_path / "migrations")
+    result = invoke("migrate", "--url", url, "--dir", str(folder), "--json")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["applied"] == ["0001_t", "0002_seed"]
+    with awaitdb.connect_sync(url) as db:
+        assert db.fetch_val("SELECT count(*) FROM t") == 1
+    result = invoke("rollback", "--to", "1", "--url", url, "--dir", str(folder), "--no-backup")
+    assert result.exit_code == 0, result.output
+    with awaitdb.connect_sync(url) as db:
+        assert db.fetch_val("SELECT count(*) FROM t") == 0
+
+
+def test_cli_refuses_a_folder_mixing_def_and_async_def_before_anything(tmp_path: Path) -> None:
+    db_path = tmp_path / "app.db"
+    folder = _sync_py_folder(tmp_path / "migrations")
+    write(folder, "0003_more.py", """
+        async def up(tx):
+            await tx.execute("INSERT INTO t (id) VALUES (2)")
+    """)  # fmt: skip
+    result = invoke("migrate", "--url", f"sqlite:///{db_path}", "--dir", str(folder))
+    assert result.exit_code == 1, result.output
+    assert "mix plain 'def' steps (0002_seed.py) and 'async def' steps (0003_more.py)" in (
+        result.output
+    )
+    assert not db_path.exists()  # nothing created, nothing applied
