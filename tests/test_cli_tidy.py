@@ -260,3 +260,47 @@ def test_cli_refuses_a_folder_mixing_def_and_async_def_before_anything(tmp_path:
         result.output
     )
     assert not db_path.exists()  # nothing created, nothing applied
+
+
+@pytest.mark.postgresql
+def test_pg_backup_default_is_a_folder_of_timestamped_dumps_pruned_by_keep(
+    pg_url: str, tmp_path: Path, monkeypatch: Any
+) -> None:
+    # issue 8 review: without a PATH the dump went to a FILE named ./backups, overwritten each
+    # run, and --keep was ignored.
+    import shutil
+
+    if shutil.which("pg_dump") is None:
+        pytest.skip("pg_dump is not installed")
+    monkeypatch.chdir(tmp_path)
+    dbname = pg_url.split("?", maxsplit=1)[0].rsplit("/", 1)[1]
+    backups = tmp_path / "backups"
+    backups.mkdir()
+    other = backups / "other_db-20000101T000000000000Z.dump"  # another database's dump
+    other.write_text("not ours")
+    old_leftover = backups / f"{dbname}-20000101T000000000000Z.dump"
+    old_leftover.write_text("old")
+    made = []
+    for _ in range(3):
+        result = invoke("backup", "--url", pg_url, "--keep", "2", "--json")
+        assert result.exit_code == 0, result.output
+        made.append(Path(json.loads(result.stdout)["backup"]))
+    assert len(set(made)) == 3 and all(p.parent == backups for p in made)
+    assert all(re.fullmatch(rf"{dbname}-\d{{8}}T\d{{12}}Z\.dump", p.name) for p in made)
+    # the two newest of this database's dumps, and the other database's, nothing else
+    assert _backup_files(backups) == sorted([other.name, made[1].name, made[2].name])
+    assert made[2].read_bytes().startswith(b"PGDMP")  # pg_dump's custom format
+    explicit = tmp_path / "one.dump"
+    result = invoke("backup", str(explicit), "--url", pg_url, "--json")
+    assert result.exit_code == 0 and explicit.read_bytes().startswith(b"PGDMP")
+
+
+@pytest.mark.postgresql
+def test_pg_backup_refuses_a_file_where_the_backups_folder_goes(
+    pg_url: str, tmp_path: Path, monkeypatch: Any
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "backups").write_text("a dump an earlier release wrote")
+    result = invoke("backup", "--url", pg_url)
+    assert result.exit_code == 1 and "is a file, not the backups folder" in result.output
+    assert (tmp_path / "backups").read_text() == "a dump an earlier release wrote"
