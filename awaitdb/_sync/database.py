@@ -118,7 +118,14 @@ class SyncDatabase(Queries):
             info = self._analyze(sql)
         if kind is EXECUTE_MANY:
             _check_many(info, params)
-        elif type(params) is not dict or params.keys() != info.names:  # None is no dict
+        elif params is None:
+            if info.order:  # raises, naming the missing parameters
+                check_params(info, params)
+        elif type(params) is not dict or (
+            params.keys() != info.names  # the same names, no more and no fewer
+            if info.single is None
+            else len(params) != 1 or info.single not in params
+        ):
             check_params(info, params)
         if info.lists is not None:  # ``IN :ids``: expanded (SQLite) or one array (PostgreSQL)
             info, params = bind_lists(info, params, self._backend.name, many=kind is EXECUTE_MANY)
