@@ -45,8 +45,7 @@ from ._stats import StatsSnapshot
 from ._sync.database import SyncDatabase
 from ._sync.rows import SyncRows
 from ._sync.transaction import SyncPinnedConnection, SyncTransaction
-
-__version__ = "0.1.0"
+from ._version import __version__
 
 __all__ = [
     "CannotConnect",

@@ -1,26 +1,38 @@
 """Fixtures shared by every test: real databases only.
 
 ``adb``/``sdb`` give an async/sync ``Database`` on each backend under test: a SQLite file in a
-temporary folder, and (when ``AWAITDB_TEST_PG_URL`` is set) a fresh schema on a real
-PostgreSQL server. ``aconnect``/``sconnect`` open more databases on the same target with
-extra options. ``dialect`` holds the few SQL snippets that differ between backends.
+temporary folder, and (when ``AWAITDB_TEST_PG_URL`` is set) an empty schema in a database this
+run creates on that PostgreSQL server and drops at the end (``pg_test_database.py``): nothing in
+the database the URL names is ever touched. ``aconnect``/``sconnect`` open more databases on the
+same target with extra options. ``dialect`` holds the few SQL snippets that differ between backends.
 """
 
 from __future__ import annotations
 
 import os
+import signal
 import textwrap
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
+from urllib.parse import urlsplit
 
 import pytest
+from pg_test_database import PREFIX, PgDatabaseError, RedactedUrl, RunDatabase
 
 import awaitdb
+from awaitdb._config import hide_secrets, url_secrets
+
+# A shell starts background jobs (`cmd &`) with SIGINT ignored, and Python then installs no
+# KeyboardInterrupt handler: the Ctrl-C tests would wait for an interrupt that never comes.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 PG_URL = os.environ.get("AWAITDB_TEST_PG_URL", "")
 REQUIRE_PG = os.environ.get("AWAITDB_REQUIRE_PG", "") == "1"
+# this run's own database on the server in PG_URL, created by the first PostgreSQL test
+PG_DATABASE = RunDatabase(PG_URL) if PG_URL else None
 BACKENDS = ["sqlite", "postgresql"]
 
 
@@ -77,20 +89,34 @@ POSTGRES = Dialect(
 )
 
 
+def _no_pg(message: str) -> NoReturn:
+    if REQUIRE_PG:
+        pytest.fail(message + " (AWAITDB_REQUIRE_PG=1)")
+    pytest.skip(message)
+
+
 def pg_url_or_skip() -> str:
-    """The PostgreSQL test server's URL; skip (or fail, in CI) when there is none."""
-    if not PG_URL:
-        message = "AWAITDB_TEST_PG_URL is not set: PostgreSQL tests NOT RUN"
-        if REQUIRE_PG:
-            pytest.fail(message + " (AWAITDB_REQUIRE_PG=1)")
-        pytest.skip(message)
-    return PG_URL
+    """The URL of this run's own PostgreSQL database (created on first use on the server in
+    AWAITDB_TEST_PG_URL); skip (or fail, in CI) when there is no server."""
+    if PG_DATABASE is None:
+        _no_pg("AWAITDB_TEST_PG_URL is not set: PostgreSQL tests NOT RUN")
+    try:
+        return PG_DATABASE.ensure()
+    except PgDatabaseError as exc:
+        _no_pg(f"{exc}: PostgreSQL tests NOT RUN")
 
 
 def reset_pg_schema(url: str) -> None:
-    """Give a test an empty ``public`` schema (tests run one at a time)."""
+    """Give a test an empty ``public`` schema (tests run one at a time), only ever in a database
+    this run created: the database AWAITDB_TEST_PG_URL names is never changed."""
     import psycopg
 
+    dbname = urlsplit(url).path.lstrip("/")
+    if not dbname.startswith(PREFIX):
+        raise RuntimeError(
+            f"refusing to reset the schema of database {dbname!r}: tests only reset the "
+            f"databases they create ({PREFIX}...); use pg_url_or_skip() or the pg_url fixture"
+        )
     try:
         with psycopg.connect(url, autocommit=True) as conn:
             conn.execute(
@@ -101,14 +127,12 @@ def reset_pg_schema(url: str) -> None:
             conn.execute("DROP SCHEMA IF EXISTS public CASCADE")
             conn.execute("CREATE SCHEMA public")
     except psycopg.OperationalError as exc:
-        message = f"PostgreSQL at AWAITDB_TEST_PG_URL is unreachable ({exc}): tests NOT RUN"
-        if REQUIRE_PG:
-            pytest.fail(message)
-        pytest.skip(message)
+        text = hide_secrets(str(exc), url_secrets(url))
+        _no_pg(f"PostgreSQL at AWAITDB_TEST_PG_URL is unreachable ({text}): tests NOT RUN")
 
 
 def with_app_name(url: str, name: str = "awaitdb-test") -> str:
-    return url + ("&" if "?" in url else "?") + f"application_name={name}"
+    return RedactedUrl(url + ("&" if "?" in url else "?") + f"application_name={name}")
 
 
 @pytest.fixture(params=BACKENDS)
@@ -227,9 +251,15 @@ async def cancellation_storm(
     return cancelled
 
 
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Drop this run's PostgreSQL database, whatever the outcome (failures, Ctrl-C)."""
+    if PG_DATABASE is not None:
+        PG_DATABASE.drop()
+
+
 def pytest_report_header(config: pytest.Config) -> str:
-    if PG_URL:
-        return f"awaitdb: PostgreSQL tests run against {PG_URL}"
+    if PG_DATABASE is not None:
+        return f"awaitdb: PostgreSQL tests run on {PG_DATABASE.describe()} (created, then dropped)"
     banner = "!" * 78
     return (
         f"{banner}\nawaitdb: AWAITDB_TEST_PG_URL is not set: every PostgreSQL test is SKIPPED.\n"

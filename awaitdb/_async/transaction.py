@@ -284,13 +284,16 @@ class Transaction(Scope):
         binding = self._binding
         assert binding is not None
         backend = self._db._backend
-        attempts = backend.pool_stats()["max_size"] + 1 if self._owns_session else 1
-        for attempt in range(attempts):
+        attempts = 0  # counted only when one failed: pool_stats() is not free
+        while True:
             try:
                 await binding.session.run(EXECUTE, begin, None, None, self.timeout)
                 return
             except ConnectionLost:
-                if attempt + 1 >= attempts:
+                if not attempts:
+                    attempts = backend.pool_stats()["max_size"] + 1 if self._owns_session else 1
+                attempts -= 1
+                if attempts <= 0:
                     raise
             backend.release(binding.session, discard=True)
             self._owns_session = False  # until the next one is ours: never released twice
@@ -353,7 +356,8 @@ class Transaction(Scope):
             binding.changed()
             if failed:
                 await self._hooks(committed=False)
-        await self._hooks(committed=self.state is TransactionState.COMMITTED)
+        if self._callbacks or self._rollback_callbacks:  # most blocks have none: no await
+            await self._hooks(committed=self.state is TransactionState.COMMITTED)
 
     async def _hooks(self, *, committed: bool) -> None:
         """Run this block's hooks for its outcome (a released savepoint handed them up)."""

@@ -35,7 +35,7 @@ from .._errors import Error, InterfaceError
 from .._hooks import run_hook
 from .._ops import Column, Op
 from .._record import Record
-from .._sql import SqlInfo
+from .._sql import TXCONTROL, SqlInfo
 from .._stats import Stats, note_acquire_wait
 from .common import (
     SQLiteTarget,
@@ -49,7 +49,17 @@ from .common import (
 from .common import translate as _translate
 from .deadline import Watch
 from .inline import SLOW_CPU_S, SUSPECT, WRITES, InlinePolicy, Off, limit_inline, too_big_inline
-from .worker import CURSOR_CLOSE, CURSOR_FETCH, CURSOR_OPEN, RESET, STOP, Job, Worker
+from .loop_writer import BEGINS, ENDS, LATER, LOOP_TURNS, LoopWriter, qualifies, tx_role
+from .worker import (
+    CHECKPOINT,
+    CURSOR_CLOSE,
+    CURSOR_FETCH,
+    CURSOR_OPEN,
+    RESET,
+    STOP,
+    Job,
+    Worker,
+)
 
 __all__ = ["SQLiteBackend"]
 
@@ -60,37 +70,110 @@ WAKE_MAX = 128  # reads one loop turn wakes at most
 
 
 class WorkerSession:
-    """A worker lent to one transaction, pinned block or cursor."""
+    """A worker lent to one transaction, pinned block or cursor.
 
-    __slots__ = ("_backend", "cursors", "in_transaction", "readonly", "worker")
+    Its BEGIN is deferred: it travels with the first statement (one hop, not two), and a
+    transaction that ran nothing costs nothing. On the writer, that first statement and the
+    rest may run on the loop thread (``loop_writer.py``).
+    """
 
-    def __init__(self, backend: SQLiteBackend, worker: Worker, readonly: bool) -> None:
+    __slots__ = (
+        "_backend",
+        "_loop_writer",
+        "begin",
+        "cursors",
+        "in_transaction",
+        "readonly",
+        "threaded",
+        "worker",
+    )
+
+    def __init__(
+        self, backend: SQLiteBackend, worker: Worker, readonly: bool, loop_writer: Any
+    ) -> None:
         self._backend = backend
         self.worker = worker
         self.readonly = readonly
-        self.in_transaction = False  # updated by the worker thread after each session job
+        self._loop_writer: LoopWriter | None = loop_writer
+        self.in_transaction = False  # updated after each statement, by whoever ran it
         self.cursors: set[Any] = set()  # open sqlite3 cursors: touched by the worker thread only
+        self.begin: str | None = None  # a BEGIN not sent yet: it goes with the next statement
+        self.threaded = False  # a job of this session went to the thread: it resets the end
 
     async def run(
         self, kind: Op, info: SqlInfo, params: Any, arg: Column, timeout: float | None
     ) -> Any:
-        return await self.worker.call(Job(kind, info, params, arg, self), timeout)
+        if info.kind == TXCONTROL and self._defer(info):
+            return 0
+        writer = self._loop_writer
+        if writer is not None:
+            for _ in range(LOOP_TURNS):
+                result = writer.run(self, kind, info, params, arg, timeout)
+                if result is not LATER:
+                    break
+                await asyncio.sleep(0)  # the loop's inline budget is spent: let it turn
+            if result is not NOT_NOW and result is not LATER:
+                return result
+            writer.hand_off(self)
+            job = Job(kind, info, params, arg, self)
+            job.probe = writer.wants_probe(info)
+            result = await self._call(job, timeout)
+            if job.probe:  # on the thread: is it cheap enough for the loop next time?
+                writer.threaded_run(info, job.cpu)
+            return result
+        return await self._call(Job(kind, info, params, arg, self), timeout)
+
+    def _defer(self, info: SqlInfo) -> bool:
+        """Keep a BEGIN for the next statement; a COMMIT or ROLLBACK of one never sent is
+        nothing to do. True when ``info`` was handled here."""
+        role = tx_role(info.sql)
+        if role == BEGINS:
+            if self.begin is None and not self.in_transaction:
+                self.begin = info.sql
+                self.in_transaction = True
+                return True
+            return False
+        if self.begin is not None and role == ENDS:
+            self.begin = None
+            self.in_transaction = False
+            return True
+        return False
+
+    async def _call(self, job: Job, timeout: float | None) -> Any:
+        self.threaded = True
+        begin = self.begin
+        if begin is None:
+            return await self.worker.call(job, timeout)
+        job.begin, self.begin = begin, None
+        try:
+            return await self.worker.call(job, timeout)
+        except BaseException:
+            if not job.started:  # cancelled or timed out before it ran: so did its BEGIN,
+                self.begin = begin  # which the next statement carries (never autocommit)
+            raise
 
     async def open_cursor(
         self, info: SqlInfo, params: Mapping[str, Any] | None, timeout: float | None = None
     ) -> Any:
-        return await self.worker.call(Job(CURSOR_OPEN, info, params, None, self), timeout)
+        if self._loop_writer is not None:
+            self._loop_writer.hand_off(self)
+        return await self._call(Job(CURSOR_OPEN, info, params, None, self), timeout)
 
     async def fetch_cursor(
         self, cursor: Any, size: int, timeout: float | None = None
     ) -> list[Record]:
-        rows: list[Record] = await self.worker.call(
+        if self._loop_writer is not None:
+            self._loop_writer.hand_off(self)
+        rows: list[Record] = await self._call(
             Job(CURSOR_FETCH, None, None, (cursor, size), self), timeout
         )
         return rows
 
     async def close_cursor(self, cursor: Any) -> None:
         if self.worker.alive and not self.worker.stopped:
+            if self._loop_writer is not None:
+                self._loop_writer.hand_off(self)
+            self.threaded = True
             self.worker.post(Job(CURSOR_CLOSE, None, None, cursor, self))
 
 
@@ -139,6 +222,11 @@ class SQLiteBackend:
         self._inline_watch = Watch(cpu_limit=SLOW_CPU_S)  # limits of an inline read; Ctrl-C
         self._policy = InlinePolicy()  # what this backend learned about its statements
         self._learned = self._policy.learned
+        self._loop_writer: LoopWriter | None = None
+        if bool(config.get("inline_transactions", True)) and qualifies(self._target):
+            self._loop_writer = LoopWriter(
+                self._writer, self._inline_budget, self._checkpoint, self._target.memory
+            )
         self._closing = False
         self._sessions = 0
 
@@ -338,6 +426,28 @@ class SQLiteBackend:
                     best = reader
         return best
 
+    def _checkpoint(self) -> None:
+        """A passive WAL checkpoint for commits made on the loop, on the writer's thread: there
+        no commit runs beside it, so it completes and the next write restarts the log (on a
+        reader it would race the loop's commits and the log would only grow)."""
+        writer = self._writer
+        if not self._target.memory and writer.alive and not writer.stopped:
+            writer.post(Job(CHECKPOINT, None, None, None))
+
+    def _inline_budget(self, now: float) -> bool:
+        """Open this loop iteration's inline budget, or say whether some is left (inline reads
+        and transactions on the loop share it; ``_tick`` closes it when the loop turns)."""
+        if not self._budget_start:
+            self._budget_start = now
+            if not self._tick_pending:
+                self._tick_pending = True
+                self._loop.call_soon(self._tick)
+            return True
+        if now - self._budget_start >= INLINE_BUDGET_S:
+            self._spent = True
+            return False
+        return True
+
     # -- sessions -----------------------------------------------------------------------------
 
     async def acquire(self, *, write: bool, timeout: float | None) -> WorkerSession:
@@ -347,13 +457,20 @@ class SQLiteBackend:
             worker = await self._reader_pool.acquire(timeout)
             self._shared_readers.remove(worker)
         self._sessions += 1
-        return WorkerSession(self, worker, readonly=not write)
+        on_loop = self._loop_writer if worker is self._writer else None
+        return WorkerSession(self, worker, not write, on_loop)
 
     def release(self, session: Any, *, discard: bool = False) -> None:
         assert isinstance(session, WorkerSession)
         worker = session.worker
         self._sessions -= 1
-        if worker.alive and not worker.stopped:
+        loop_writer = session._loop_writer
+        clean = loop_writer.end(session) if loop_writer is not None else True
+        if session.threaded and clean:
+            # Nothing in flight on the thread (``pending`` 0): what it last told is the truth,
+            # and a session that left no transaction and no cursor needs no RESET hop.
+            clean = not (worker.pending or session.in_transaction or session.cursors)
+        if not clean and worker.alive and not worker.stopped:
             worker.post(Job(RESET, None, None, None, session))
         if worker is self._writer:
             self._writer_pool.release(worker)

@@ -57,6 +57,7 @@ class SQLiteDialect(Dialect):
         "foreign_keys": _parse_bool,
         "journal_mode": _choice("wal", "delete", "truncate", "persist", "memory", "off"),
         "inline_reads": _parse_bool,
+        "inline_transactions": _parse_bool,
     }
     # Named placeholders resolve in quadratic time: lists become one ``?`` per value.
     list_style = "expand"

@@ -30,6 +30,7 @@ import sqlite3
 import sys
 import threading
 import time
+import weakref
 from collections import deque
 from enum import Enum
 from queue import SimpleQueue
@@ -56,6 +57,7 @@ from .common import (
 )
 
 __all__ = [
+    "CHECKPOINT",
     "CURSOR_CLOSE",
     "CURSOR_FETCH",
     "CURSOR_OPEN",
@@ -77,6 +79,7 @@ class Control(Enum):
     CURSOR_OPEN = "cursor_open"
     CURSOR_FETCH = "cursor_fetch"
     CURSOR_CLOSE = "cursor_close"
+    CHECKPOINT = "checkpoint"  # a passive WAL checkpoint, for commits on the loop (loop_writer)
 
 
 OPEN: Final = Control.OPEN
@@ -85,6 +88,7 @@ RESET: Final = Control.RESET
 CURSOR_OPEN: Final = Control.CURSOR_OPEN
 CURSOR_FETCH: Final = Control.CURSOR_FETCH
 CURSOR_CLOSE: Final = Control.CURSOR_CLOSE
+CHECKPOINT: Final = Control.CHECKPOINT
 
 WORKER_NICE: Final = 10  # worker threads run this much below the loop thread (Linux)
 
@@ -97,6 +101,7 @@ class Job:
 
     __slots__ = (
         "arg",
+        "begin",
         "cancelled",
         "cpu",
         "error",
@@ -121,6 +126,7 @@ class Job:
         self.params = params
         self.arg = arg
         self.session = session  # the WorkerSession for session jobs, None for autocommit
+        self.begin: str | None = None  # a session's deferred BEGIN, run just before this job
         self.future: asyncio.Future[Any] | None = None
         self.result: Any = None
         self.error: Error | None = None
@@ -177,6 +183,14 @@ class Worker:
         self._stopped = False
         self._abandon = False  # close() ran out of time: fail what has not started
         self.identity: FileIdentity | None = None  # the writer's file, to notice it replaced
+        # The loop thread runs statements on ``conn`` itself (loop_writer.py): jobs submitted
+        # meanwhile are held here, in order, and queued when it gives the connection back.
+        self.on_loop = False
+        self.lent_idle = False  # lent, but between transactions: a job takes it back at once
+        # The lender's "take it back now" (it restores its settings): a weak reference, so
+        # the workers (held by the backend's finalizer) never keep the backend alive.
+        self.reclaim: weakref.WeakMethod[Any] | None = None
+        self._held: list[Job] = []
         self._thread = threading.Thread(target=self._main, name=name, daemon=True)
 
     # -- loop side ----------------------------------------------------------------------------
@@ -191,13 +205,52 @@ class Worker:
         future = self._loop.create_future()
         job.future = future
         self.pending += 1
-        self._queue.put(job)
+        if self.on_loop:
+            self._hold(job)
+        else:
+            self._queue.put(job)
         return future
 
     def post(self, job: Job) -> None:
         """Submit without anyone waiting for the result (resets, cursor closes, stop)."""
         self.pending += 1
-        self._queue.put(job)
+        if self.on_loop:
+            self._hold(job)
+        else:
+            self._queue.put(job)
+
+    def _hold(self, job: Job) -> None:
+        if self.lent_idle and self.reclaim is not None:
+            reclaim = self.reclaim()
+            if reclaim is not None:
+                reclaim()  # no transaction runs on the loop: the thread takes it back now
+            else:  # pragma: no cover - the lender is gone: give it back as it is
+                self.give_back()
+        if self.on_loop:
+            job.waited -= time.perf_counter()  # waits for a transaction: an acquire wait
+            self._held.append(job)
+        else:
+            self._queue.put(job)
+
+    def take(self) -> sqlite3.Connection | None:
+        """Lend the connection to the loop thread, if the thread has nothing to do with it.
+
+        ``pending`` counts every job submitted and not yet delivered (deferred ones too): at
+        zero the thread is idle or about to wait on its queue, and holds no statement open.
+        """
+        if self.pending or self.on_loop or self._stopped or self.conn is None:
+            return None
+        self.on_loop = True
+        return self.conn
+
+    def give_back(self) -> None:
+        """The loop is done with the connection: queue, in order, what was held meanwhile."""
+        self.on_loop = False
+        self.lent_idle = False
+        held, self._held = self._held, []
+        if held:
+            for job in _waited(held):
+                self._queue.put(job)
 
     async def call(self, job: Job, timeout: float | None) -> Any:
         """Submit ``job`` and wait for it; cancellation or timeout cancels it in the thread."""
@@ -380,8 +433,13 @@ class Worker:
     def _do(self, job: Job) -> Any:
         kind = job.kind
         conn = self.conn
+        if job.begin is not None:
+            assert conn is not None
+            self._begin(conn, job)
         if type(kind) is Op:
             assert conn is not None and job.info is not None
+            if job.session is not None and not conn.in_transaction and is_rollback(job.info):
+                return None  # the BEGIN it would undo never ran (its job was cancelled first)
             if conn.in_transaction:
                 return run_op(conn, kind, job.info, job.params, job.arg)
             try:
@@ -417,6 +475,9 @@ class Worker:
             if job.session is not None:
                 job.session.cursors.add(cursor)
             return cursor
+        if kind is CHECKPOINT:
+            conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
+            return None
         if kind is CURSOR_FETCH:
             cursor, size = job.arg
             return fetch_batch(cursor, size)
@@ -426,6 +487,20 @@ class Worker:
             job.arg.close()
             return None
         raise AssertionError(f"unknown job kind {kind}")
+
+    def _begin(self, conn: sqlite3.Connection, job: Job) -> None:
+        """A session's first job carries its BEGIN (one hop, not two); waits out a busy lock."""
+        begin, job.begin = job.begin, None
+        if begin is None or conn.in_transaction:  # pragma: no cover - a session never begins twice
+            return
+        try:
+            conn.execute(begin)
+        except sqlite3.OperationalError as exc:
+            if not is_busy(exc):
+                raise
+            wait_out_busy(
+                exc, conn, self.target, conn.execute, (begin,), lambda: self._give_up(job)
+            )
 
     @staticmethod
     def _reset(conn: sqlite3.Connection, session: Any) -> None:
@@ -568,6 +643,8 @@ class Worker:
         """Ask the thread to finish what it is running, fail the rest, close and exit."""
         if not self._stopped:
             self._stopped = True
+            if self.on_loop:  # closing: the loop's turn is over whatever it was doing
+                self.give_back()
             self.post(Job(STOP, None, None, None))
 
     def interrupt(self) -> None:
@@ -602,7 +679,7 @@ def _lower_priority() -> None:
             pass
 
 
-_UNINTERRUPTIBLE = frozenset({OPEN, STOP, RESET, CURSOR_CLOSE})
+_UNINTERRUPTIBLE = frozenset({OPEN, STOP, RESET, CURSOR_CLOSE, CHECKPOINT})
 
 
 def _is_control(job: Job) -> bool:

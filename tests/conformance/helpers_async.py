@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any
-
+import awaitdb
 from awaitdb._compat import asleep
 
 
-async def settled_in_use(adb: Any) -> int:
+async def settled_in_use(adb: awaitdb.Database) -> int:
     """Connections in use once background resets (after a cancellation) have finished.
 
     PostgreSQL connections interrupted mid-statement are rolled back in the background before

@@ -6,12 +6,11 @@
 
 from __future__ import annotations
 
-from typing import Any
-
+import awaitdb
 from awaitdb._compat import sleep
 
 
-def settled_in_use(sdb: Any) -> int:
+def settled_in_use(sdb: awaitdb.SyncDatabase) -> int:
     """Connections in use once background resets (after a cancellation) have finished.
 
     PostgreSQL connections interrupted mid-statement are rolled back in the background before

@@ -7,6 +7,7 @@ Issue 7's defects 2 (multi-statement strings), 3 (timeouts), 10 (raw exceptions)
 from __future__ import annotations
 
 import math
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
@@ -16,7 +17,9 @@ import awaitdb
 from .helpers_async import settled_in_use
 
 
-async def test_defect02_multi_statement_strings_refused_on_every_face(adb: Any) -> None:
+async def test_defect02_multi_statement_strings_refused_on_every_face(
+    adb: awaitdb.Database,
+) -> None:
     await adb.execute("CREATE TABLE t (x INTEGER)")
     for sql in [
         "SELECT 1; SET search_path TO nowhere; SET statement_timeout = 50",
@@ -42,7 +45,7 @@ async def test_defect02_multi_statement_strings_refused_on_every_face(adb: Any) 
 _BAD_TIMEOUTS: list[Any] = [math.nan, math.inf, -math.inf, -1, "5", True, [1]]
 
 
-async def test_defect03_bad_per_call_timeouts_refused(adb: Any) -> None:
+async def test_defect03_bad_per_call_timeouts_refused(adb: awaitdb.Database) -> None:
     await adb.execute("CREATE TABLE t (x INTEGER)")
     for bad in _BAD_TIMEOUTS:
         for call in (adb.execute, adb.fetch_all, adb.fetch_one, adb.fetch_val):
@@ -59,7 +62,9 @@ async def test_defect03_bad_per_call_timeouts_refused(adb: Any) -> None:
     assert await adb.fetch_val("SELECT count(*) FROM t") == 0
 
 
-async def test_defect03_bad_timeout_options_refused(aconnect: Any) -> None:
+async def test_defect03_bad_timeout_options_refused(
+    aconnect: Callable[..., Awaitable[awaitdb.Database]],
+) -> None:
     options = ["acquire_timeout", "statement_timeout", "max_idle", "max_lifetime", "slow_query_ms"]
     for name in options:
         for bad in ["nan", "inf", "-inf", "-1", math.nan, math.inf, True, "soon", [1]]:
@@ -69,11 +74,12 @@ async def test_defect03_bad_timeout_options_refused(aconnect: Any) -> None:
     assert await db.fetch_val("SELECT 1") == 1
 
 
-async def test_defect10_bad_sql_values_raise_interface_error(adb: Any) -> None:
+async def test_defect10_bad_sql_values_raise_interface_error(adb: awaitdb.Database) -> None:
     for sql in ["", "   ", "-- only a comment", "/* only */  -- comments\n"]:
         for call in (adb.execute, adb.fetch_all, adb.fetch_one, adb.fetch_val):
             with pytest.raises(awaitdb.InterfaceError, match="no SQL statement"):
                 await call(sql)
+    bad: Any  # wrong types on purpose
     for bad in [["SELECT 1"], b"SELECT 1", None, 42]:
         for call in (adb.execute, adb.fetch_all, adb.fetch_val):
             with pytest.raises(awaitdb.InterfaceError, match="SQL must be a string"):
@@ -83,7 +89,7 @@ async def test_defect10_bad_sql_values_raise_interface_error(adb: Any) -> None:
     assert await adb.fetch_val("SELECT 1") == 1
 
 
-async def test_defect14_more_than_32767_parameters_refused_early(adb: Any) -> None:
+async def test_defect14_more_than_32767_parameters_refused_early(adb: awaitdb.Database) -> None:
     names = [f"p{i}" for i in range(40_000)]
     sql = "SELECT " + " + ".join(f":{n}" for n in names)
     with pytest.raises(awaitdb.InterfaceError, match="32,767"):
@@ -91,7 +97,7 @@ async def test_defect14_more_than_32767_parameters_refused_early(adb: Any) -> No
     assert await adb.fetch_val("SELECT 1") == 1
 
 
-async def test_defect16_big_sql_text_gives_the_same_answer(adb: Any) -> None:
+async def test_defect16_big_sql_text_gives_the_same_answer(adb: awaitdb.Database) -> None:
     # Texts over BIG_SQL are scanned in a worker thread on the async face: same result.
     literal = "it''s ; a :fake param -- not a comment /* nor this */ " * 40_000
     sql = f"SELECT :p + 0 * length('{literal}') AS v, :q AS w; -- the end"

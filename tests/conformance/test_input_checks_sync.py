@@ -11,6 +11,7 @@ Issue 7's defects 2 (multi-statement strings), 3 (timeouts), 10 (raw exceptions)
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -20,7 +21,9 @@ import awaitdb
 from .helpers_sync import settled_in_use
 
 
-def test_defect02_multi_statement_strings_refused_on_every_face(sdb: Any) -> None:
+def test_defect02_multi_statement_strings_refused_on_every_face(
+    sdb: awaitdb.SyncDatabase,
+) -> None:
     sdb.execute("CREATE TABLE t (x INTEGER)")
     for sql in [
         "SELECT 1; SET search_path TO nowhere; SET statement_timeout = 50",
@@ -46,7 +49,7 @@ def test_defect02_multi_statement_strings_refused_on_every_face(sdb: Any) -> Non
 _BAD_TIMEOUTS: list[Any] = [math.nan, math.inf, -math.inf, -1, "5", True, [1]]
 
 
-def test_defect03_bad_per_call_timeouts_refused(sdb: Any) -> None:
+def test_defect03_bad_per_call_timeouts_refused(sdb: awaitdb.SyncDatabase) -> None:
     sdb.execute("CREATE TABLE t (x INTEGER)")
     for bad in _BAD_TIMEOUTS:
         for call in (sdb.execute, sdb.fetch_all, sdb.fetch_one, sdb.fetch_val):
@@ -63,7 +66,9 @@ def test_defect03_bad_per_call_timeouts_refused(sdb: Any) -> None:
     assert sdb.fetch_val("SELECT count(*) FROM t") == 0
 
 
-def test_defect03_bad_timeout_options_refused(sconnect: Any) -> None:
+def test_defect03_bad_timeout_options_refused(
+    sconnect: Callable[..., awaitdb.SyncDatabase],
+) -> None:
     options = ["acquire_timeout", "statement_timeout", "max_idle", "max_lifetime", "slow_query_ms"]
     for name in options:
         for bad in ["nan", "inf", "-inf", "-1", math.nan, math.inf, True, "soon", [1]]:
@@ -73,11 +78,12 @@ def test_defect03_bad_timeout_options_refused(sconnect: Any) -> None:
     assert db.fetch_val("SELECT 1") == 1
 
 
-def test_defect10_bad_sql_values_raise_interface_error(sdb: Any) -> None:
+def test_defect10_bad_sql_values_raise_interface_error(sdb: awaitdb.SyncDatabase) -> None:
     for sql in ["", "   ", "-- only a comment", "/* only */  -- comments\n"]:
         for call in (sdb.execute, sdb.fetch_all, sdb.fetch_one, sdb.fetch_val):
             with pytest.raises(awaitdb.InterfaceError, match="no SQL statement"):
                 call(sql)
+    bad: Any  # wrong types on purpose
     for bad in [["SELECT 1"], b"SELECT 1", None, 42]:
         for call in (sdb.execute, sdb.fetch_all, sdb.fetch_val):
             with pytest.raises(awaitdb.InterfaceError, match="SQL must be a string"):
@@ -87,7 +93,7 @@ def test_defect10_bad_sql_values_raise_interface_error(sdb: Any) -> None:
     assert sdb.fetch_val("SELECT 1") == 1
 
 
-def test_defect14_more_than_32767_parameters_refused_early(sdb: Any) -> None:
+def test_defect14_more_than_32767_parameters_refused_early(sdb: awaitdb.SyncDatabase) -> None:
     names = [f"p{i}" for i in range(40_000)]
     sql = "SELECT " + " + ".join(f":{n}" for n in names)
     with pytest.raises(awaitdb.InterfaceError, match="32,767"):
@@ -95,7 +101,7 @@ def test_defect14_more_than_32767_parameters_refused_early(sdb: Any) -> None:
     assert sdb.fetch_val("SELECT 1") == 1
 
 
-def test_defect16_big_sql_text_gives_the_same_answer(sdb: Any) -> None:
+def test_defect16_big_sql_text_gives_the_same_answer(sdb: awaitdb.SyncDatabase) -> None:
     # Texts over BIG_SQL are scanned in a worker thread on the async face: same result.
     literal = "it''s ; a :fake param -- not a comment /* nor this */ " * 40_000
     sql = f"SELECT :p + 0 * length('{literal}') AS v, :q AS w; -- the end"

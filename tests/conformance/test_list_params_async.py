@@ -16,7 +16,7 @@ import awaitdb
 from awaitdb._sql import analyze
 
 
-async def _items(adb: Any, dialect: Any) -> list[uuid.UUID]:
+async def _items(adb: awaitdb.Database, dialect: Any) -> list[uuid.UUID]:
     keys = [uuid.UUID(int=i) for i in range(1, 6)]
     key_type = dialect.types["uuid"]
     await adb.execute(
@@ -29,7 +29,7 @@ async def _items(adb: Any, dialect: Any) -> list[uuid.UUID]:
     return keys
 
 
-async def test_in_list_of_ints_strings_uuids(adb: Any, dialect: Any) -> None:
+async def test_in_list_of_ints_strings_uuids(adb: awaitdb.Database, dialect: Any) -> None:
     keys = await _items(adb, dialect)
     sql = "SELECT id FROM items WHERE id IN :ids ORDER BY id"
     assert [r["id"] for r in await adb.fetch_all(sql, {"ids": [4, 2]})] == [2, 4]
@@ -43,7 +43,7 @@ async def test_in_list_of_ints_strings_uuids(adb: Any, dialect: Any) -> None:
     assert streamed == [1, 5]
 
 
-async def test_not_in_list_and_empty_lists(adb: Any, dialect: Any) -> None:
+async def test_not_in_list_and_empty_lists(adb: awaitdb.Database, dialect: Any) -> None:
     await _items(adb, dialect)
     sql = "SELECT id FROM items WHERE id NOT IN :ids ORDER BY id"
     assert [r["id"] for r in await adb.fetch_all(sql, {"ids": [1, 2, 3]})] == [4, 5]
@@ -54,7 +54,9 @@ async def test_not_in_list_and_empty_lists(adb: Any, dialect: Any) -> None:
     assert await adb.execute("DELETE FROM items WHERE id IN :ids", {"ids": [1, 5]}) == 2
 
 
-async def test_in_list_many_lengths_share_few_statements(adb: Any, dialect: Any) -> None:
+async def test_in_list_many_lengths_share_few_statements(
+    adb: awaitdb.Database, dialect: Any
+) -> None:
     await _items(adb, dialect)
     sql = "SELECT count(*) FROM items WHERE id IN :ids AND name <> :skip"
     for n in range(0, 70):
@@ -69,7 +71,7 @@ async def test_in_list_many_lengths_share_few_statements(adb: Any, dialect: Any)
     assert lists is not None and len(lists.expanded) <= 9
 
 
-async def test_in_parenthesised_list_is_refused(adb: Any, dialect: Any) -> None:
+async def test_in_parenthesised_list_is_refused(adb: awaitdb.Database, dialect: Any) -> None:
     await _items(adb, dialect)
     with pytest.raises(awaitdb.InterfaceError, match="IN :ids"):
         await adb.fetch_all("SELECT id FROM items WHERE id IN (:ids)", {"ids": [1, 2]})
@@ -80,7 +82,7 @@ async def test_in_parenthesised_list_is_refused(adb: Any, dialect: Any) -> None:
     assert [r["id"] for r in rows] == [2]
 
 
-async def test_list_parameter_must_be_a_list(adb: Any, dialect: Any) -> None:
+async def test_list_parameter_must_be_a_list(adb: awaitdb.Database, dialect: Any) -> None:
     await _items(adb, dialect)
     with pytest.raises(awaitdb.InterfaceError, match="list or tuple"):
         await adb.fetch_all("SELECT id FROM items WHERE id IN :ids", {"ids": 3})
@@ -90,7 +92,7 @@ async def test_list_parameter_must_be_a_list(adb: Any, dialect: Any) -> None:
     assert await adb.fetch_val("SELECT 'x IN :ids' AS t") == "x IN :ids"
 
 
-async def test_long_lists_of_any_length(adb: Any, dialect: Any) -> None:
+async def test_long_lists_of_any_length(adb: awaitdb.Database, dialect: Any) -> None:
     # review of issue 13: 40,000 values stalled the loop for 88 s on SQLite (named placeholders
     # resolve in quadratic time) and 131,073 values were padded past SQLite's variable limit.
     await _items(adb, dialect)
@@ -101,7 +103,7 @@ async def test_long_lists_of_any_length(adb: Any, dialect: Any) -> None:
     assert await adb.fetch_val(not_in, {"ids": list(range(2, 40_002)), "skip": "zz"}) == 1
 
 
-async def test_list_in_a_parenthesised_list_is_refused(adb: Any, dialect: Any) -> None:
+async def test_list_in_a_parenthesised_list_is_refused(adb: awaitdb.Database, dialect: Any) -> None:
     # review of issue 13: a list anywhere inside ``IN (...)`` silently matched nothing on SQLite.
     await _items(adb, dialect)
     for sql in (
@@ -117,7 +119,7 @@ async def test_list_in_a_parenthesised_list_is_refused(adb: Any, dialect: Any) -
     assert [r["id"] for r in await adb.fetch_all(sub, {"ids": [4]})] == [4]
 
 
-async def test_list_name_reused_elsewhere_is_refused(adb: Any, dialect: Any) -> None:
+async def test_list_name_reused_elsewhere_is_refused(adb: awaitdb.Database, dialect: Any) -> None:
     await _items(adb, dialect)
     with pytest.raises(awaitdb.InterfaceError, match=r":ids.*elsewhere"):
         await adb.fetch_all(
@@ -125,7 +127,7 @@ async def test_list_name_reused_elsewhere_is_refused(adb: Any, dialect: Any) -> 
         )
 
 
-async def test_in_list_spelling_is_robust(adb: Any, dialect: Any) -> None:
+async def test_in_list_spelling_is_robust(adb: awaitdb.Database, dialect: Any) -> None:
     await _items(adb, dialect)
     sql = "SELECT id FROM items WHERE id NOT /*c*/ IN\n  :ids AND id in/**/:ids2 ORDER BY id"
     rows = await adb.fetch_all(sql, {"ids": [1, 2], "ids2": [2, 3, 4]})
@@ -140,7 +142,9 @@ async def test_in_list_spelling_is_robust(adb: Any, dialect: Any) -> None:
     ]
 
 
-async def test_any_and_all_take_a_list_on_postgresql(adb: Any, backend_name: str) -> None:
+async def test_any_and_all_take_a_list_on_postgresql(
+    adb: awaitdb.Database, backend_name: str
+) -> None:
     # review of issue 13: ``= ANY(:ids)`` worked on async PostgreSQL but not on sync.
     if backend_name != "postgresql":
         pytest.skip("= ANY() / <> ALL() are PostgreSQL syntax")
@@ -148,7 +152,7 @@ async def test_any_and_all_take_a_list_on_postgresql(adb: Any, backend_name: str
     assert await adb.fetch_val(sql, {"ids": [1, 2, 3], "no": (2,)}) == 2
 
 
-async def test_in_list_values_bind_like_single_values(adb: Any, dialect: Any) -> None:
+async def test_in_list_values_bind_like_single_values(adb: awaitdb.Database, dialect: Any) -> None:
     # every element is adapted exactly as a single parameter of its type would be
     t = dialect.types
     await adb.execute(

@@ -20,7 +20,7 @@ import awaitdb
 from awaitdb._sql import analyze
 
 
-def _items(sdb: Any, dialect: Any) -> list[uuid.UUID]:
+def _items(sdb: awaitdb.SyncDatabase, dialect: Any) -> list[uuid.UUID]:
     keys = [uuid.UUID(int=i) for i in range(1, 6)]
     key_type = dialect.types["uuid"]
     sdb.execute(f"CREATE TABLE items (id INTEGER PRIMARY KEY, name TEXT NOT NULL, key {key_type})")
@@ -31,7 +31,7 @@ def _items(sdb: Any, dialect: Any) -> list[uuid.UUID]:
     return keys
 
 
-def test_in_list_of_ints_strings_uuids(sdb: Any, dialect: Any) -> None:
+def test_in_list_of_ints_strings_uuids(sdb: awaitdb.SyncDatabase, dialect: Any) -> None:
     keys = _items(sdb, dialect)
     sql = "SELECT id FROM items WHERE id IN :ids ORDER BY id"
     assert [r["id"] for r in sdb.fetch_all(sql, {"ids": [4, 2]})] == [2, 4]
@@ -45,7 +45,7 @@ def test_in_list_of_ints_strings_uuids(sdb: Any, dialect: Any) -> None:
     assert streamed == [1, 5]
 
 
-def test_not_in_list_and_empty_lists(sdb: Any, dialect: Any) -> None:
+def test_not_in_list_and_empty_lists(sdb: awaitdb.SyncDatabase, dialect: Any) -> None:
     _items(sdb, dialect)
     sql = "SELECT id FROM items WHERE id NOT IN :ids ORDER BY id"
     assert [r["id"] for r in sdb.fetch_all(sql, {"ids": [1, 2, 3]})] == [4, 5]
@@ -56,7 +56,7 @@ def test_not_in_list_and_empty_lists(sdb: Any, dialect: Any) -> None:
     assert sdb.execute("DELETE FROM items WHERE id IN :ids", {"ids": [1, 5]}) == 2
 
 
-def test_in_list_many_lengths_share_few_statements(sdb: Any, dialect: Any) -> None:
+def test_in_list_many_lengths_share_few_statements(sdb: awaitdb.SyncDatabase, dialect: Any) -> None:
     _items(sdb, dialect)
     sql = "SELECT count(*) FROM items WHERE id IN :ids AND name <> :skip"
     for n in range(0, 70):
@@ -71,7 +71,7 @@ def test_in_list_many_lengths_share_few_statements(sdb: Any, dialect: Any) -> No
     assert lists is not None and len(lists.expanded) <= 9
 
 
-def test_in_parenthesised_list_is_refused(sdb: Any, dialect: Any) -> None:
+def test_in_parenthesised_list_is_refused(sdb: awaitdb.SyncDatabase, dialect: Any) -> None:
     _items(sdb, dialect)
     with pytest.raises(awaitdb.InterfaceError, match="IN :ids"):
         sdb.fetch_all("SELECT id FROM items WHERE id IN (:ids)", {"ids": [1, 2]})
@@ -82,7 +82,7 @@ def test_in_parenthesised_list_is_refused(sdb: Any, dialect: Any) -> None:
     assert [r["id"] for r in rows] == [2]
 
 
-def test_list_parameter_must_be_a_list(sdb: Any, dialect: Any) -> None:
+def test_list_parameter_must_be_a_list(sdb: awaitdb.SyncDatabase, dialect: Any) -> None:
     _items(sdb, dialect)
     with pytest.raises(awaitdb.InterfaceError, match="list or tuple"):
         sdb.fetch_all("SELECT id FROM items WHERE id IN :ids", {"ids": 3})
@@ -92,7 +92,7 @@ def test_list_parameter_must_be_a_list(sdb: Any, dialect: Any) -> None:
     assert sdb.fetch_val("SELECT 'x IN :ids' AS t") == "x IN :ids"
 
 
-def test_long_lists_of_any_length(sdb: Any, dialect: Any) -> None:
+def test_long_lists_of_any_length(sdb: awaitdb.SyncDatabase, dialect: Any) -> None:
     # review of issue 13: 40,000 values stalled the loop for 88 s on SQLite (named placeholders
     # resolve in quadratic time) and 131,073 values were padded past SQLite's variable limit.
     _items(sdb, dialect)
@@ -103,7 +103,7 @@ def test_long_lists_of_any_length(sdb: Any, dialect: Any) -> None:
     assert sdb.fetch_val(not_in, {"ids": list(range(2, 40_002)), "skip": "zz"}) == 1
 
 
-def test_list_in_a_parenthesised_list_is_refused(sdb: Any, dialect: Any) -> None:
+def test_list_in_a_parenthesised_list_is_refused(sdb: awaitdb.SyncDatabase, dialect: Any) -> None:
     # review of issue 13: a list anywhere inside ``IN (...)`` silently matched nothing on SQLite.
     _items(sdb, dialect)
     for sql in (
@@ -119,13 +119,13 @@ def test_list_in_a_parenthesised_list_is_refused(sdb: Any, dialect: Any) -> None
     assert [r["id"] for r in sdb.fetch_all(sub, {"ids": [4]})] == [4]
 
 
-def test_list_name_reused_elsewhere_is_refused(sdb: Any, dialect: Any) -> None:
+def test_list_name_reused_elsewhere_is_refused(sdb: awaitdb.SyncDatabase, dialect: Any) -> None:
     _items(sdb, dialect)
     with pytest.raises(awaitdb.InterfaceError, match=r":ids.*elsewhere"):
         sdb.fetch_all("SELECT id FROM items WHERE id IN :ids OR :ids IS NULL", {"ids": [1, 2]})
 
 
-def test_in_list_spelling_is_robust(sdb: Any, dialect: Any) -> None:
+def test_in_list_spelling_is_robust(sdb: awaitdb.SyncDatabase, dialect: Any) -> None:
     _items(sdb, dialect)
     sql = "SELECT id FROM items WHERE id NOT /*c*/ IN\n  :ids AND id in/**/:ids2 ORDER BY id"
     rows = sdb.fetch_all(sql, {"ids": [1, 2], "ids2": [2, 3, 4]})
@@ -140,7 +140,9 @@ def test_in_list_spelling_is_robust(sdb: Any, dialect: Any) -> None:
     ]
 
 
-def test_any_and_all_take_a_list_on_postgresql(sdb: Any, backend_name: str) -> None:
+def test_any_and_all_take_a_list_on_postgresql(
+    sdb: awaitdb.SyncDatabase, backend_name: str
+) -> None:
     # review of issue 13: ``= ANY(:ids)`` worked on async PostgreSQL but not on sync.
     if backend_name != "postgresql":
         pytest.skip("= ANY() / <> ALL() are PostgreSQL syntax")
@@ -148,7 +150,7 @@ def test_any_and_all_take_a_list_on_postgresql(sdb: Any, backend_name: str) -> N
     assert sdb.fetch_val(sql, {"ids": [1, 2, 3], "no": (2,)}) == 2
 
 
-def test_in_list_values_bind_like_single_values(sdb: Any, dialect: Any) -> None:
+def test_in_list_values_bind_like_single_values(sdb: awaitdb.SyncDatabase, dialect: Any) -> None:
     # every element is adapted exactly as a single parameter of its type would be
     t = dialect.types
     sdb.execute(

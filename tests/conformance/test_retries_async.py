@@ -5,16 +5,14 @@ Written once against the async face; tools/async_to_sync.py generates the sync t
 
 from __future__ import annotations
 
-from typing import Any
-
 import awaitdb
 
 
-async def test_run_in_transaction_counts_retries(adb: Any) -> None:
+async def test_run_in_transaction_counts_retries(adb: awaitdb.Database) -> None:
     await adb.execute("CREATE TABLE t (x INTEGER)")
     attempts: list[int] = []
 
-    async def work(tx: Any) -> int:
+    async def work(tx: awaitdb.Transaction) -> int:
         attempts.append(1)
         await tx.execute("INSERT INTO t (x) VALUES (:x)", {"x": len(attempts)})
         if len(attempts) < 3:

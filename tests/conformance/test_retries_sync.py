@@ -9,16 +9,14 @@ Written once against the async face; tools/async_to_sync.py generates the sync t
 
 from __future__ import annotations
 
-from typing import Any
-
 import awaitdb
 
 
-def test_run_in_transaction_counts_retries(sdb: Any) -> None:
+def test_run_in_transaction_counts_retries(sdb: awaitdb.SyncDatabase) -> None:
     sdb.execute("CREATE TABLE t (x INTEGER)")
     attempts: list[int] = []
 
-    def work(tx: Any) -> int:
+    def work(tx: awaitdb.SyncTransaction) -> int:
         attempts.append(1)
         tx.execute("INSERT INTO t (x) VALUES (:x)", {"x": len(attempts)})
         if len(attempts) < 3:

@@ -14,15 +14,15 @@ import awaitdb
 from .helpers_async import settled_in_use
 
 
-async def _table(adb: Any) -> None:
+async def _table(adb: awaitdb.Database) -> None:
     await adb.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT)")
 
 
-async def _ids(adb: Any) -> list[int]:
+async def _ids(adb: awaitdb.Database) -> list[int]:
     return [r["id"] for r in await adb.fetch_all("SELECT id FROM t ORDER BY id")]
 
 
-async def test_commit_and_rollback(adb: Any) -> None:
+async def test_commit_and_rollback(adb: awaitdb.Database) -> None:
     await _table(adb)
     async with adb.transaction() as tx:
         await tx.execute("INSERT INTO t (id) VALUES (1)")
@@ -37,7 +37,7 @@ async def test_commit_and_rollback(adb: Any) -> None:
     assert await _ids(adb) == [1, 2]
 
 
-async def test_nested_blocks_are_savepoints(adb: Any) -> None:
+async def test_nested_blocks_are_savepoints(adb: awaitdb.Database) -> None:
     await _table(adb)
     async with adb.transaction():
         await adb.execute("INSERT INTO t (id) VALUES (1)")
@@ -53,7 +53,7 @@ async def test_nested_blocks_are_savepoints(adb: Any) -> None:
     assert await _ids(adb) == [1, 4]
 
 
-async def test_error_inside_savepoint_keeps_outer_work(adb: Any) -> None:
+async def test_error_inside_savepoint_keeps_outer_work(adb: awaitdb.Database) -> None:
     await _table(adb)
     async with adb.transaction():
         await adb.execute("INSERT INTO t (id) VALUES (1)")
@@ -64,7 +64,9 @@ async def test_error_inside_savepoint_keeps_outer_work(adb: Any) -> None:
     assert await _ids(adb) == [1, 2]
 
 
-async def test_on_commit_runs_after_commit_and_is_dropped_on_rollback(adb: Any) -> None:
+async def test_on_commit_runs_after_commit_and_is_dropped_on_rollback(
+    adb: awaitdb.Database,
+) -> None:
     await _table(adb)
     calls: list[str] = []
     async with adb.transaction() as tx:
@@ -84,7 +86,9 @@ async def test_on_commit_runs_after_commit_and_is_dropped_on_rollback(adb: Any) 
     assert "never" not in calls
 
 
-async def test_failing_on_commit_callback_does_not_undo_the_commit(adb: Any, caplog: Any) -> None:
+async def test_failing_on_commit_callback_does_not_undo_the_commit(
+    adb: awaitdb.Database, caplog: pytest.LogCaptureFixture
+) -> None:
     await _table(adb)
     async with adb.transaction() as tx:
         await adb.execute("INSERT INTO t (id) VALUES (1)")
@@ -93,7 +97,9 @@ async def test_failing_on_commit_callback_does_not_undo_the_commit(adb: Any, cap
     assert any("on_commit callback" in r.message for r in caplog.records)
 
 
-async def test_on_rollback_runs_for_rolled_back_blocks_and_savepoints(adb: Any) -> None:
+async def test_on_rollback_runs_for_rolled_back_blocks_and_savepoints(
+    adb: awaitdb.Database,
+) -> None:
     await _table(adb)
     calls: list[str] = []
     async with adb.transaction() as tx:
@@ -123,7 +129,9 @@ async def test_on_rollback_runs_for_rolled_back_blocks_and_savepoints(adb: Any) 
         tx.on_rollback(lambda: None)
 
 
-async def test_on_rollback_runs_when_the_block_fails_to_commit(adb: Any, dialect: Any) -> None:
+async def test_on_rollback_runs_when_the_block_fails_to_commit(
+    adb: awaitdb.Database, dialect: Any
+) -> None:
     await _table(adb)
     calls: list[str] = []
     with pytest.raises(awaitdb.QueryTimeout):
@@ -135,7 +143,9 @@ async def test_on_rollback_runs_when_the_block_fails_to_commit(adb: Any, dialect
     assert calls == ["rollback"]
 
 
-async def test_hooks_may_use_the_database_and_failures_are_logged(adb: Any, caplog: Any) -> None:
+async def test_hooks_may_use_the_database_and_failures_are_logged(
+    adb: awaitdb.Database, caplog: pytest.LogCaptureFixture
+) -> None:
     await _table(adb)
     with pytest.raises(ValueError):
         async with adb.transaction():
@@ -148,7 +158,9 @@ async def test_hooks_may_use_the_database_and_failures_are_logged(adb: Any, capl
     assert await _ids(adb) == []  # the hook wrote inside the outer block, which rolled back
 
 
-async def test_current_transaction_is_the_innermost_block_of_this_task(adb: Any) -> None:
+async def test_current_transaction_is_the_innermost_block_of_this_task(
+    adb: awaitdb.Database,
+) -> None:
     await _table(adb)
     assert adb.current_transaction() is None
     async with adb.transaction() as tx:
@@ -163,7 +175,7 @@ async def test_current_transaction_is_the_innermost_block_of_this_task(adb: Any)
         assert adb.current_transaction() is None
 
 
-async def test_readonly_transaction(adb: Any) -> None:
+async def test_readonly_transaction(adb: awaitdb.Database) -> None:
     await _table(adb)
     await adb.execute("INSERT INTO t (id) VALUES (1)")
     async with adb.transaction(readonly=True) as tx:
@@ -175,7 +187,7 @@ async def test_readonly_transaction(adb: Any) -> None:
     assert await _ids(adb) == [1]
 
 
-async def test_isolation_levels(adb: Any) -> None:
+async def test_isolation_levels(adb: awaitdb.Database) -> None:
     await _table(adb)
     levels = ("read_committed", "repeatable_read", "serializable", "SERIALIZABLE")
     for i, level in enumerate(levels):
@@ -190,7 +202,7 @@ async def test_isolation_levels(adb: Any) -> None:
                 pass
 
 
-async def test_transaction_timeout(adb: Any, dialect: Any) -> None:
+async def test_transaction_timeout(adb: awaitdb.Database, dialect: Any) -> None:
     await _table(adb)
     with pytest.raises(awaitdb.QueryTimeout):
         async with adb.transaction(timeout=0.3):
@@ -200,11 +212,11 @@ async def test_transaction_timeout(adb: Any, dialect: Any) -> None:
     assert await settled_in_use(adb) == 0
 
 
-async def test_run_in_transaction_retries_transient_errors(adb: Any) -> None:
+async def test_run_in_transaction_retries_transient_errors(adb: awaitdb.Database) -> None:
     await _table(adb)
     attempts: list[int] = []
 
-    async def work(tx: Any) -> str:
+    async def work(tx: awaitdb.Transaction) -> str:
         attempts.append(1)
         await tx.execute("INSERT INTO t (id) VALUES (:id)", {"id": len(attempts)})
         if len(attempts) < 3:
@@ -215,13 +227,13 @@ async def test_run_in_transaction_retries_transient_errors(adb: Any) -> None:
     assert len(attempts) == 3
     assert await _ids(adb) == [3]  # the failed attempts were rolled back
 
-    async def always(tx: Any) -> None:
+    async def always(tx: awaitdb.Transaction) -> None:
         raise awaitdb.DatabaseBusy("busy")
 
     with pytest.raises(awaitdb.DatabaseBusy):
         await adb.run_in_transaction(always, retries=2, backoff=0.001)
 
-    async def fatal(tx: Any) -> None:
+    async def fatal(tx: awaitdb.Transaction) -> None:
         attempts.append(1)
         raise awaitdb.UniqueViolation("not retryable")
 
@@ -231,7 +243,7 @@ async def test_run_in_transaction_retries_transient_errors(adb: Any) -> None:
     assert len(attempts) == before + 1
 
 
-async def test_transaction_objects_are_single_use(adb: Any) -> None:
+async def test_transaction_objects_are_single_use(adb: awaitdb.Database) -> None:
     tx = adb.transaction()
     async with tx:
         pass
@@ -244,7 +256,7 @@ async def test_transaction_objects_are_single_use(adb: Any) -> None:
         tx.on_commit(lambda: None)
 
 
-async def test_transaction_control_statements_are_refused(adb: Any) -> None:
+async def test_transaction_control_statements_are_refused(adb: awaitdb.Database) -> None:
     with pytest.raises(awaitdb.InterfaceError, match="transaction"):
         await adb.execute("BEGIN")
     async with adb.transaction():
@@ -252,7 +264,7 @@ async def test_transaction_control_statements_are_refused(adb: Any) -> None:
             await adb.execute("COMMIT")
 
 
-async def test_pinned_connection(adb: Any) -> None:
+async def test_pinned_connection(adb: awaitdb.Database) -> None:
     await _table(adb)
     async with adb.connection() as conn:
         await conn.execute("INSERT INTO t (id) VALUES (1)")
@@ -267,7 +279,9 @@ async def test_pinned_connection(adb: Any) -> None:
     assert await settled_in_use(adb) == 0
 
 
-async def test_pinned_connection_left_in_a_transaction_is_rolled_back(adb: Any) -> None:
+async def test_pinned_connection_left_in_a_transaction_is_rolled_back(
+    adb: awaitdb.Database,
+) -> None:
     await _table(adb)
     async with adb.connection() as conn:
         await conn.execute("BEGIN")

@@ -18,15 +18,15 @@ import awaitdb
 from .helpers_sync import settled_in_use
 
 
-def _table(sdb: Any) -> None:
+def _table(sdb: awaitdb.SyncDatabase) -> None:
     sdb.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT)")
 
 
-def _ids(sdb: Any) -> list[int]:
+def _ids(sdb: awaitdb.SyncDatabase) -> list[int]:
     return [r["id"] for r in sdb.fetch_all("SELECT id FROM t ORDER BY id")]
 
 
-def test_commit_and_rollback(sdb: Any) -> None:
+def test_commit_and_rollback(sdb: awaitdb.SyncDatabase) -> None:
     _table(sdb)
     with sdb.transaction() as tx:
         tx.execute("INSERT INTO t (id) VALUES (1)")
@@ -41,7 +41,7 @@ def test_commit_and_rollback(sdb: Any) -> None:
     assert _ids(sdb) == [1, 2]
 
 
-def test_nested_blocks_are_savepoints(sdb: Any) -> None:
+def test_nested_blocks_are_savepoints(sdb: awaitdb.SyncDatabase) -> None:
     _table(sdb)
     with sdb.transaction():
         sdb.execute("INSERT INTO t (id) VALUES (1)")
@@ -57,7 +57,7 @@ def test_nested_blocks_are_savepoints(sdb: Any) -> None:
     assert _ids(sdb) == [1, 4]
 
 
-def test_error_inside_savepoint_keeps_outer_work(sdb: Any) -> None:
+def test_error_inside_savepoint_keeps_outer_work(sdb: awaitdb.SyncDatabase) -> None:
     _table(sdb)
     with sdb.transaction():
         sdb.execute("INSERT INTO t (id) VALUES (1)")
@@ -68,7 +68,9 @@ def test_error_inside_savepoint_keeps_outer_work(sdb: Any) -> None:
     assert _ids(sdb) == [1, 2]
 
 
-def test_on_commit_runs_after_commit_and_is_dropped_on_rollback(sdb: Any) -> None:
+def test_on_commit_runs_after_commit_and_is_dropped_on_rollback(
+    sdb: awaitdb.SyncDatabase,
+) -> None:
     _table(sdb)
     calls: list[str] = []
     with sdb.transaction() as tx:
@@ -88,7 +90,9 @@ def test_on_commit_runs_after_commit_and_is_dropped_on_rollback(sdb: Any) -> Non
     assert "never" not in calls
 
 
-def test_failing_on_commit_callback_does_not_undo_the_commit(sdb: Any, caplog: Any) -> None:
+def test_failing_on_commit_callback_does_not_undo_the_commit(
+    sdb: awaitdb.SyncDatabase, caplog: pytest.LogCaptureFixture
+) -> None:
     _table(sdb)
     with sdb.transaction() as tx:
         sdb.execute("INSERT INTO t (id) VALUES (1)")
@@ -97,7 +101,9 @@ def test_failing_on_commit_callback_does_not_undo_the_commit(sdb: Any, caplog: A
     assert any("on_commit callback" in r.message for r in caplog.records)
 
 
-def test_on_rollback_runs_for_rolled_back_blocks_and_savepoints(sdb: Any) -> None:
+def test_on_rollback_runs_for_rolled_back_blocks_and_savepoints(
+    sdb: awaitdb.SyncDatabase,
+) -> None:
     _table(sdb)
     calls: list[str] = []
     with sdb.transaction() as tx:
@@ -127,7 +133,9 @@ def test_on_rollback_runs_for_rolled_back_blocks_and_savepoints(sdb: Any) -> Non
         tx.on_rollback(lambda: None)
 
 
-def test_on_rollback_runs_when_the_block_fails_to_commit(sdb: Any, dialect: Any) -> None:
+def test_on_rollback_runs_when_the_block_fails_to_commit(
+    sdb: awaitdb.SyncDatabase, dialect: Any
+) -> None:
     _table(sdb)
     calls: list[str] = []
     with pytest.raises(awaitdb.QueryTimeout):
@@ -139,7 +147,9 @@ def test_on_rollback_runs_when_the_block_fails_to_commit(sdb: Any, dialect: Any)
     assert calls == ["rollback"]
 
 
-def test_hooks_may_use_the_database_and_failures_are_logged(sdb: Any, caplog: Any) -> None:
+def test_hooks_may_use_the_database_and_failures_are_logged(
+    sdb: awaitdb.SyncDatabase, caplog: pytest.LogCaptureFixture
+) -> None:
     _table(sdb)
     with pytest.raises(ValueError):
         with sdb.transaction():
@@ -152,7 +162,9 @@ def test_hooks_may_use_the_database_and_failures_are_logged(sdb: Any, caplog: An
     assert _ids(sdb) == []  # the hook wrote inside the outer block, which rolled back
 
 
-def test_current_transaction_is_the_innermost_block_of_this_task(sdb: Any) -> None:
+def test_current_transaction_is_the_innermost_block_of_this_task(
+    sdb: awaitdb.SyncDatabase,
+) -> None:
     _table(sdb)
     assert sdb.current_transaction() is None
     with sdb.transaction() as tx:
@@ -167,7 +179,7 @@ def test_current_transaction_is_the_innermost_block_of_this_task(sdb: Any) -> No
         assert sdb.current_transaction() is None
 
 
-def test_readonly_transaction(sdb: Any) -> None:
+def test_readonly_transaction(sdb: awaitdb.SyncDatabase) -> None:
     _table(sdb)
     sdb.execute("INSERT INTO t (id) VALUES (1)")
     with sdb.transaction(readonly=True) as tx:
@@ -179,7 +191,7 @@ def test_readonly_transaction(sdb: Any) -> None:
     assert _ids(sdb) == [1]
 
 
-def test_isolation_levels(sdb: Any) -> None:
+def test_isolation_levels(sdb: awaitdb.SyncDatabase) -> None:
     _table(sdb)
     levels = ("read_committed", "repeatable_read", "serializable", "SERIALIZABLE")
     for i, level in enumerate(levels):
@@ -194,7 +206,7 @@ def test_isolation_levels(sdb: Any) -> None:
                 pass
 
 
-def test_transaction_timeout(sdb: Any, dialect: Any) -> None:
+def test_transaction_timeout(sdb: awaitdb.SyncDatabase, dialect: Any) -> None:
     _table(sdb)
     with pytest.raises(awaitdb.QueryTimeout):
         with sdb.transaction(timeout=0.3):
@@ -204,11 +216,11 @@ def test_transaction_timeout(sdb: Any, dialect: Any) -> None:
     assert settled_in_use(sdb) == 0
 
 
-def test_run_in_transaction_retries_transient_errors(sdb: Any) -> None:
+def test_run_in_transaction_retries_transient_errors(sdb: awaitdb.SyncDatabase) -> None:
     _table(sdb)
     attempts: list[int] = []
 
-    def work(tx: Any) -> str:
+    def work(tx: awaitdb.SyncTransaction) -> str:
         attempts.append(1)
         tx.execute("INSERT INTO t (id) VALUES (:id)", {"id": len(attempts)})
         if len(attempts) < 3:
@@ -219,13 +231,13 @@ def test_run_in_transaction_retries_transient_errors(sdb: Any) -> None:
     assert len(attempts) == 3
     assert _ids(sdb) == [3]  # the failed attempts were rolled back
 
-    def always(tx: Any) -> None:
+    def always(tx: awaitdb.SyncTransaction) -> None:
         raise awaitdb.DatabaseBusy("busy")
 
     with pytest.raises(awaitdb.DatabaseBusy):
         sdb.run_in_transaction(always, retries=2, backoff=0.001)
 
-    def fatal(tx: Any) -> None:
+    def fatal(tx: awaitdb.SyncTransaction) -> None:
         attempts.append(1)
         raise awaitdb.UniqueViolation("not retryable")
 
@@ -235,7 +247,7 @@ def test_run_in_transaction_retries_transient_errors(sdb: Any) -> None:
     assert len(attempts) == before + 1
 
 
-def test_transaction_objects_are_single_use(sdb: Any) -> None:
+def test_transaction_objects_are_single_use(sdb: awaitdb.SyncDatabase) -> None:
     tx = sdb.transaction()
     with tx:
         pass
@@ -248,7 +260,7 @@ def test_transaction_objects_are_single_use(sdb: Any) -> None:
         tx.on_commit(lambda: None)
 
 
-def test_transaction_control_statements_are_refused(sdb: Any) -> None:
+def test_transaction_control_statements_are_refused(sdb: awaitdb.SyncDatabase) -> None:
     with pytest.raises(awaitdb.InterfaceError, match="transaction"):
         sdb.execute("BEGIN")
     with sdb.transaction():
@@ -256,7 +268,7 @@ def test_transaction_control_statements_are_refused(sdb: Any) -> None:
             sdb.execute("COMMIT")
 
 
-def test_pinned_connection(sdb: Any) -> None:
+def test_pinned_connection(sdb: awaitdb.SyncDatabase) -> None:
     _table(sdb)
     with sdb.connection() as conn:
         conn.execute("INSERT INTO t (id) VALUES (1)")
@@ -271,7 +283,9 @@ def test_pinned_connection(sdb: Any) -> None:
     assert settled_in_use(sdb) == 0
 
 
-def test_pinned_connection_left_in_a_transaction_is_rolled_back(sdb: Any) -> None:
+def test_pinned_connection_left_in_a_transaction_is_rolled_back(
+    sdb: awaitdb.SyncDatabase,
+) -> None:
     _table(sdb)
     with sdb.connection() as conn:
         conn.execute("BEGIN")

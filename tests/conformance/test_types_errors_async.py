@@ -37,7 +37,7 @@ TYPE_TABLE = [
 @pytest.mark.parametrize(
     ("row", "value"), TYPE_TABLE, ids=[f"{r}-{i}" for i, (r, _) in enumerate(TYPE_TABLE)]
 )
-async def test_type_round_trip(adb: Any, dialect: Any, row: str, value: Any) -> None:
+async def test_type_round_trip(adb: awaitdb.Database, dialect: Any, row: str, value: Any) -> None:
     await adb.execute(f"CREATE TABLE t (v {dialect.types[row]})")
     await adb.execute("INSERT INTO t (v) VALUES (:v)", {"v": value})
     back = await adb.fetch_val("SELECT v FROM t")
@@ -48,13 +48,13 @@ async def test_type_round_trip(adb: Any, dialect: Any, row: str, value: Any) -> 
     assert await adb.fetch_val("SELECT v FROM t WHERE v IS NULL") is None
 
 
-async def test_unbindable_value_names_the_parameter(adb: Any) -> None:
+async def test_unbindable_value_names_the_parameter(adb: awaitdb.Database) -> None:
     await adb.execute("CREATE TABLE t (v TEXT)")
     with pytest.raises(awaitdb.InterfaceError, match=":v.*object"):
         await adb.execute("INSERT INTO t (v) VALUES (:v)", {"v": object()})
 
 
-async def _schema(adb: Any) -> None:
+async def _schema(adb: awaitdb.Database) -> None:
     await adb.execute("CREATE TABLE parent (id INTEGER PRIMARY KEY)")
     await adb.execute(
         "CREATE TABLE child ("
@@ -70,9 +70,9 @@ async def _schema(adb: Any) -> None:
 INSERT = "INSERT INTO child (id, parent_id, email, age) VALUES (:id, :p, :e, :a)"
 
 
-async def test_integrity_errors(adb: Any) -> None:
+async def test_integrity_errors(adb: awaitdb.Database) -> None:
     await _schema(adb)
-    cases = [
+    cases: list[tuple[dict[str, Any], type[awaitdb.IntegrityError], str]] = [
         ({"id": 2, "p": 1, "e": "a@x", "a": 1}, awaitdb.UniqueViolation, "23505"),
         ({"id": 1, "p": 1, "e": "b@x", "a": 1}, awaitdb.UniqueViolation, "23505"),
         ({"id": 3, "p": 99, "e": "c@x", "a": 1}, awaitdb.ForeignKeyViolation, "23503"),
@@ -96,7 +96,7 @@ async def test_integrity_errors(adb: Any) -> None:
     assert await adb.fetch_val("SELECT count(*) FROM child") == 1
 
 
-async def test_programming_errors(adb: Any) -> None:
+async def test_programming_errors(adb: awaitdb.Database) -> None:
     await _schema(adb)
     for sql in ["SELEC 1", "SELECT * FROM no_such_table", "SELECT no_such_column FROM child"]:
         with pytest.raises(awaitdb.ProgrammingError) as info:
@@ -104,7 +104,7 @@ async def test_programming_errors(adb: Any) -> None:
         assert info.value.sqlstate is not None and info.value.sqlstate.startswith("42")
 
 
-async def test_data_error(adb: Any, dialect: Any) -> None:
+async def test_data_error(adb: awaitdb.Database, dialect: Any) -> None:
     with pytest.raises(awaitdb.DataError) as info:
         await adb.fetch_val(dialect.overflow_sql)
     assert info.value.sqlstate == "22003"

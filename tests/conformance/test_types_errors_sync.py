@@ -41,7 +41,7 @@ TYPE_TABLE = [
 @pytest.mark.parametrize(
     ("row", "value"), TYPE_TABLE, ids=[f"{r}-{i}" for i, (r, _) in enumerate(TYPE_TABLE)]
 )
-def test_type_round_trip(sdb: Any, dialect: Any, row: str, value: Any) -> None:
+def test_type_round_trip(sdb: awaitdb.SyncDatabase, dialect: Any, row: str, value: Any) -> None:
     sdb.execute(f"CREATE TABLE t (v {dialect.types[row]})")
     sdb.execute("INSERT INTO t (v) VALUES (:v)", {"v": value})
     back = sdb.fetch_val("SELECT v FROM t")
@@ -52,13 +52,13 @@ def test_type_round_trip(sdb: Any, dialect: Any, row: str, value: Any) -> None:
     assert sdb.fetch_val("SELECT v FROM t WHERE v IS NULL") is None
 
 
-def test_unbindable_value_names_the_parameter(sdb: Any) -> None:
+def test_unbindable_value_names_the_parameter(sdb: awaitdb.SyncDatabase) -> None:
     sdb.execute("CREATE TABLE t (v TEXT)")
     with pytest.raises(awaitdb.InterfaceError, match=":v.*object"):
         sdb.execute("INSERT INTO t (v) VALUES (:v)", {"v": object()})
 
 
-def _schema(sdb: Any) -> None:
+def _schema(sdb: awaitdb.SyncDatabase) -> None:
     sdb.execute("CREATE TABLE parent (id INTEGER PRIMARY KEY)")
     sdb.execute(
         "CREATE TABLE child ("
@@ -74,9 +74,9 @@ def _schema(sdb: Any) -> None:
 INSERT = "INSERT INTO child (id, parent_id, email, age) VALUES (:id, :p, :e, :a)"
 
 
-def test_integrity_errors(sdb: Any) -> None:
+def test_integrity_errors(sdb: awaitdb.SyncDatabase) -> None:
     _schema(sdb)
-    cases = [
+    cases: list[tuple[dict[str, Any], type[awaitdb.IntegrityError], str]] = [
         ({"id": 2, "p": 1, "e": "a@x", "a": 1}, awaitdb.UniqueViolation, "23505"),
         ({"id": 1, "p": 1, "e": "b@x", "a": 1}, awaitdb.UniqueViolation, "23505"),
         ({"id": 3, "p": 99, "e": "c@x", "a": 1}, awaitdb.ForeignKeyViolation, "23503"),
@@ -100,7 +100,7 @@ def test_integrity_errors(sdb: Any) -> None:
     assert sdb.fetch_val("SELECT count(*) FROM child") == 1
 
 
-def test_programming_errors(sdb: Any) -> None:
+def test_programming_errors(sdb: awaitdb.SyncDatabase) -> None:
     _schema(sdb)
     for sql in ["SELEC 1", "SELECT * FROM no_such_table", "SELECT no_such_column FROM child"]:
         with pytest.raises(awaitdb.ProgrammingError) as info:
@@ -108,7 +108,7 @@ def test_programming_errors(sdb: Any) -> None:
         assert info.value.sqlstate is not None and info.value.sqlstate.startswith("42")
 
 
-def test_data_error(sdb: Any, dialect: Any) -> None:
+def test_data_error(sdb: awaitdb.SyncDatabase, dialect: Any) -> None:
     with pytest.raises(awaitdb.DataError) as info:
         sdb.fetch_val(dialect.overflow_sql)
     assert info.value.sqlstate == "22003"
