@@ -287,8 +287,8 @@ def _scan(sql: str) -> SqlInfo:
             match = _FIRST_WORD.match(sql, i)
             assert match is not None
             first_word = match.group(0).lower()
-            if first_word != "with":
-                find = _NEXT.search  # a WITH keeps reading words: its body may write
+            if first_word != "with" or not _names_a_write_word(sql):
+                find = _NEXT.search  # a WITH naming a write word reads on, word by word
             i = match.end()
         elif ch.isalpha():  # a word of a WITH statement (outside strings, comments, quotes)
             match = _IDENT.match(sql, i)
@@ -309,6 +309,12 @@ def _scan(sql: str) -> SqlInfo:
 
 _GLUED = re.compile(r"[A-Za-z0-9_$.]")  # before a word: the word is part of a name (t.update)
 _CALL = re.compile(r"\s*\(")
+
+
+def _names_a_write_word(sql: str) -> bool:
+    """A quick no for most WITH ... SELECT texts (a yes is checked word by word)."""
+    lowered = sql.lower()
+    return any(word in lowered for word in _WRITE_WORDS)
 
 
 def _is_write_word(sql: str, word: str, end: int) -> bool:
