@@ -480,3 +480,25 @@ def test_two_processes_in_loop_transactions_on_one_file(tmp_path: Any) -> None:
         assert check.fetch_val("SELECT count(*) FROM t") == 2 * 20 * 30
     finally:
         check.close()
+
+
+@pytest.mark.parametrize("inline", [True, False])
+async def test_execute_many_first_or_later_in_a_transaction_is_atomic(
+    sqlite_url: str, inline: bool
+) -> None:
+    """A failing row undoes the whole call and nothing else, whichever statement it is."""
+    db = await _open(sqlite_url, inline_transactions=inline)
+    sql = "INSERT INTO t (id, v) VALUES (:id, 'many')"
+    try:
+        await db.execute("INSERT INTO t (id) VALUES (1)")
+        async with db.transaction():
+            with pytest.raises(awaitdb.UniqueViolation):
+                await db.execute_many(sql, [{"id": 10}, {"id": 1}])  # the first statement
+            await _insert(db, "kept")
+            with pytest.raises(awaitdb.UniqueViolation):
+                await db.execute_many(sql, [{"id": 11}, {"id": 12}, {"id": 1}])
+            await db.execute_many(sql, [{"id": 13}])
+        ids = [r["id"] for r in await db.fetch_all("SELECT id FROM t ORDER BY id")]
+    finally:
+        await db.close()
+    assert ids == [1, 2, 13]
