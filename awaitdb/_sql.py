@@ -179,6 +179,7 @@ class SqlInfo:
         "numbered",
         "order",
         "shape",
+        "single",
         "sql",
     )
 
@@ -194,6 +195,7 @@ class SqlInfo:
         self.sql = sql
         self.order = order  # distinct names in order of first appearance ($1, $2, ...)
         self.names = frozenset(order)
+        self.single = order[0] if len(order) == 1 else None  # checked without a keys view
         self.kind = kind
         self.numbered = numbered
         # What the text says, fixed once: shared by every database of the process. What a
