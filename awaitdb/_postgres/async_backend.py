@@ -50,6 +50,7 @@ from .common import (
     may_move_on,
     pool_options,
 )
+from .dialect import DIALECT
 from .errors import command_count, is_connection_error, too_deep, translate
 
 __all__ = ["PostgresBackend"]
@@ -66,9 +67,19 @@ _DRIVER_ERRORS = (
 _VALUES = operator.itemgetter(slice(None))  # asyncpg row -> tuple of its values, in C
 
 
-def _record_cls(info: SqlInfo, row: asyncpg.Record) -> type[Record]:
+class _Connection(asyncpg.Connection):  # type: ignore[misc]
+    """An asyncpg connection that remembers its statements' result shapes (Record classes)."""
+
+    __slots__ = ("shapes",)
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.shapes: dict[str, tuple[Any, type[Record]]] = {}
+
+
+def _record_cls(conn: asyncpg.Connection, info: SqlInfo, row: asyncpg.Record) -> type[Record]:
     keys = tuple(row.keys())
-    return cached_record_class(info, keys, tuple)
+    return cached_record_class(conn.shapes, info.sql, keys, tuple)
 
 
 def _column(row: asyncpg.Record, column: int | str) -> Any:
@@ -79,7 +90,7 @@ async def execute(
     conn: asyncpg.Connection, kind: Op, info: SqlInfo, params: Any, arg: Any, timeout: float | None
 ) -> Any:
     """Run one statement on ``conn``, shaped by ``kind``; driver errors become awaitdb errors."""
-    sql = info.numbered
+    sql = info.text_for(DIALECT)
     try:
         if kind is EXECUTE_MANY:
             await conn.executemany(sql, [info.positional(p) for p in params], timeout=timeout)
@@ -88,12 +99,12 @@ async def execute(
         args = [params[name] for name in order] if order else ()
         if kind is FETCH_ONE:
             row = await conn.fetchrow(sql, *args, timeout=timeout)
-            return None if row is None else _record_cls(info, row)(row)
+            return None if row is None else _record_cls(conn, info, row)(row)
         if kind is FETCH_ALL:
             rows = await conn.fetch(sql, *args, timeout=timeout)
             if not rows:
                 return []
-            return build_records(_record_cls(info, rows[0]), rows, _VALUES)
+            return build_records(_record_cls(conn, info, rows[0]), rows, _VALUES)
         if kind is EXECUTE:
             status = await conn.execute(sql, *args, timeout=timeout)
             if info.kind == TXCONTROL and status == "ROLLBACK" and not _is_rollback(info):
@@ -155,7 +166,7 @@ class PgSession:
                     self.cursor_tx = True
                     await self.conn.execute(begin_sql(None, readonly=not info.is_write))
                 args = info.positional(params) if info.order else ()
-                return await self.conn.cursor(info.numbered, *args, timeout=timeout), info
+                return await self.conn.cursor(info.text_for(DIALECT), *args, timeout=timeout), info
             except BaseException as exc:
                 self._interrupted(exc)
                 if isinstance(exc, _DRIVER_ERRORS):
@@ -176,7 +187,7 @@ class PgSession:
                 raise
         if not rows:
             return []
-        return build_records(_record_cls(info, rows[0]), rows, _VALUES)
+        return build_records(_record_cls(self.conn, info, rows[0]), rows, _VALUES)
 
     async def close_cursor(self, cursor: Any) -> None:
         if not self.cursor_tx:
@@ -277,7 +288,10 @@ class PostgresBackend:
             failure: CannotConnect | None = None
             try:
                 conn = await asyncpg.connect(
-                    config.url, timeout=max(0.5, min(10.0, remaining)), **self._connect_kwargs
+                    config.url,
+                    timeout=max(0.5, min(10.0, remaining)),
+                    connection_class=_Connection,
+                    **self._connect_kwargs,
                 )
             except Exception as exc:  # noqa: BLE001 - reported as CannotConnect, retried
                 self.stats.connection_errors += 1
