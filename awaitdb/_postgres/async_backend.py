@@ -36,7 +36,7 @@ from .._errors import (
     TransactionAborted,
 )
 from .._hooks import run_hook
-from .._ops import EXECUTE, EXECUTE_MANY, FETCH_ALL, FETCH_ONE, Op
+from .._ops import EXECUTE, EXECUTE_MANY, FETCH_ALL, FETCH_ONE, Column, Op, Params
 from .._record import Record, cached_record_class, column_index
 from .._sql import TXCONTROL, SqlInfo
 from .._stats import Stats
@@ -89,7 +89,10 @@ def _column(row: asyncpg.Record, column: int | str) -> Any:
 async def execute(
     conn: asyncpg.Connection, kind: Op, info: SqlInfo, params: Any, arg: Any, timeout: float | None
 ) -> Any:
-    """Run one statement on ``conn``, shaped by ``kind``; driver errors become awaitdb errors."""
+    """Run one statement on ``conn``, shaped by ``kind``; driver errors become awaitdb errors.
+
+    ``params``/``arg`` are the seam's ``Params``/``Column``, left ``Any`` here: ``kind`` says
+    which form they take (rows for EXECUTE_MANY), and narrowing would cost on the hot path."""
     sql = info.text_for(DIALECT)
     try:
         if kind is EXECUTE_MANY:
@@ -144,7 +147,7 @@ class PgSession:
         return self.unsure or _in_transaction(self.conn)
 
     async def run(
-        self, kind: Op, info: SqlInfo, params: Any, arg: Any, timeout: float | None
+        self, kind: Op, info: SqlInfo, params: Params, arg: Column, timeout: float | None
     ) -> Any:
         async with self._lock:
             if info.changes_session:
@@ -375,11 +378,13 @@ class PostgresBackend:
 
     # -- autocommit ---------------------------------------------------------------------------
 
-    def run_now(self, kind: Op, info: SqlInfo, params: Any, arg: Any, timeout: float | None) -> Any:
+    def run_now(
+        self, kind: Op, info: SqlInfo, params: Params, arg: Column, timeout: float | None
+    ) -> Any:
         return NOT_NOW  # every statement is a round trip
 
     async def run(
-        self, kind: Op, info: SqlInfo, params: Any, arg: Any, timeout: float | None
+        self, kind: Op, info: SqlInfo, params: Params, arg: Column, timeout: float | None
     ) -> Any:
         pool = self._pool
         for attempt in range(self._max_size + 1):

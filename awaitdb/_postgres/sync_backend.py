@@ -33,7 +33,7 @@ from .._errors import (
     TransactionAborted,
 )
 from .._hooks import run_hook_sync
-from .._ops import EXECUTE, EXECUTE_MANY, FETCH_ALL, FETCH_ONE, Op
+from .._ops import EXECUTE, EXECUTE_MANY, FETCH_ALL, FETCH_ONE, Column, Op, Params
 from .._record import Record, cached_record_class, column_index
 from .._sql import TXCONTROL, SqlArray, SqlInfo
 from .._stats import Stats
@@ -111,7 +111,10 @@ def _column(description: Any, row: tuple[Any, ...], column: int | str) -> Any:
 
 def execute(conn: psycopg.Connection[Any], kind: Op, info: SqlInfo, params: Any, arg: Any,
             timeout: float | None) -> Any:  # fmt: skip
-    """Run one statement on ``conn``, shaped by ``kind``; driver errors become awaitdb errors."""
+    """Run one statement on ``conn``, shaped by ``kind``; driver errors become awaitdb errors.
+
+    ``params``/``arg`` are the seam's ``Params``/``Column``, left ``Any`` here: ``kind`` says
+    which form they take (rows for EXECUTE_MANY), and narrowing would cost on the hot path."""
     timer = None
     if timeout is not None:
         timer = threading.Timer(timeout, conn.cancel_safe)
@@ -176,7 +179,9 @@ class PgSyncSession:
     def in_transaction(self) -> bool:
         return self.conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE
 
-    def run(self, kind: Op, info: SqlInfo, params: Any, arg: Any, timeout: float | None) -> Any:
+    def run(
+        self, kind: Op, info: SqlInfo, params: Params, arg: Column, timeout: float | None
+    ) -> Any:
         with self._lock:
             if info.changes_session:
                 self.dirty = True
@@ -384,7 +389,9 @@ class SyncPostgresBackend:
 
     # -- autocommit ---------------------------------------------------------------------------
 
-    def run(self, kind: Op, info: SqlInfo, params: Any, arg: Any, timeout: float | None) -> Any:
+    def run(
+        self, kind: Op, info: SqlInfo, params: Params, arg: Column, timeout: float | None
+    ) -> Any:
         pool = self._pool
         for attempt in range(self._max_size + 1):
             conn = pool.try_acquire() or pool.acquire()
