@@ -64,6 +64,7 @@ _DRIVER_ERRORS = (
 )
 
 
+_NAME = DIALECT.name
 _VALUES = operator.itemgetter(slice(None))  # asyncpg row -> tuple of its values, in C
 
 
@@ -93,7 +94,7 @@ async def execute(
 
     ``params``/``arg`` are the seam's ``Params``/``Column``, left ``Any`` here: ``kind`` says
     which form they take (rows for EXECUTE_MANY), and narrowing would cost on the hot path."""
-    sql = info.text_for(DIALECT)
+    sql = info.texts.get(_NAME) or info.text_for(DIALECT)  # the call only on the first run
     try:
         if kind is EXECUTE_MANY:
             await conn.executemany(sql, [info.positional(p) for p in params], timeout=timeout)
