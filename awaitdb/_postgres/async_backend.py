@@ -37,7 +37,7 @@ from .._errors import (
 )
 from .._hooks import run_hook
 from .._ops import EXECUTE, EXECUTE_MANY, FETCH_ALL, FETCH_ONE, Column, Op, Params
-from .._record import Record, cached_record_class, column_index
+from .._record import Record, column_index, record_class
 from .._sql import TXCONTROL, SqlInfo
 from .._stats import Stats
 from .codecs import install_codecs
@@ -68,19 +68,10 @@ _NAME = DIALECT.name
 _VALUES = operator.itemgetter(slice(None))  # asyncpg row -> tuple of its values, in C
 
 
-class _Connection(asyncpg.Connection):  # type: ignore[misc]
-    """An asyncpg connection that remembers its statements' result shapes (Record classes)."""
-
-    __slots__ = ("shapes",)
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.shapes: dict[str, tuple[Any, type[Record]]] = {}
-
-
-def _record_cls(conn: asyncpg.Connection, info: SqlInfo, row: asyncpg.Record) -> type[Record]:
-    keys = tuple(row.keys())
-    return cached_record_class(conn.shapes, info.sql, keys, tuple)
+def _record_cls(row: asyncpg.Record) -> type[Record]:
+    # By column names, from the process-wide cache: nothing learned on the shared ``SqlInfo``
+    # or per connection (cheaper under callgrind than a per-connection cache keyed by text).
+    return record_class(tuple(row.keys()))
 
 
 def _column(row: asyncpg.Record, column: int | str) -> Any:
@@ -103,12 +94,12 @@ async def execute(
         args = [params[name] for name in order] if order else ()
         if kind is FETCH_ONE:
             row = await conn.fetchrow(sql, *args, timeout=timeout)
-            return None if row is None else _record_cls(conn, info, row)(row)
+            return None if row is None else _record_cls(row)(row)
         if kind is FETCH_ALL:
             rows = await conn.fetch(sql, *args, timeout=timeout)
             if not rows:
                 return []
-            return build_records(_record_cls(conn, info, rows[0]), rows, _VALUES)
+            return build_records(_record_cls(rows[0]), rows, _VALUES)
         if kind is EXECUTE:
             status = await conn.execute(sql, *args, timeout=timeout)
             if info.kind == TXCONTROL and status == "ROLLBACK" and not _is_rollback(info):
@@ -191,7 +182,7 @@ class PgSession:
                 raise
         if not rows:
             return []
-        return build_records(_record_cls(self.conn, info, rows[0]), rows, _VALUES)
+        return build_records(_record_cls(rows[0]), rows, _VALUES)
 
     async def close_cursor(self, cursor: Any) -> None:
         if not self.cursor_tx:
@@ -294,7 +285,6 @@ class PostgresBackend:
                 conn = await asyncpg.connect(
                     config.url,
                     timeout=max(0.5, min(10.0, remaining)),
-                    connection_class=_Connection,
                     **self._connect_kwargs,
                 )
             except Exception as exc:  # noqa: BLE001 - reported as CannotConnect, retried
