@@ -208,6 +208,7 @@ class SqlInfo:
         "numbers",
         "order",
         "parts",
+        "single",
         "sql",
         "texts",
     )
@@ -225,6 +226,7 @@ class SqlInfo:
         self.sql = sql
         self.order = order  # distinct names in order of first appearance (numbered 1, 2, ...)
         self.names = frozenset(order)
+        self.single = order[0] if len(order) == 1 else None  # checked without a keys view
         self.kind = kind
         # The text without its trailing ``;``, split at each placeholder: ``parts[k]`` comes
         # before the placeholder of parameter number ``numbers[k]`` (1-based, into ``order``).

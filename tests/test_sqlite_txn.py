@@ -17,6 +17,8 @@ import threading
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 import awaitdb
 
 SLOW_INSERT = (
@@ -45,19 +47,121 @@ async def _insert(db: awaitdb.Database, v: str) -> None:
 
 
 async def test_a_short_transaction_runs_on_the_loop_thread(sqlite_url: str) -> None:
+    """The first statement and a later read seen cheap run on the loop; a later write always
+    on the thread (SQLite rolls back the whole transaction when it interrupts a write)."""
     db = await _open(sqlite_url)
     try:
+        reads = []
         for i in range(3):
             async with db.transaction():
                 await _insert(db, f"a{i}")
-                await _insert(db, f"b{i}")  # a second statement: on the loop once seen cheap
+                reads.append(await db.fetch_val("SELECT whoami()"))  # on the loop once cheap
+                await _insert(db, f"b{i}")
         rows = await db.fetch_all("SELECT v, who FROM t ORDER BY id")
     finally:
         await db.close()
     loop_thread = threading.get_ident()
     assert [r["v"] for r in rows] == ["a0", "b0", "a1", "b1", "a2", "b2"]
-    assert {r["who"] for r in rows[2:]} == {loop_thread}
-    assert rows[0]["who"] == loop_thread
+    assert {r["who"] for r in rows if r["v"][0] == "a"} == {loop_thread}
+    assert loop_thread not in {r["who"] for r in rows if r["v"][0] == "b"}
+    assert reads[1:] == [loop_thread, loop_thread]
+
+
+RECURSIVE_INSERT = (
+    "INSERT INTO t (v, who) WITH RECURSIVE r(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM r "
+    "WHERE x < :n) SELECT 'many', whoami() FROM r"
+)
+
+
+async def test_a_later_write_honours_its_timeout_and_loses_nothing(sqlite_url: str) -> None:
+    """A later write seen cheap may be huge with other parameters: it runs on the thread,
+    which honours its timeout=; the transaction fails whole (issue 9 review, p16)."""
+    db = await _open(sqlite_url)
+    try:
+        for _ in range(3):  # seen cheap, on the loop and on the thread
+            async with db.transaction():
+                await _insert(db, "first")
+                await db.execute(RECURSIVE_INSERT, {"n": 1}, timeout=10)
+        with pytest.raises(awaitdb.QueryTimeout):
+            async with db.transaction():
+                await _insert(db, "lost")
+                await db.execute(RECURSIVE_INSERT, {"n": 10**12}, timeout=0.05)
+        with pytest.raises(awaitdb.QueryTimeout):  # a first statement honours it too
+            async with db.transaction():
+                await db.execute(RECURSIVE_INSERT, {"n": 10**12}, timeout=0.05)
+        counts = {
+            r["v"]: r["n"] for r in await db.fetch_all("SELECT v, count(*) AS n FROM t GROUP BY v")
+        }
+        whos = await db.fetch_all("SELECT DISTINCT who FROM t WHERE v = 'many'")
+    finally:
+        await db.close()
+    assert counts == {"first": 3, "many": 3}
+    assert threading.get_ident() not in {r["who"] for r in whos}
+
+
+async def test_a_later_read_aborted_on_the_loop_keeps_the_transaction(sqlite_url: str) -> None:
+    """A later read over the loop's CPU limit is aborted (a read abort keeps the transaction)
+    and the thread runs it, in the same transaction."""
+    db = await _open(sqlite_url)
+    sql = (
+        "WITH RECURSIVE r(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM r WHERE x < :n) "
+        "SELECT sum(x) AS s, whoami() AS who FROM r"
+    )
+    try:
+        seen = []
+        for n in (1, 1, 2_000_000):
+            async with db.transaction():
+                await _insert(db, f"n{n}")
+                seen.append(await db.fetch_one(sql, {"n": n}))
+        count = await db.fetch_val("SELECT count(*) FROM t")
+    finally:
+        await db.close()
+    loop_thread = threading.get_ident()
+    assert seen[1]["who"] == loop_thread
+    assert seen[2]["s"] == 2_000_000 * 2_000_001 // 2
+    assert seen[2]["who"] != loop_thread
+    assert count == 3
+
+
+async def test_a_write_behind_with_never_runs_later_on_the_loop(sqlite_url: str) -> None:
+    """``WITH ... INSERT`` reads as a read: on the loop it runs with query_only on, is refused
+    before it writes, and goes to the thread from then on."""
+    db = await _open(sqlite_url)
+    sql = "WITH r(x) AS (SELECT 1) INSERT INTO t (v, who) SELECT 'with', whoami() FROM r"
+    try:
+        for _ in range(4):
+            async with db.transaction():
+                await _insert(db, "first")
+                await db.execute(sql)
+        whos = await db.fetch_all("SELECT who FROM t WHERE v = 'with'")
+        firsts = await db.fetch_val("SELECT count(*) FROM t WHERE v = 'first'")
+        await db.execute("INSERT INTO t (v) VALUES ('after')")  # query_only is off again
+    finally:
+        await db.close()
+    assert len(whos) == 4 and firsts == 4
+    assert threading.get_ident() not in {r["who"] for r in whos}
+
+
+async def test_a_first_statement_sqlite_cannot_interrupt_goes_to_the_thread(
+    sqlite_url: str,
+) -> None:
+    """``count(*)`` of a big table never reaches the progress handler: a long run makes it a
+    suspect, its next run's CPU time sends it to the thread (issue 9 review, p17)."""
+    db = await _open(sqlite_url)
+    try:
+        await db.execute("CREATE TABLE big (x INTEGER)")
+        await db.execute(
+            "INSERT INTO big WITH RECURSIVE r(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM r "
+            "WHERE x < 400000) SELECT x FROM r"
+        )
+        whos = []
+        for _ in range(4):
+            async with db.transaction():
+                assert await db.fetch_val("SELECT count(*) FROM big") == 400_000
+                whos.append(await db.fetch_val("SELECT whoami()"))
+    finally:
+        await db.close()
+    assert whos[-1] != threading.get_ident()  # the transaction began on the thread
 
 
 async def test_the_option_keeps_transactions_on_the_writer_thread(sqlite_url: str) -> None:
@@ -376,3 +480,25 @@ def test_two_processes_in_loop_transactions_on_one_file(tmp_path: Any) -> None:
         assert check.fetch_val("SELECT count(*) FROM t") == 2 * 20 * 30
     finally:
         check.close()
+
+
+@pytest.mark.parametrize("inline", [True, False])
+async def test_execute_many_first_or_later_in_a_transaction_is_atomic(
+    sqlite_url: str, inline: bool
+) -> None:
+    """A failing row undoes the whole call and nothing else, whichever statement it is."""
+    db = await _open(sqlite_url, inline_transactions=inline)
+    sql = "INSERT INTO t (id, v) VALUES (:id, 'many')"
+    try:
+        await db.execute("INSERT INTO t (id) VALUES (1)")
+        async with db.transaction():
+            with pytest.raises(awaitdb.UniqueViolation):
+                await db.execute_many(sql, [{"id": 10}, {"id": 1}])  # the first statement
+            await _insert(db, "kept")
+            with pytest.raises(awaitdb.UniqueViolation):
+                await db.execute_many(sql, [{"id": 11}, {"id": 12}, {"id": 1}])
+            await db.execute_many(sql, [{"id": 13}])
+        ids = [r["id"] for r in await db.fetch_all("SELECT id FROM t ORDER BY id")]
+    finally:
+        await db.close()
+    assert ids == [1, 2, 13]

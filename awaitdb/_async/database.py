@@ -13,6 +13,7 @@ import random
 import time
 from collections.abc import Awaitable, Callable
 from contextvars import ContextVar
+from time import perf_counter
 from typing import Any, TypeVar
 
 from .._compat import ASYNC, asleep
@@ -155,14 +156,20 @@ class Database(Queries):
                     _check_many(info, params)
             else:
                 _check_many(info, params)
-        elif params is None or type(params) is not dict or params.keys() != info.names:
+        elif params is None:
+            if info.order:  # raises, naming the missing parameters
+                check_params(info, params)
+        elif type(params) is not dict or (
+            params.keys() != info.names  # the same names, no more and no fewer
+            if info.single is None
+            else len(params) != 1 or info.single not in params
+        ):
             check_params(info, params)
         if info.lists is not None:  # ``IN :ids``: expanded (SQLite) or one array (PostgreSQL)
             info, params = bind_lists(info, params, self._backend.name, many=kind is EXECUTE_MANY)
         timeout = self._statement_timeout if timeout is None else check_timeout(timeout)
-        stats = self._stats
         waited = acquire_waited()
-        start = time.perf_counter()
+        start = perf_counter()
         try:
             if scope is None:
                 if info.kind == TXCONTROL:
@@ -174,15 +181,17 @@ class Database(Queries):
             else:
                 result = await scope._execute(kind, info, params, arg, timeout)
         except Exception as exc:
-            _failed(stats, sql, time.perf_counter() - start, acquire_waited() - waited, exc)
+            _failed(self._stats, sql, perf_counter() - start, acquire_waited() - waited, exc)
             raise
-        elapsed = time.perf_counter() - start
+        elapsed = perf_counter() - start
         waited = acquire_waited() - waited
         if waited:  # execution time only: the wait for a connection is reported apart
             elapsed -= waited
+        stats = self._stats
         stats.queries += 1
         stats.query_times.append(elapsed)
-        if stats.slow_query_s is not None and elapsed >= stats.slow_query_s:
+        limit = stats.slow_query_s
+        if limit is not None and elapsed >= limit:
             stats.query_done(sql, elapsed, False, counted=True, waited=waited)
         return result
 

@@ -28,10 +28,10 @@ from collections.abc import Awaitable, Callable
 from typing import Any, Generic, TypeVar
 
 from .._compat import ASYNC, ANoLock, AWaiter
-from .._errors import InterfaceError, PoolOverloaded, PoolTimeout
+from .._errors import InterfaceError, PoolOverloaded, PoolTimeout, QueryTimeout
 from .._stats import Stats, note_acquire_wait
 
-__all__ = ["Pool"]
+__all__ = ["Pool", "acquire_within"]
 
 T = TypeVar("T")
 
@@ -351,3 +351,24 @@ class Pool(Generic[T]):
                 self._timer = None
         for waiter in waiters:
             waiter.fail(InterfaceError("the database was closed while waiting for a connection"))
+
+
+async def acquire_within(pool: Pool[T], timeout: float) -> tuple[T, float]:
+    """An item within a call's ``timeout`` and the time left of it: ``QueryTimeout`` past it
+    (what a statement waiting for SQLite's writer raises), ``PoolTimeout`` past a shorter
+    ``acquire_timeout``."""
+    start = time.perf_counter()
+    limit = pool._acquire_timeout
+    try:
+        item = await pool.acquire(min(timeout, limit))
+    except PoolTimeout:
+        if timeout >= limit:
+            raise
+        raise QueryTimeout(
+            f"the statement timed out after {timeout:g}s waiting for a connection"
+        ) from None
+    left = timeout - (time.perf_counter() - start)
+    if left <= 0:
+        pool.release(item)
+        raise QueryTimeout(f"the statement timed out after {timeout:g}s waiting for a connection")
+    return item, left

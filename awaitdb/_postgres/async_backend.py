@@ -28,7 +28,7 @@ from typing import Any
 import asyncpg
 
 from .._async.backend import NOT_NOW
-from .._async.pool import Pool
+from .._async.pool import Pool, acquire_within
 from .._config import Config
 from .._errors import (
     CannotConnect,
@@ -379,7 +379,13 @@ class PostgresBackend:
     ) -> Any:
         pool = self._pool
         for attempt in range(self._max_size + 1):
-            conn = pool.try_acquire() or await pool.acquire()
+            conn = pool.try_acquire()
+            if conn is None:
+                if timeout is None:
+                    conn = await pool.acquire()
+                else:  # the call's timeout= bounds the wait too, as SQLite's writer wait
+                    got, timeout = await acquire_within(pool, timeout)
+                    conn = got
             try:
                 result = await execute(conn, kind, info, params, arg, timeout)
             except BaseException as exc:

@@ -37,7 +37,7 @@ from .._ops import EXECUTE, EXECUTE_MANY, FETCH_ALL, FETCH_ONE, Column, Op, Para
 from .._record import Record, cached_record_class, column_index
 from .._sql import TXCONTROL, SqlArray, SqlInfo
 from .._stats import Stats
-from .._sync.pool import SyncPool
+from .._sync.pool import SyncPool, acquire_within
 from .common import (
     RESET_QUERY,
     backoff,
@@ -394,7 +394,13 @@ class SyncPostgresBackend:
     ) -> Any:
         pool = self._pool
         for attempt in range(self._max_size + 1):
-            conn = pool.try_acquire() or pool.acquire()
+            conn = pool.try_acquire()
+            if conn is None:
+                if timeout is None:
+                    conn = pool.acquire()
+                else:  # the call's timeout= bounds the wait too, as SQLite's writer wait
+                    got, timeout = acquire_within(pool, timeout)
+                    conn = got
             try:
                 result = execute(conn, kind, info, params, arg, timeout)
             except Exception as exc:

@@ -312,8 +312,16 @@ def run_op(conn: sqlite3.Connection, kind: Op, info: SqlInfo, params: Any, arg: 
         if kind is EXECUTE_MANY:  # atomic: all rows or none, as on PostgreSQL
             seq: Sequence[Mapping[str, Any]] = params
             rows = [adapt_params(p) for p in seq]
-            if conn.in_transaction:
-                count = conn.executemany(sql, rows).rowcount
+            if conn.in_transaction:  # a savepoint: a failing row undoes this call's rows only
+                conn.execute("SAVEPOINT awaitdb_execute_many")
+                try:
+                    count = conn.executemany(sql, rows).rowcount
+                except BaseException:
+                    if conn.in_transaction:  # an interrupted write rolled back everything
+                        conn.execute("ROLLBACK TO awaitdb_execute_many")
+                        conn.execute("RELEASE awaitdb_execute_many")
+                    raise
+                conn.execute("RELEASE awaitdb_execute_many")
             else:
                 conn.execute("BEGIN IMMEDIATE")
                 try:

@@ -9,22 +9,33 @@ Who runs a write session's statements::
 
     BEGIN deferred ──first statement: writer idle,  ──► on the loop: BEGIN IMMEDIATE (no busy
          │           budget open, not known slow        wait) + the statement, 0.5 ms of CPU
+         │                                              and its own timeout=, if any
          │                                                   │
-         └──writer busy, lock held elsewhere, a slow   ◄─────┤ a later statement not yet seen
-            or aborted first statement, a cursor,            │ cheap, a cursor, execute_many,
-            execute_many: BEGIN rides on the thread's        │ the budget spent 16 turns
-            first job ──► on the thread                      │
+         └──writer busy, lock held elsewhere, a slow   ◄─────┤ a later write, a later statement
+            or aborted first statement, a cursor,            │ with timeout=, one not yet seen
+            execute_many: BEGIN rides on the thread's        │ cheap or aborted on the loop, a
+            first job ──► on the thread                      │ cursor, execute_many, the budget
+                                                             │ spent 16 turns
+                                                             │
+                                                             ├─a later read seen cheap: on the
+                                                             │ loop, 0.5 ms of CPU, read-only
+                                                             │
                                                              └─COMMIT / ROLLBACK / release──►
                                                                given back to the thread
 
 Rules, those of inline reads: the loop's per-iteration budget is shared with them; the first
 statement may use 0.5 ms of CPU, as an inline read, and an abort (which rolls back the whole
-transaction: its BEGIN and this statement only) sends both to the thread, nothing lost. A
-later statement runs on the loop only once it ran cheaply before (an abort would roll back the
-transaction); one that proves slow by the loop thread's CPU time goes to the thread from then
-on, and comes back after ``CHEAP_RUNS`` cheap runs there. The loop never waits for a lock:
-``busy_timeout`` is 0 while the loop holds the connection, and a busy BEGIN goes to the
-thread, which waits.
+transaction: its BEGIN and this statement only) sends both to the thread, nothing lost. SQLite
+rolls back the whole transaction when it interrupts a write, so a later write is never run
+where it could be aborted: it goes to the thread, which honours its ``timeout=``. A later read
+may run on the loop (``query_only`` on while it runs, unless it starts with SELECT: a
+``WITH ... INSERT`` is refused before it writes, and learned as a write); an interrupted read
+keeps the transaction, so an abort hands the connection, mid-transaction, to the thread, which
+runs the read again. Work SQLite cannot interrupt (``count(*)`` of a big table) makes a
+statement a suspect when a run is long in wall time; its next run's CPU time on the loop
+thread decides whether it goes to the thread. A statement sent to the thread comes back after
+``CHEAP_RUNS`` cheap runs there. The loop never waits for a lock: ``busy_timeout`` is 0 while
+the loop holds the connection, and a busy BEGIN goes to the thread, which waits.
 
 Checkpoints never run on the loop: ``wal_autocheckpoint`` is 0 while the loop holds the
 connection, and every ``CHECKPOINT_EVERY`` commits made on the loop the writer thread runs a
@@ -45,7 +56,14 @@ from typing import TYPE_CHECKING, Any, Final
 from .._async.backend import NOT_NOW
 from .._ops import EXECUTE, FETCH_ALL, FETCH_ONE, FETCH_VAL, Op
 from .._sql import TXCONTROL, SqlInfo
-from .common import SQLiteTarget, is_interrupt, is_rollback, run_op, translate
+from .common import (
+    SQLiteTarget,
+    is_interrupt,
+    is_readonly_refusal,
+    is_rollback,
+    run_op,
+    translate,
+)
 from .deadline import Watch
 from .inline import CHEAP_CPU_S, CHEAP_RUNS, SLOW_CPU_S
 from .worker import Worker
@@ -117,8 +135,11 @@ class LoopWriter:
         "_commits",
         "_memory",
         "_restore",
+        "_selects",
         "_slow",
+        "_suspect",
         "_watch",
+        "_writes",
         "off",
         "owner",
         "transactions",
@@ -142,6 +163,9 @@ class LoopWriter:
         self._budget = budget  # opens or checks the loop iteration's inline budget
         self._cheap: set[SqlInfo] = set()  # ran cheaply here: may run later in a transaction
         self._slow: dict[SqlInfo, int] = {}  # kept on the thread: cheap threaded runs so far
+        self._suspect: set[SqlInfo] = set()  # a long run: the next one's CPU time decides
+        self._selects: set[SqlInfo] = set()  # reads that start with SELECT: cannot write
+        self._writes: set[SqlInfo] = set()  # reads that wrote (WITH ... INSERT): on the thread
         self._watch = Watch(cpu_limit=SLOW_CPU_S)  # a first statement's CPU limit; Ctrl-C
         self._commits = 0
         self._restore: tuple[str, str] | None = None  # the thread's busy timeout, checkpoints
@@ -165,14 +189,16 @@ class LoopWriter:
             if conn is None:
                 return NOT_NOW
             self.owner = session
-            return self._first(session, conn, kind, info, params, arg, now)
+            return self._first(session, conn, kind, info, params, arg, now, timeout)
         conn = self.worker.conn
         if not self.worker.on_loop or conn is None:  # the database is closing
             self.owner = None
             return NOT_NOW
         if info.kind == TXCONTROL:
             return self._control(session, conn, kind, info, params, arg)
-        if info not in self._cheap:
+        # A later statement: an abort must not lose the transaction, and its timeout= is the
+        # thread's to honour (it may do far more work than when it was seen cheap).
+        if timeout is not None or info.is_write or info not in self._cheap or info in self._writes:
             return NOT_NOW
         now = time.perf_counter()
         if not self._budget(now):
@@ -188,6 +214,7 @@ class LoopWriter:
         params: Any,
         arg: Any,
         now: float,
+        timeout: float | None,
     ) -> Any:
         """BEGIN and the first statement, under the deadline; aborted, both go to the thread."""
         begin = session.begin
@@ -200,17 +227,24 @@ class LoopWriter:
             return NOT_NOW
         session.begin = None
         watch = self._watch
+        if timeout is not None:
+            watch.deadline = now + timeout  # the caller's, as on the thread
+        suspect = info in self._suspect
+        cpu = time.thread_time() if suspect else 0.0
         watch.cpu_deadline = 0.0  # the progress handler starts this statement's CPU clock
         try:
             result = run_op(conn, kind, info, params, arg)
         except sqlite3.Error as exc:
-            watch.cpu_deadline = math.inf
+            by_cpu = watch.cpu_deadline and time.thread_time() >= watch.cpu_deadline
+            watch.cpu_deadline = watch.deadline = math.inf
             if watch.pending is None and is_interrupt(exc):
-                # Too slow for the loop: SQLite rolled back the transaction, which held only
-                # this statement. The thread runs BEGIN and it again.
+                # Too slow for the loop, or past the caller's timeout: SQLite rolled back the
+                # transaction, which held only this statement. The thread runs BEGIN and it
+                # again (with the whole timeout, as an inline read).
                 _rollback(conn)
                 session.begin = begin
-                self._to_thread(info)
+                if by_cpu:
+                    self._to_thread(info)
                 self._give_back()
                 return NOT_NOW
             session.in_transaction = conn.in_transaction
@@ -218,13 +252,17 @@ class LoopWriter:
                 watch.settle(conn)
             raise translate(exc) from exc
         except Exception as exc:
-            watch.cpu_deadline = math.inf
+            watch.cpu_deadline = watch.deadline = math.inf
             session.in_transaction = conn.in_transaction
             raise translate(exc) from exc
-        watch.cpu_deadline = math.inf
+        watch.cpu_deadline = watch.deadline = math.inf
         session.in_transaction = conn.in_transaction
-        if time.perf_counter() - now <= INLINE_QUERY_S:
+        if suspect:
+            self._measured(info, time.thread_time() - cpu)
+        elif time.perf_counter() - now <= INLINE_QUERY_S:
             self._remember(info)
+        else:
+            self._suspect_of(info)
         return result
 
     def _later(
@@ -237,21 +275,53 @@ class LoopWriter:
         arg: Any,
         now: float,
     ) -> Any:
-        """A statement that ran cheaply before: no deadline (an abort would lose the work)."""
-        cpu = time.thread_time()
+        """A read seen cheap, later in the transaction: read-only, under the CPU limit; an
+        abort keeps the transaction (SQLite rolls back only for writes) and the thread runs
+        the read again."""
+        guard = info not in self._selects
+        if guard:
+            if info.sql.lstrip()[:6].upper() == "SELECT":  # no write can hide behind it
+                _add(self._selects, info)
+                guard = False
+            else:
+                conn.execute("PRAGMA query_only=1")
+        watch = self._watch
+        suspect = info in self._suspect
+        cpu = time.thread_time() if suspect else 0.0
+        watch.cpu_deadline = 0.0
         try:
             result = run_op(conn, kind, info, params, arg)
         except sqlite3.Error as exc:
+            by_cpu = watch.cpu_deadline and time.thread_time() >= watch.cpu_deadline
+            watch.cpu_deadline = math.inf
+            if guard:
+                _query_only_off(conn)
             session.in_transaction = conn.in_transaction
-            if self._watch.pending is not None:
-                self._watch.settle(conn)
+            if watch.pending is not None:
+                watch.settle(conn)
+            if conn.in_transaction and (
+                (is_interrupt(exc) and by_cpu) or (guard and is_readonly_refusal(exc))
+            ):
+                if by_cpu:
+                    self._to_thread(info)  # too costly for the loop, for now
+                else:
+                    _add(self._writes, info)  # a WITH ... INSERT: the thread runs it, always
+                return NOT_NOW  # the transaction is intact: the thread runs it
             raise translate(exc) from exc
         except Exception as exc:
+            watch.cpu_deadline = math.inf
+            if guard:
+                _query_only_off(conn)
             session.in_transaction = conn.in_transaction
             raise translate(exc) from exc
+        watch.cpu_deadline = math.inf
+        if guard:
+            _query_only_off(conn)
         session.in_transaction = conn.in_transaction
-        if time.perf_counter() - now > INLINE_QUERY_S and time.thread_time() - cpu >= SLOW_CPU_S:
-            self._to_thread(info)  # real work, not a preempted thread: off the loop next time
+        if suspect:
+            self._measured(info, time.thread_time() - cpu)
+        elif time.perf_counter() - now > INLINE_QUERY_S:
+            self._suspect_of(info)
         return result
 
     def _control(
@@ -369,8 +439,21 @@ class LoopWriter:
             cheap.clear()
         cheap.add(info)
 
+    def _suspect_of(self, info: SqlInfo) -> None:
+        """A run was long in wall time: uninterruptible work, or a preempted thread?"""
+        _add(self._suspect, info)
+
+    def _measured(self, info: SqlInfo, cpu_s: float) -> None:
+        """A suspect's run on the loop used ``cpu_s`` of the loop thread's CPU."""
+        self._suspect.discard(info)
+        if cpu_s >= SLOW_CPU_S:
+            self._to_thread(info)
+        else:
+            self._remember(info)
+
     def _to_thread(self, info: SqlInfo) -> None:
         self._cheap.discard(info)
+        self._suspect.discard(info)
         slow = self._slow
         if len(slow) >= _MEMORY:
             slow.clear()
@@ -393,6 +476,19 @@ class LoopWriter:
                 slow[info] += 1
         elif cpu_s < CHEAP_CPU_S:
             self._remember(info)
+
+
+def _add(known: set[SqlInfo], info: SqlInfo) -> None:
+    if len(known) >= _MEMORY:
+        known.clear()  # forgotten: learned again
+    known.add(info)
+
+
+def _query_only_off(conn: sqlite3.Connection) -> None:
+    try:
+        conn.execute("PRAGMA query_only=0")
+    except sqlite3.Error:  # pragma: no cover - a late interrupt: once more
+        conn.execute("PRAGMA query_only=0")
 
 
 def _rollback(conn: sqlite3.Connection) -> bool:

@@ -29,7 +29,7 @@ from .._ops import Column, Op
 from .._record import Record
 from .._sql import SqlInfo
 from .._stats import Stats
-from .._sync.pool import SyncPool
+from .._sync.pool import SyncPool, acquire_within
 from .common import (
     FileIdentity,
     SQLiteTarget,
@@ -341,7 +341,11 @@ class SyncSQLiteBackend:
                     if not is_readonly_refusal(exc.__cause__ or exc):
                         raise
                     _learn_write(self._writes, info)  # this database's knowledge only
-        writer = self._writer_pool.acquire()
+        pool = self._writer_pool
+        if timeout is None:
+            writer = pool.acquire()
+        else:  # the call's timeout= bounds the wait too, as on the async face
+            writer, timeout = acquire_within(pool, timeout)
         try:
             if writer.identity is not None and not info.is_write and info in self._writes:
                 writer.identity.check(info)  # a learned write: refused once the file is replaced

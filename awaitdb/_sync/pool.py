@@ -30,10 +30,10 @@ from collections.abc import Callable
 from typing import Any, Generic, TypeVar
 
 from .._compat import RLock, Waiter
-from .._errors import InterfaceError, PoolOverloaded, PoolTimeout
+from .._errors import InterfaceError, PoolOverloaded, PoolTimeout, QueryTimeout
 from .._stats import Stats, note_acquire_wait
 
-__all__ = ["SyncPool"]
+__all__ = ["SyncPool", "acquire_within"]
 
 T = TypeVar("T")
 
@@ -268,3 +268,24 @@ class SyncPool(Generic[T]):
             self._waiters.clear()
         for waiter in waiters:
             waiter.fail(InterfaceError("the database was closed while waiting for a connection"))
+
+
+def acquire_within(pool: SyncPool[T], timeout: float) -> tuple[T, float]:
+    """An item within a call's ``timeout`` and the time left of it: ``QueryTimeout`` past it
+    (what a statement waiting for SQLite's writer raises), ``PoolTimeout`` past a shorter
+    ``acquire_timeout``."""
+    start = time.perf_counter()
+    limit = pool._acquire_timeout
+    try:
+        item = pool.acquire(min(timeout, limit))
+    except PoolTimeout:
+        if timeout >= limit:
+            raise
+        raise QueryTimeout(
+            f"the statement timed out after {timeout:g}s waiting for a connection"
+        ) from None
+    left = timeout - (time.perf_counter() - start)
+    if left <= 0:
+        pool.release(item)
+        raise QueryTimeout(f"the statement timed out after {timeout:g}s waiting for a connection")
+    return item, left

@@ -136,6 +136,20 @@ async def test_missing_and_extra_parameters(adb: awaitdb.Database) -> None:
         await adb.execute_many("SELECT :a", [{"a": 1}, {}])
 
 
+async def test_parameter_names_checked_on_every_shape(adb: awaitdb.Database) -> None:
+    # One name, none, several: each checked exactly (the one-name check has a fast path).
+    for params, problem in (({"b": 1}, "missing parameter.*:a.*unexpected.*:b"), ({}, ":a")):
+        with pytest.raises(awaitdb.InterfaceError, match=problem):
+            await adb.fetch_val("SELECT :a", params)
+    with pytest.raises(awaitdb.InterfaceError, match="unexpected parameter.*:x"):
+        await adb.fetch_val("SELECT 1", {"x": 1})
+    assert await adb.fetch_val("SELECT 1") == 1
+    assert await adb.fetch_val("SELECT 1", {}) == 1
+    assert await adb.fetch_val("SELECT :a", {"a": "seven"}) == "seven"
+    with pytest.raises(awaitdb.InterfaceError, match="unexpected parameter.*:c"):
+        await adb.fetch_val("SELECT :a + :b", {"a": 1, "b": 2, "c": 3})
+
+
 async def test_iterate_streams_in_batches(adb: awaitdb.Database) -> None:
     await adb.execute("CREATE TABLE big (x INTEGER)")
     await adb.execute_many("INSERT INTO big (x) VALUES (:x)", [{"x": i} for i in range(1234)])

@@ -139,6 +139,20 @@ def test_missing_and_extra_parameters(sdb: awaitdb.SyncDatabase) -> None:
         sdb.execute_many("SELECT :a", [{"a": 1}, {}])
 
 
+def test_parameter_names_checked_on_every_shape(sdb: awaitdb.SyncDatabase) -> None:
+    # One name, none, several: each checked exactly (the one-name check has a fast path).
+    for params, problem in (({"b": 1}, "missing parameter.*:a.*unexpected.*:b"), ({}, ":a")):
+        with pytest.raises(awaitdb.InterfaceError, match=problem):
+            sdb.fetch_val("SELECT :a", params)
+    with pytest.raises(awaitdb.InterfaceError, match="unexpected parameter.*:x"):
+        sdb.fetch_val("SELECT 1", {"x": 1})
+    assert sdb.fetch_val("SELECT 1") == 1
+    assert sdb.fetch_val("SELECT 1", {}) == 1
+    assert sdb.fetch_val("SELECT :a", {"a": "seven"}) == "seven"
+    with pytest.raises(awaitdb.InterfaceError, match="unexpected parameter.*:c"):
+        sdb.fetch_val("SELECT :a + :b", {"a": 1, "b": 2, "c": 3})
+
+
 def test_iterate_streams_in_batches(sdb: awaitdb.SyncDatabase) -> None:
     sdb.execute("CREATE TABLE big (x INTEGER)")
     sdb.execute_many("INSERT INTO big (x) VALUES (:x)", [{"x": i} for i in range(1234)])

@@ -64,6 +64,24 @@ async def test_error_inside_savepoint_keeps_outer_work(adb: awaitdb.Database) ->
     assert await _ids(adb) == [1, 2]
 
 
+async def test_execute_many_inside_a_transaction_is_atomic(adb: awaitdb.Database) -> None:
+    """One failing row: none of the call's rows is applied. SQLite undoes the call alone (a
+    savepoint) and the transaction goes on; PostgreSQL aborts the transaction (documented)."""
+    await _table(adb)
+    await adb.execute("INSERT INTO t (id) VALUES (1)")
+    rows = [{"id": 10}, {"id": 11}, {"id": 1}]  # the third repeats a key
+    aborted = False
+    try:
+        async with adb.transaction():
+            await adb.execute("INSERT INTO t (id) VALUES (5)")
+            with pytest.raises(awaitdb.UniqueViolation):
+                await adb.execute_many("INSERT INTO t (id) VALUES (:id)", rows)
+    except awaitdb.TransactionAborted:
+        aborted = True
+    assert await _ids(adb) == ([1] if aborted else [1, 5])
+    assert aborted == (adb.backend != "sqlite")
+
+
 async def test_on_commit_runs_after_commit_and_is_dropped_on_rollback(
     adb: awaitdb.Database,
 ) -> None:

@@ -68,6 +68,24 @@ def test_error_inside_savepoint_keeps_outer_work(sdb: awaitdb.SyncDatabase) -> N
     assert _ids(sdb) == [1, 2]
 
 
+def test_execute_many_inside_a_transaction_is_atomic(sdb: awaitdb.SyncDatabase) -> None:
+    """One failing row: none of the call's rows is applied. SQLite undoes the call alone (a
+    savepoint) and the transaction goes on; PostgreSQL aborts the transaction (documented)."""
+    _table(sdb)
+    sdb.execute("INSERT INTO t (id) VALUES (1)")
+    rows = [{"id": 10}, {"id": 11}, {"id": 1}]  # the third repeats a key
+    aborted = False
+    try:
+        with sdb.transaction():
+            sdb.execute("INSERT INTO t (id) VALUES (5)")
+            with pytest.raises(awaitdb.UniqueViolation):
+                sdb.execute_many("INSERT INTO t (id) VALUES (:id)", rows)
+    except awaitdb.TransactionAborted:
+        aborted = True
+    assert _ids(sdb) == ([1] if aborted else [1, 5])
+    assert aborted == (sdb.backend != "sqlite")
+
+
 def test_on_commit_runs_after_commit_and_is_dropped_on_rollback(
     sdb: awaitdb.SyncDatabase,
 ) -> None:
