@@ -8,9 +8,10 @@ package with a ``dialect.py`` exposing ``DIALECT``, plus one line in ``_PACKAGES
                                    ├── name, example_url           the canonical scheme
                                    ├── options, split_url()        URL options, their parsers
                                    ├── text_rules                  what the SQL scanner adds
-                                   ├── list_style, bind_limit()    how ``IN :ids`` is bound
+                                   ├── placeholder(), max_params   how ``:name`` is sent
+                                   ├── list_style, bind_limit(),   how ``IN :ids`` is bound
+                                   │   array_match(), expand_mark
                                    ├── begin_sql()                 transaction SQL
-                                   ├── translate(), may_retry()    the backend's own error rules
                                    ├── open_async(), open_sync()   the backend of each face
                                    └── load(feature)               jobs / events / wakeup /
                                                                    migration support
@@ -27,16 +28,17 @@ import importlib.util
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from ._errors import Error, InterfaceError
+from ._errors import InterfaceError
 
 if TYPE_CHECKING:
     from ._async.backend import Backend
     from ._config import Config, UrlParts
-    from ._sql import SqlInfo, TextRules
+    from ._sql import TextRules
     from ._sync.backend import SyncBackend
 
 __all__ = [
     "DEFAULT_URL",
+    "default_url_at",
     "Dialect",
     "all_dialects",
     "dialect_for",
@@ -55,6 +57,12 @@ _PACKAGES: Mapping[str, str] = {
 
 # The database ``connect()`` opens when given no URL and no $AWAITDB_URL.
 DEFAULT_URL = "sqlite:///awaitdb.sqlite3"
+
+
+def default_url_at(path: object) -> str:
+    """The URL of the default backend's database at the file ``path`` (the tour, examples)."""
+    return f"sqlite:///{path}"
+
 
 _loaded: dict[str, Dialect] = {}
 
@@ -112,8 +120,13 @@ class Dialect:
     example_url: ClassVar[str] = ""
     #: Options this database takes beside the common ones, with the parser of each.
     options: ClassVar[Mapping[str, Callable[[object], Any]]] = {}
-    #: How a list parameter (``IN :ids``) is bound: "expand" (one ``?`` per value) or "array".
-    list_style: ClassVar[str] = "array"
+    #: The most distinct parameters one statement may have (None: the driver reports its own).
+    max_params: ClassVar[int | None] = None
+    #: How a list parameter (``IN :ids``) is bound: "expand" (one ``expand_mark`` per value,
+    #: every parameter bound by position) or "array" (``array_match``, the list as one array).
+    list_style: ClassVar[str] = "expand"
+    #: The positional placeholder the "expand" list style writes.
+    expand_mark: ClassVar[str] = "?"
     #: ``load(feature)``: feature -> ``"module:attribute"`` inside ``package``.
     features: ClassVar[Mapping[str, str]] = {}
 
@@ -123,6 +136,16 @@ class Dialect:
         from ._sql import TextRules
 
         return TextRules()
+
+    def placeholder(self, number: int, name: str) -> str:
+        """How the driver is given parameter ``name`` (``number``: 1-based, first-use order);
+        the default sends ``:name`` as written."""
+        return f":{name}"
+
+    def array_match(self, name: str, negated: bool) -> str:
+        """What ``IN :name`` (``NOT IN`` if ``negated``) becomes with ``list_style`` "array",
+        written with ``:name`` (then rendered by ``placeholder``)."""
+        raise NotImplementedError
 
     def split_url(self, url: str, rest: str, redacted: str, known: frozenset[str]) -> UrlParts:
         """Split the part after ``scheme://``: location, option pairs, the URL for the driver."""
@@ -135,14 +158,6 @@ class Dialect:
     def begin_sql(self, isolation: str | None, readonly: bool) -> str:
         """The statement that opens a transaction with these characteristics."""
         raise NotImplementedError
-
-    def translate(self, exc: BaseException) -> Error:
-        """The ``awaitdb`` error for a driver exception (the backend's own translation)."""
-        raise NotImplementedError
-
-    def may_retry(self, info: SqlInfo, exc: BaseException) -> bool:
-        """Whether a statement that failed with ``exc`` may run again without a double effect."""
-        return False
 
     async def open_async(self, config: Config) -> Backend:
         """Open the backend of the async face."""

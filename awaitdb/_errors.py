@@ -161,7 +161,9 @@ class DataError(DatabaseError):
     """A value is out of range or has an invalid representation."""
 
 
-# SQLSTATE class/code -> exception, shared by every backend that reports SQLSTATEs.
+# SQLSTATE class/code -> exception. SQLSTATE (SQL standard, ISO/IEC 9075) is the project's
+# error key on every backend, not one database's rule: a backend whose driver reports none
+# maps its errors onto these codes (SQLite: ``_sqlite/common.translate``).
 SQLSTATE_ERRORS: dict[str, type[DatabaseError]] = {
     "23505": UniqueViolation,
     "23503": ForeignKeyViolation,

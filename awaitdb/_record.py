@@ -142,22 +142,32 @@ def record_class(keys: tuple[str, ...]) -> type[Record]:
     return cls
 
 
-def cached_record_class(
-    info: Any, key: Any, names: Callable[[Any], tuple[str, ...]]
-) -> type[Record]:
-    """The Record class for a statement's result, cached on its ``SqlInfo``.
+MAX_SHAPES = 512  # statements whose result shape one connection remembers
 
-    ``key`` is whatever the driver hands back per result (a cursor description, a key tuple);
-    it is compared by equality, which is cheaper than hashing it, and stored with the class in
-    one tuple so a thread never sees one without the other. ``names(key)`` gives the column
+
+def cached_record_class(
+    shapes: dict[str, tuple[Any, type[Record]]],
+    sql: str,
+    key: Any,
+    names: Callable[[Any], tuple[str, ...]],
+) -> type[Record]:
+    """The Record class for a result of ``sql``, cached in ``shapes`` (one connection's).
+
+    Kept per connection, never on the shared ``SqlInfo``: two databases may give the same
+    text different columns. ``key`` is whatever the driver hands back per result (a cursor
+    description, a key tuple); it is compared by equality, which is cheaper than hashing it,
+    and stored with the class in one tuple so a thread never sees one without the other.
+    ``names(key)`` gives the column
     names on a miss (a plain function, so the hit path allocates nothing).
     """
-    shape = info.shape
+    shape = shapes.get(sql)
     if shape is not None and shape[0] == key:
         cls: type[Record] = shape[1]
         return cls
     cls = record_class(names(key))
-    info.shape = (key, cls)
+    if len(shapes) >= MAX_SHAPES:
+        shapes.clear()
+    shapes[sql] = (key, cls)
     return cls
 
 

@@ -1,29 +1,38 @@
-"""Read a SQL string once: its ``:name`` parameters, what kind of statement it is, its ``$n`` form.
+"""Read a SQL string once: its ``:name`` parameters, what kind of statement it is, its pieces.
 
-The scanner skips string literals (``'...'``, ``E'...'``, ``$tag$...$tag$``), quoted identifiers
-(``"..."``, ```...```, ``[...]``), comments (``--`` and ``/* */``) and ``::`` casts, so only real
-placeholders are found. Results are cached per SQL text: the hot path pays a dict lookup.
+The scanner skips string literals (``'...'``, ``E'...'``), quoted identifiers (``"..."``,
+```...```), comments (``--`` and ``/* */``), ``::`` casts and what the dialects' ``TextRules``
+add (``[...]`` identifiers, dollar quoting), so only real placeholders are found. Results are
+cached per SQL text, shared by every database of the process: the hot path pays a dict lookup.
+
+The analysis is neutral: the text split at its placeholders (``parts``, ``numbers``). Each
+dialect renders it once into what its driver takes (``SqlInfo.text_for``: its ``placeholder``
+and, for list parameters bound as arrays, its ``array_match``), kept per dialect::
+
+    sql ──analyze()──► SqlInfo (neutral, shared) ──text_for(dialect)──► driver text (per dialect)
 
 A text must hold exactly one statement (a trailing ``;`` and comments are fine) with at most
-``MAX_PARAMS`` distinct parameters; anything else is refused here, once, for every backend and
-face. The scanner jumps between the few characters that matter with a regular expression, so
-it stays linear and fast on multi-megabyte texts.
+the smallest ``max_params`` of the registered dialects distinct parameters; anything else is
+refused here, once, for every backend and face. The scanner jumps between the few characters
+that matter with a regular expression, so it stays linear and fast on multi-megabyte texts.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Callable, Mapping
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from ._errors import InterfaceError
+
+if TYPE_CHECKING:
+    from ._dialects import Dialect
 
 __all__ = [
     "DML",
     "OTHER",
     "READ",
     "BIG_SQL",
-    "MAX_PARAMS",
     "Positional",
     "TXCONTROL",
     "SqlArray",
@@ -69,6 +78,9 @@ class TextRules:
 
     __slots__ = (
         "bracket_identifiers",
+        "dollar_quotes",
+        "max_params",
+        "max_params_of",
         "session_hints",
         "session_text",
         "session_words",
@@ -83,6 +95,9 @@ class TextRules:
         session_text: re.Pattern[str] | None = None,
         bracket_identifiers: bool = False,
         unfinished: Callable[[str], bool] | None = None,
+        dollar_quotes: bool = False,
+        max_params: int | None = None,
+        max_params_of: str = "",
     ) -> None:
         # First words after which a pooled connection needs a reset before another caller.
         self.session_words = session_words
@@ -96,6 +111,11 @@ class TextRules:
         # ``unfinished(piece)``: a script piece ending at ``;`` is a compound statement whose
         # body goes on (a trigger's ``BEGIN ... END``): join it to the next piece.
         self.unfinished = unfinished
+        # ``$$...$$`` / ``$tag$...$tag$`` is a string literal.
+        self.dollar_quotes = dollar_quotes
+        # The most distinct parameters a statement may have (merged: the smallest, and whose).
+        self.max_params = max_params
+        self.max_params_of = max_params_of
 
 
 _merged: list[TextRules] = []
@@ -109,10 +129,14 @@ def _rules() -> TextRules:
         words: set[str] = set()
         hints: list[str] = []
         patterns: list[re.Pattern[str]] = []
-        brackets = False
+        brackets = dollars = False
+        limit: tuple[int, str] | None = None
         unfinished: list[Callable[[str], bool]] = []
         for dialect in all_dialects():
+            if dialect.max_params is not None and (limit is None or dialect.max_params < limit[0]):
+                limit = (dialect.max_params, dialect.title)
             rules = dialect.text_rules
+            dollars = dollars or rules.dollar_quotes
             words |= rules.session_words
             hints.extend(rules.session_hints)
             if rules.session_text is not None:
@@ -131,6 +155,9 @@ def _rules() -> TextRules:
                 session_text=_either(patterns),
                 bracket_identifiers=brackets,
                 unfinished=any_unfinished if unfinished else None,
+                dollar_quotes=dollars,
+                max_params=None if limit is None else limit[0],
+                max_params_of="" if limit is None else limit[1],
             )
         )
     return _merged[0]
@@ -165,9 +192,11 @@ _WRITE_WORDS = frozenset({"insert", "update", "delete", "replace"})
 
 
 class SqlInfo:
-    """What one SQL text needs: parameter names, statement kind, and the ``$n`` translation.
+    """What one SQL text needs: parameter names, statement kind, its text split at placeholders.
 
-    Immutable analysis (``shape``, the record-class cache, aside): learned state is per backend.
+    Immutable once analysed and shared by every database: what a backend learns at run time
+    (result shapes, a WITH ... INSERT that writes) is kept by that backend. ``texts`` only
+    caches each dialect's rendering of the same neutral parse (``text_for``).
     """
 
     __slots__ = (
@@ -177,11 +206,12 @@ class SqlInfo:
         "kind",
         "lists",
         "names",
-        "numbered",
+        "numbers",
         "order",
-        "shape",
+        "parts",
         "single",
         "sql",
+        "texts",
     )
 
     def __init__(
@@ -189,27 +219,38 @@ class SqlInfo:
         sql: str,
         order: tuple[str, ...],
         kind: int,
-        numbered: str,
+        parts: tuple[str, ...],
+        numbers: tuple[int, ...],
         changes_session: bool = False,
         inline_ok: bool = True,
     ) -> None:
         self.sql = sql
-        self.order = order  # distinct names in order of first appearance ($1, $2, ...)
+        self.order = order  # distinct names in order of first appearance (numbered 1, 2, ...)
         self.names = frozenset(order)
         self.single = order[0] if len(order) == 1 else None  # checked without a keys view
         self.kind = kind
-        self.numbered = numbered
+        # The text without its trailing ``;``, split at each placeholder: ``parts[k]`` comes
+        # before the placeholder of parameter number ``numbers[k]`` (1-based, into ``order``).
+        self.parts = parts
+        self.numbers = numbers
+        self.texts: dict[str, str] = {}  # dialect name -> the text its driver is given
         # What the text says, fixed once: shared by every database of the process. What a
         # backend learns at run time (a WITH ... INSERT writes, a read is too slow for the
         # loop) is kept by that backend (SQLite: ``_sqlite/inline.py``), never written here.
         self.is_write = kind != READ  # the first keyword's guess
         self.inline_ok = inline_ok  # False: too many bound values to ever run on the loop
-        self.shape: Any = None  # (cursor description, Record class) of the last result
         self.changes_session = changes_session  # SET, LISTEN, advisory locks, temp tables...
         self.lists: ListParams | None = None  # ``IN :ids`` list parameters, see bind_lists
 
+    def text_for(self, dialect: Dialect) -> str:
+        """The text ``dialect``'s driver is given: placeholders in its style (rendered once)."""
+        text = self.texts.get(dialect.name)
+        if text is None:
+            text = self.texts[dialect.name] = _render(self, dialect)
+        return text
+
     def positional(self, params: Mapping[str, Any] | None) -> tuple[Any, ...]:
-        """Values in ``$n`` order, for drivers that take positional parameters."""
+        """Values in parameter-number order, for drivers that take positional parameters."""
         if not self.order:
             return ()
         assert params is not None
@@ -244,8 +285,9 @@ _NEXT_OR_WORD = re.compile(r"[:;'\"`$\[/A-Za-z-]")
 def _scan(sql: str) -> SqlInfo:
     rules = _rules()
     brackets = rules.bracket_identifiers
-    out: list[str] = []
+    parts: list[str] = []
     order: list[str] = []
+    slots: list[int] = []
     numbers: dict[str, int] = {}
     first_word: str | None = None
     writes = False  # a WITH whose body inserts, updates, deletes or replaces
@@ -274,8 +316,8 @@ def _scan(sql: str) -> SqlInfo:
                 if name not in numbers:
                     numbers[name] = len(order) + 1
                     order.append(name)
-                out.append(sql[last:i])
-                out.append(f"${numbers[name]}")
+                parts.append(sql[last:i])
+                slots.append(numbers[name])
                 i = last = match.end()
             else:
                 i += 1
@@ -298,13 +340,28 @@ def _scan(sql: str) -> SqlInfo:
             i = match.end()
         else:
             i += 1
-    if _check_statement(sql, semicolon, first_word, len(order)):
-        out.append(sql[last:semicolon])  # drop the trailing ``;`` and comments
+    if _check_statement(sql, semicolon, first_word, len(order), rules):
+        parts.append(sql[last:semicolon])  # drop the trailing ``;`` and comments
     else:
-        out.append(sql[last:])
+        parts.append(sql[last:])
     kind = DML if writes else _KINDS.get(first_word or "", OTHER)
     changes_session = first_word in rules.session_words or _mentions_session_state(sql, rules)
-    return SqlInfo(sql, tuple(order), kind, "".join(out), changes_session)
+    return SqlInfo(sql, tuple(order), kind, tuple(parts), tuple(slots), changes_session)
+
+
+def _render(info: SqlInfo, dialect: Dialect) -> str:
+    """``info``'s text for ``dialect``: list parameters in its array form if it binds them so,
+    each placeholder as its ``placeholder(number, name)`` writes it."""
+    lists = info.lists
+    if lists is not None and lists.spans and dialect.list_style == "array":
+        form = dialect.array_match
+        info = _scan(_rewrite(info.sql, lists.spans, lambda _k, name, neg: form(name, neg)))
+    parts, order, mark = info.parts, info.order, dialect.placeholder
+    out = [parts[0]]
+    for number, part in zip(info.numbers, parts[1:], strict=True):
+        out.append(mark(number, order[number - 1]))
+        out.append(part)
+    return "".join(out)
 
 
 _GLUED = re.compile(r"[A-Za-z0-9_$.]")  # before a word: the word is part of a name (t.update)
@@ -327,11 +384,12 @@ def _is_write_word(sql: str, word: str, end: int) -> bool:
 
 # -- one statement, a bounded number of parameters (issue 7, defects 2, 10 and 14) ---------------
 
-MAX_PARAMS: Final = 32767  # PostgreSQL's protocol limit; SQLite's own is 32,766 by default
 BIG_SQL: Final = 16 * 1024  # longer texts are scanned off the event loop (~0.2 us a byte)
 
 
-def _check_statement(sql: str, semicolon: int, first_word: str | None, n_params: int) -> bool:
+def _check_statement(
+    sql: str, semicolon: int, first_word: str | None, n_params: int, rules: TextRules
+) -> bool:
     """Refuse empty SQL, several statements and too many parameters with ``InterfaceError``.
 
     Returns whether the text ends at its first top-level ``;`` (only blanks, comments and
@@ -339,10 +397,12 @@ def _check_statement(sql: str, semicolon: int, first_word: str | None, n_params:
     """
     if first_word is None and _only_comments(sql.replace(";", " ")):
         raise InterfaceError("no SQL statement: the text is empty or only comments")
-    if n_params > MAX_PARAMS:
+    limit = rules.max_params
+    if limit is not None and n_params > limit:
         raise InterfaceError(
-            f"{n_params:,} distinct parameters in one statement; at most {MAX_PARAMS:,} are "
-            "allowed (PostgreSQL's limit): split the work or pass the values as one array/JSON"
+            f"{n_params:,} distinct parameters in one statement; at most {limit:,} are "
+            f"allowed ({rules.max_params_of}'s limit): split the work or pass the values as "
+            "one array/JSON"
         )
     if semicolon < 0:
         return False
@@ -373,7 +433,11 @@ def _skip_opaque(sql: str, i: int) -> int:
     if ch == "/" and sql.startswith("/*", i):
         end = sql.find("*/", i + 2)
         return n if end < 0 else end + 2
-    if ch == "$" and not (i > 0 and (sql[i - 1].isalnum() or sql[i - 1] == "_")):
+    if (
+        ch == "$"
+        and not (i > 0 and (sql[i - 1].isalnum() or sql[i - 1] == "_"))
+        and _rules().dollar_quotes
+    ):
         match = _DOLLAR_TAG.match(sql, i)
         if match:
             end = sql.find(match.group(0), match.end())
@@ -508,11 +572,12 @@ def _only_comments(text: str) -> bool:
 # bound by position (a driver may resolve *named* parameters in quadratic time: 10,000 named
 # values stalled the loop for seconds). Short lists are padded to a power-of-two length by
 # repeating the last value (harmless for IN) so a statement has few expanded forms; padding
-# never passes the dialect's ``bind_limit()``. "array" gives ``x = ANY($n)`` (``NOT IN``
-# becomes ``<> ALL($n)``) with the list bound as one array, and a list given to ``= ANY(:x)``
-# / ``<> ALL(:x)`` is bound as an array on both faces. An empty list matches nothing (``NOT
-# IN`` then matches everything) in both styles. A list anywhere inside a parenthesised
-# ``IN (...)`` list, or a list name used both after ``IN`` and elsewhere, is refused.
+# never passes the dialect's ``bind_limit()``. "array" gives the dialect's ``array_match``
+# (PostgreSQL: ``x = ANY($n)``, ``NOT IN`` becomes ``<> ALL($n)``) with the list bound as one
+# array, and a list given to ``= ANY(:x)`` / ``<> ALL(:x)`` is bound as an array on both faces.
+# An empty list matches nothing (``NOT IN`` then matches everything) in both styles. A list
+# anywhere inside a parenthesised ``IN (...)`` list, or a list name used both after ``IN`` and
+# elsewhere, is refused.
 
 _LIST_HINT = re.compile(r"\b(?:in|any|all)\b", re.IGNORECASE)
 _LIST_TYPES = (list, tuple)
@@ -523,7 +588,7 @@ _WORD = re.compile(r"[A-Za-z0-9_$]+")
 
 
 class SqlArray(list[Any]):
-    """A list parameter bound as one SQL array (``= ANY($n)``), never as JSON."""
+    """A list parameter bound as one SQL array (the dialect's ``array_match``), never as JSON."""
 
     __slots__ = ()
 
@@ -556,7 +621,8 @@ class ListParams:
         self.slots = tuple(slots)  # (name, 0 scalar / 1 IN list / 2 NOT IN list)
         scalar = {name for name, how in slots if not how}
         self.elsewhere = tuple(name for name in self.names if name in scalar)
-        self.expanded: dict[tuple[int, ...], SqlInfo] = {}  # expanded forms by padded lengths
+        # Expanded forms by (the dialect's positional mark, the padded lengths).
+        self.expanded: dict[tuple[str, tuple[int, ...]], SqlInfo] = {}
 
 
 def _tokens(sql: str) -> list[tuple[str, int, int]]:
@@ -647,8 +713,6 @@ def _mark_lists(info: SqlInfo) -> SqlInfo:
     if {name for name, _how in slots} != info.names:
         return info  # the two scanners disagree: leave the statement as written
     info.lists = ListParams(spans, in_paren, arrays, pieces, slots)
-    if spans:  # the array form: ``= ANY($n)`` / ``<> ALL($n)``
-        info.numbered = _scan(_rewrite(sql, spans, _any_form)).numbered
     return info
 
 
@@ -662,10 +726,6 @@ def _rewrite(sql: str, spans: tuple[tuple[int, int, str, bool], ...] | list[Any]
     return "".join(out)
 
 
-def _any_form(_index: int, name: str, negated: bool) -> str:
-    return f"<> ALL(:{name})" if negated else f"= ANY(:{name})"
-
-
 def _bucket(length: int, room: int) -> int:
     """The padded length of an expanded list: 0, 1, 2, 4, ... 1024, then the exact length;
     never more than ``room`` (what the dialect's bind limit leaves)."""
@@ -674,25 +734,26 @@ def _bucket(length: int, room: int) -> int:
     return max(length, min(1 << (length - 1).bit_length(), room))
 
 
-def _expanded(info: SqlInfo, lists: ListParams, sizes: tuple[int, ...]) -> SqlInfo:
-    expanded = lists.expanded.get(sizes)
+def _expanded(info: SqlInfo, lists: ListParams, sizes: tuple[int, ...], mark: str) -> SqlInfo:
+    key = (mark, sizes)
+    expanded = lists.expanded.get(key)
     if expanded is None:
         size_of = dict(zip(lists.names, sizes, strict=True))
         out = [lists.pieces[0]]
         for (name, how), piece in zip(lists.slots, lists.pieces[1:], strict=True):
             if how:
-                marks = ", ".join(["?"] * size_of[name])
+                marks = ", ".join([mark] * size_of[name])
                 out.append(f"{'NOT IN' if how == 2 else 'IN'} ({marks})")
             else:
-                out.append("?")
+                out.append(mark)
             out.append(piece)
         sql = "".join(out)
         inline_ok = info.inline_ok and len(lists.slots) + sum(sizes) <= _INLINE_VARIABLES
-        expanded = SqlInfo(sql, (), info.kind, sql, info.changes_session, inline_ok)
+        expanded = SqlInfo(sql, (), info.kind, (sql,), (), info.changes_session, inline_ok)
         if max(sizes, default=0) <= _PAD_UP_TO:  # longer lists have exact, one-off shapes
             if len(lists.expanded) >= 64:
                 lists.expanded.clear()
-            lists.expanded[sizes] = expanded
+            lists.expanded[key] = expanded
     return expanded
 
 
@@ -759,21 +820,21 @@ def bind_lists(
             if isinstance(bound[name], _LIST_TYPES):
                 bound[name] = SqlArray(bound[name])
         return info, bound
-    limit = dialect.bind_limit() or MAX_PARAMS
+    limit = dialect.bind_limit() or _rules().max_params
     total = len(lists.slots) - len(lists.spans) + sum(len(v) for v in values.values())
-    if total > limit:
+    if limit is not None and total > limit:
         raise InterfaceError(
             f"list parameter(s) {', '.join(f':{n}' for n in values)} hold {total} values in "
             f"all, more than {dialect.title}'s limit of {limit} bound values per statement; "
             "load them into a (temporary) table and join it instead"
         )
-    room = limit - total
+    room = _PAD_UP_TO * len(lists.names) if limit is None else limit - total
     sizes = []
     for name in lists.names:
         size = _bucket(len(values[name]), len(values[name]) + room)
         room -= size - len(values[name])
         sizes.append(size)
-    expanded = _expanded(info, lists, tuple(sizes))
+    expanded = _expanded(info, lists, tuple(sizes), dialect.expand_mark)
     size_of = dict(zip(lists.names, sizes, strict=True))
     out: list[Any] = []
     names: list[str] = []

@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 import awaitdb
+from awaitdb._dialects import default_url_at
 
 
 async def tour(url: str) -> None:
@@ -88,7 +89,7 @@ def main() -> None:
         asyncio.run(tour(args.url))
         return
     with tempfile.TemporaryDirectory() as folder:
-        asyncio.run(tour(f"sqlite:///{Path(folder) / 'tour.db'}"))
+        asyncio.run(tour(default_url_at(Path(folder) / "tour.db")))
 
 
 if __name__ == "__main__":

@@ -10,6 +10,7 @@ import pytest
 
 import awaitdb
 from awaitdb._config import parse_config, redact_url
+from awaitdb._dialects import Dialect, dialect_for
 from awaitdb._sql import DML, OTHER, READ, TXCONTROL, analyze
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -37,7 +38,35 @@ def test_scanner_finds_only_real_placeholders(
     info = analyze(sql)
     assert info.order == names
     if numbered is not None:
-        assert info.numbered == numbered
+        assert info.text_for(dialect_for("postgresql")) == numbered
+
+
+class _FormatDialect(Dialect):
+    """A made-up database whose driver takes ``%s`` and binds lists as ``= ANY(%s)``."""
+
+    name = "formatdb"
+    title = "FormatDB"
+    list_style = "array"
+
+    def placeholder(self, number: int, name: str) -> str:
+        return "%s"
+
+    def array_match(self, name: str, negated: bool) -> str:
+        return f"!= ALL(:{name})" if negated else f"= ANY(:{name})"
+
+
+def test_a_dialect_renders_placeholders_in_its_own_style() -> None:
+    # The dialect owns placeholders (issue 8): a new paramstyle needs no edit of ``_sql.py``,
+    # and the shared analysis renders per dialect without one leaking into another.
+    info = analyze("SELECT :a, :b, :a FROM t WHERE c IN :cs;")
+    postgres, sqlite, other = dialect_for("postgresql"), dialect_for("sqlite"), _FormatDialect()
+    assert info.text_for(other) == "SELECT %s, %s, %s FROM t WHERE c = ANY(%s)"
+    assert info.text_for(postgres) == "SELECT $1, $2, $1 FROM t WHERE c = ANY($3)"
+    assert info.text_for(sqlite) == "SELECT :a, :b, :a FROM t WHERE c IN :cs"
+    assert analyze("SELECT :a, :b, :a FROM t WHERE c IN :cs;") is info
+    fresh = analyze("SELECT :x WHERE y NOT IN :ys")
+    assert fresh.text_for(other) == "SELECT %s WHERE y != ALL(%s)"
+    assert fresh.text_for(postgres) == "SELECT $1 WHERE y <> ALL($2)"
 
 
 def test_splitter_and_scanner_agree_on_escaped_strings() -> None:
@@ -169,7 +198,9 @@ def test_list_parameters_are_found_only_where_sql_counts() -> None:
 
     info = analyze("SELECT * FROM t WHERE a IN :ids AND b NOT IN :bs AND c = :c")
     assert info.lists is not None and info.lists.names == ("ids", "bs")
-    assert info.numbered == "SELECT * FROM t WHERE a = ANY($1) AND b <> ALL($2) AND c = $3"
+    assert info.text_for(dialect_for("postgresql")) == (
+        "SELECT * FROM t WHERE a = ANY($1) AND b <> ALL($2) AND c = $3"
+    )
     params = {"ids": (1, 2, 3), "bs": [], "c": 7}
     expanded, bound = bind_lists(info, params, "sqlite")
     # every placeholder becomes a positional ``?``: SQLite resolves named ones in quadratic time

@@ -36,8 +36,8 @@ from .._errors import (
     TransactionAborted,
 )
 from .._hooks import run_hook
-from .._ops import EXECUTE, EXECUTE_MANY, FETCH_ALL, FETCH_ONE, Op
-from .._record import Record, cached_record_class, column_index
+from .._ops import EXECUTE, EXECUTE_MANY, FETCH_ALL, FETCH_ONE, Column, Op, Params
+from .._record import Record, column_index, record_class
 from .._sql import TXCONTROL, SqlInfo
 from .._stats import Stats
 from .codecs import install_codecs
@@ -50,6 +50,7 @@ from .common import (
     may_move_on,
     pool_options,
 )
+from .dialect import DIALECT
 from .errors import command_count, is_connection_error, too_deep, translate
 
 __all__ = ["PostgresBackend"]
@@ -63,12 +64,14 @@ _DRIVER_ERRORS = (
 )
 
 
+_NAME = DIALECT.name
 _VALUES = operator.itemgetter(slice(None))  # asyncpg row -> tuple of its values, in C
 
 
-def _record_cls(info: SqlInfo, row: asyncpg.Record) -> type[Record]:
-    keys = tuple(row.keys())
-    return cached_record_class(info, keys, tuple)
+def _record_cls(row: asyncpg.Record) -> type[Record]:
+    # By column names, from the process-wide cache: nothing learned on the shared ``SqlInfo``
+    # or per connection (cheaper under callgrind than a per-connection cache keyed by text).
+    return record_class(tuple(row.keys()))
 
 
 def _column(row: asyncpg.Record, column: int | str) -> Any:
@@ -78,8 +81,11 @@ def _column(row: asyncpg.Record, column: int | str) -> Any:
 async def execute(
     conn: asyncpg.Connection, kind: Op, info: SqlInfo, params: Any, arg: Any, timeout: float | None
 ) -> Any:
-    """Run one statement on ``conn``, shaped by ``kind``; driver errors become awaitdb errors."""
-    sql = info.numbered
+    """Run one statement on ``conn``, shaped by ``kind``; driver errors become awaitdb errors.
+
+    ``params``/``arg`` are the seam's ``Params``/``Column``, left ``Any`` here: ``kind`` says
+    which form they take (rows for EXECUTE_MANY), and narrowing would cost on the hot path."""
+    sql = info.texts.get(_NAME) or info.text_for(DIALECT)  # the call only on the first run
     try:
         if kind is EXECUTE_MANY:
             await conn.executemany(sql, [info.positional(p) for p in params], timeout=timeout)
@@ -88,12 +94,12 @@ async def execute(
         args = [params[name] for name in order] if order else ()
         if kind is FETCH_ONE:
             row = await conn.fetchrow(sql, *args, timeout=timeout)
-            return None if row is None else _record_cls(info, row)(row)
+            return None if row is None else _record_cls(row)(row)
         if kind is FETCH_ALL:
             rows = await conn.fetch(sql, *args, timeout=timeout)
             if not rows:
                 return []
-            return build_records(_record_cls(info, rows[0]), rows, _VALUES)
+            return build_records(_record_cls(rows[0]), rows, _VALUES)
         if kind is EXECUTE:
             status = await conn.execute(sql, *args, timeout=timeout)
             if info.kind == TXCONTROL and status == "ROLLBACK" and not _is_rollback(info):
@@ -133,7 +139,7 @@ class PgSession:
         return self.unsure or _in_transaction(self.conn)
 
     async def run(
-        self, kind: Op, info: SqlInfo, params: Any, arg: Any, timeout: float | None
+        self, kind: Op, info: SqlInfo, params: Params, arg: Column, timeout: float | None
     ) -> Any:
         async with self._lock:
             if info.changes_session:
@@ -156,7 +162,7 @@ class PgSession:
                     # never READ ONLY from a guess: ``SELECT f()`` may write
                     await self.conn.execute(begin_sql(None, readonly=False))
                 args = info.positional(params) if info.order else ()
-                return await self.conn.cursor(info.numbered, *args, timeout=timeout), info
+                return await self.conn.cursor(info.text_for(DIALECT), *args, timeout=timeout), info
             except BaseException as exc:
                 self._interrupted(exc)
                 if isinstance(exc, _DRIVER_ERRORS):
@@ -177,7 +183,7 @@ class PgSession:
                 raise
         if not rows:
             return []
-        return build_records(_record_cls(info, rows[0]), rows, _VALUES)
+        return build_records(_record_cls(rows[0]), rows, _VALUES)
 
     async def close_cursor(self, cursor: Any) -> None:
         if not self.cursor_tx:
@@ -278,7 +284,9 @@ class PostgresBackend:
             failure: CannotConnect | None = None
             try:
                 conn = await asyncpg.connect(
-                    config.url, timeout=max(0.5, min(10.0, remaining)), **self._connect_kwargs
+                    config.url,
+                    timeout=max(0.5, min(10.0, remaining)),
+                    **self._connect_kwargs,
                 )
             except Exception as exc:  # noqa: BLE001 - reported as CannotConnect, retried
                 self.stats.connection_errors += 1
@@ -362,11 +370,13 @@ class PostgresBackend:
 
     # -- autocommit ---------------------------------------------------------------------------
 
-    def run_now(self, kind: Op, info: SqlInfo, params: Any, arg: Any, timeout: float | None) -> Any:
+    def run_now(
+        self, kind: Op, info: SqlInfo, params: Params, arg: Column, timeout: float | None
+    ) -> Any:
         return NOT_NOW  # every statement is a round trip
 
     async def run(
-        self, kind: Op, info: SqlInfo, params: Any, arg: Any, timeout: float | None
+        self, kind: Op, info: SqlInfo, params: Params, arg: Column, timeout: float | None
     ) -> Any:
         pool = self._pool
         for attempt in range(self._max_size + 1):

@@ -16,13 +16,12 @@ from urllib.parse import parse_qsl, quote, urlsplit
 
 from .._config import UrlParts, _parse_int, _parse_list
 from .._dialects import Dialect, require
-from .._errors import Error, InterfaceError
+from .._errors import InterfaceError
 from .._sql import TextRules
 
 if TYPE_CHECKING:
     from .._async.backend import Backend
     from .._config import Config
-    from .._sql import SqlInfo
     from .._sync.backend import SyncBackend
 
 __all__ = ["DIALECT", "LIBPQ_PARAMS", "SSLMODES", "PostgresDialect"]
@@ -88,6 +87,7 @@ class PostgresDialect(Dialect):
     }
     # ``x = ANY($n)`` with the list bound as one array.
     list_style = "array"
+    max_params = 32767  # the protocol's limit on bound values
     features: ClassVar[Mapping[str, str]] = {
         "jobs": "jobs:PostgresJobs",
         "events": "events:SQL",
@@ -98,8 +98,17 @@ class PostgresDialect(Dialect):
     @property
     def text_rules(self) -> TextRules:
         return TextRules(
-            session_words=_SESSION_WORDS, session_hints=_SESSION_HINTS, session_text=_SESSION_TEXT
+            session_words=_SESSION_WORDS,
+            session_hints=_SESSION_HINTS,
+            session_text=_SESSION_TEXT,
+            dollar_quotes=True,
         )
+
+    def placeholder(self, number: int, name: str) -> str:
+        return f"${number}"
+
+    def array_match(self, name: str, negated: bool) -> str:
+        return f"<> ALL(:{name})" if negated else f"= ANY(:{name})"
 
     def split_url(self, url: str, rest: str, redacted: str, known: frozenset[str]) -> UrlParts:
         try:
@@ -129,18 +138,6 @@ class PostgresDialect(Dialect):
         from .common import begin_sql
 
         return begin_sql(isolation, readonly)
-
-    def translate(self, exc: BaseException) -> Error:
-        from .errors import translate
-
-        return translate(exc)
-
-    def may_retry(self, info: SqlInfo, exc: BaseException) -> bool:
-        # The re-send rule both faces apply when a connection dies (``common.may_move_on``):
-        # only a statement the driver never sent.
-        from .common import may_move_on
-
-        return may_move_on(exc, 0, 1)
 
     async def open_async(self, config: Config) -> Backend:
         require("asyncpg", "postgresql", "PostgreSQL")

@@ -33,7 +33,7 @@ from .._errors import (
     TransactionAborted,
 )
 from .._hooks import run_hook_sync
-from .._ops import EXECUTE, EXECUTE_MANY, FETCH_ALL, FETCH_ONE, Op
+from .._ops import EXECUTE, EXECUTE_MANY, FETCH_ALL, FETCH_ONE, Column, Op, Params
 from .._record import Record, cached_record_class, column_index
 from .._sql import TXCONTROL, SqlArray, SqlInfo
 from .._stats import Stats
@@ -48,6 +48,7 @@ from .common import (
     pool_options,
     unread_input,
 )
+from .dialect import DIALECT
 from .errors import nul_in_text, too_deep, translate, unencodable
 
 __all__ = ["SyncPostgresBackend"]
@@ -65,9 +66,19 @@ class _JsonDumper(Dumper):
         return json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode()
 
 
-def _record_cls(info: SqlInfo, description: Any) -> type[Record]:
-    keys = tuple(column.name for column in description)
-    return cached_record_class(info, keys, tuple)
+def _column_names(description: Any) -> tuple[str, ...]:
+    return tuple(column.name for column in description)
+
+
+class _Connection(psycopg.Connection[Any]):
+    """A psycopg connection that remembers its statements' result shapes (Record classes)."""
+
+    shapes: dict[str, tuple[Any, type[Record]]]
+
+
+def _record_cls(conn: psycopg.Connection[Any], info: SqlInfo, description: Any) -> type[Record]:
+    shapes: dict[str, tuple[Any, type[Record]]] = conn.shapes  # type: ignore[attr-defined]
+    return cached_record_class(shapes, info.sql, description, _column_names)
 
 
 def _translate(exc: BaseException, conn: psycopg.Connection[Any], info: SqlInfo | None,
@@ -100,7 +111,10 @@ def _column(description: Any, row: tuple[Any, ...], column: int | str) -> Any:
 
 def execute(conn: psycopg.Connection[Any], kind: Op, info: SqlInfo, params: Any, arg: Any,
             timeout: float | None) -> Any:  # fmt: skip
-    """Run one statement on ``conn``, shaped by ``kind``; driver errors become awaitdb errors."""
+    """Run one statement on ``conn``, shaped by ``kind``; driver errors become awaitdb errors.
+
+    ``params``/``arg`` are the seam's ``Params``/``Column``, left ``Any`` here: ``kind`` says
+    which form they take (rows for EXECUTE_MANY), and narrowing would cost on the hot path."""
     timer = None
     if timeout is not None:
         timer = threading.Timer(timeout, conn.cancel_safe)
@@ -109,7 +123,7 @@ def execute(conn: psycopg.Connection[Any], kind: Op, info: SqlInfo, params: Any,
     sent = False
     try:
         cursor = conn.cursor()
-        sql = info.numbered
+        sql = info.text_for(DIALECT)
         if kind is EXECUTE_MANY:
             cursor.executemany(sql, [info.positional(p) for p in params])
             return len(params)
@@ -118,12 +132,12 @@ def execute(conn: psycopg.Connection[Any], kind: Op, info: SqlInfo, params: Any,
         sent = True  # from here on, errors come from decoding the result
         if kind is FETCH_ONE:
             row = cursor.fetchone()
-            return None if row is None else _record_cls(info, cursor.description)(row)
+            return None if row is None else _record_cls(conn, info, cursor.description)(row)
         if kind is FETCH_ALL:
             rows = cursor.fetchall()
             if not rows:
                 return []
-            return build_records(_record_cls(info, cursor.description), rows)
+            return build_records(_record_cls(conn, info, cursor.description), rows)
         if kind is EXECUTE:
             status = cursor.statusmessage
             if info.kind == TXCONTROL and status == "ROLLBACK" and not _is_rollback(info):
@@ -165,7 +179,9 @@ class PgSyncSession:
     def in_transaction(self) -> bool:
         return self.conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE
 
-    def run(self, kind: Op, info: SqlInfo, params: Any, arg: Any, timeout: float | None) -> Any:
+    def run(
+        self, kind: Op, info: SqlInfo, params: Params, arg: Column, timeout: float | None
+    ) -> Any:
         with self._lock:
             if info.changes_session:
                 self.dirty = True
@@ -189,7 +205,7 @@ class PgSyncSession:
                 try:
                     with _cancel_after(conn, timeout):
                         cursor.execute(
-                            info.numbered, info.positional(params) if info.order else None
+                            info.text_for(DIALECT), info.positional(params) if info.order else None
                         )
                 except BaseException:
                     _discard(cursor)
@@ -209,7 +225,7 @@ class PgSyncSession:
                 raise _translate(exc, self.conn, info, None) from exc
             if not rows:
                 return []
-            return list(map(_record_cls(info, handle.description), rows))
+            return list(map(_record_cls(self.conn, info, handle.description), rows))
 
     def close_cursor(self, cursor: Any) -> None:
         handle, _ = cursor
@@ -314,7 +330,7 @@ class SyncPostgresBackend:
             remaining = deadline - time.monotonic()
             failure: CannotConnect | None = None
             try:
-                conn = psycopg.connect(
+                conn = _Connection.connect(
                     config.url,
                     autocommit=True,
                     prepare_threshold=self._prepare_threshold,
@@ -336,6 +352,7 @@ class SyncPostgresBackend:
                 )
             if failure is not None:  # raised outside ``except``: the driver's error, which may
                 raise failure  # quote the password, is neither its cause nor its context
+            conn.shapes = {}
             conn.adapters.register_dumper(dict, _JsonDumper)
             conn.adapters.register_dumper(list, _JsonDumper)
             conn.adapters.register_dumper(SqlArray, ListDumper)  # ``IN :ids`` -> ``= ANY($n)``
@@ -376,7 +393,9 @@ class SyncPostgresBackend:
 
     # -- autocommit ---------------------------------------------------------------------------
 
-    def run(self, kind: Op, info: SqlInfo, params: Any, arg: Any, timeout: float | None) -> Any:
+    def run(
+        self, kind: Op, info: SqlInfo, params: Params, arg: Column, timeout: float | None
+    ) -> Any:
         pool = self._pool
         for attempt in range(self._max_size + 1):
             conn = pool.try_acquire()

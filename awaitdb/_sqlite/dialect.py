@@ -13,13 +13,12 @@ from urllib.parse import parse_qsl, unquote
 
 from .._config import UrlParts, _choice, _parse_bool, _parse_float, _parse_int
 from .._dialects import Dialect
-from .._errors import Error, InterfaceError
+from .._errors import InterfaceError
 from .._sql import TextRules
 
 if TYPE_CHECKING:
     from .._async.backend import Backend
     from .._config import Config
-    from .._sql import SqlInfo
     from .._sync.backend import SyncBackend
 
 __all__ = ["DIALECT", "SQLiteDialect"]
@@ -101,18 +100,6 @@ class SQLiteDialect(Dialect):
     def begin_sql(self, isolation: str | None, readonly: bool) -> str:
         # SQLite transactions are always serializable; every isolation level is accepted.
         return "BEGIN" if readonly else "BEGIN IMMEDIATE"
-
-    def translate(self, exc: BaseException) -> Error:
-        from .common import translate
-
-        return translate(exc)
-
-    def may_retry(self, info: SqlInfo, exc: BaseException) -> bool:
-        # SQLite backs a statement that met another connection's lock out whole: the backends
-        # run it again in place until busy_timeout (``common.wait_out_busy``).
-        from .common import is_busy
-
-        return is_busy(exc)
 
     async def open_async(self, config: Config) -> Backend:
         from .async_backend import SQLiteBackend
