@@ -29,7 +29,7 @@ WRITE_BEHIND_CTE = "WITH v(i) AS (VALUES (1), (2)) INSERT INTO t (id) SELECT i F
 def _misread_write() -> Iterator[SqlInfo]:
     """``WRITE_BEHIND_CTE`` analysed as if its text read (the analysis now sees its INSERT):
     a write only a reader's refusal reveals, which each database learns for itself."""
-    info = SqlInfo(WRITE_BEHIND_CTE, (), READ, WRITE_BEHIND_CTE)
+    info = SqlInfo(WRITE_BEHIND_CTE, (), READ, (WRITE_BEHIND_CTE,), ())
     _sql._cache[WRITE_BEHIND_CTE] = info
     try:
         yield info
