@@ -53,7 +53,7 @@ TXCONTROL: Final = 3  # BEGIN / COMMIT / ROLLBACK / SAVEPOINT / RELEASE / END
 _KINDS = {
     "select": READ,
     "values": READ,
-    "with": READ,  # a CTE in front of a write is detected when a reader refuses it
+    "with": READ,  # unless its body has INSERT/UPDATE/DELETE/REPLACE: then DML (see _scan)
     "explain": READ,
     "insert": DML,
     "update": DML,
@@ -188,6 +188,7 @@ _IDENT_START = re.compile(r"[A-Za-z_]")
 _IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _DOLLAR_TAG = re.compile(r"\$([A-Za-z_][A-Za-z0-9_]*)?\$")
 _FIRST_WORD = re.compile(r"[A-Za-z]+")
+_WRITE_WORDS = frozenset({"insert", "update", "delete", "replace"})
 
 
 class SqlInfo:
@@ -289,6 +290,7 @@ def _scan(sql: str) -> SqlInfo:
     slots: list[int] = []
     numbers: dict[str, int] = {}
     first_word: str | None = None
+    writes = False  # a WITH whose body inserts, updates, deletes or replaces
     semicolon = -1  # the first top-level ``;``
     i, n, last = 0, len(sql), 0
     find = _NEXT_OR_WORD.search
@@ -327,7 +329,14 @@ def _scan(sql: str) -> SqlInfo:
             match = _FIRST_WORD.match(sql, i)
             assert match is not None
             first_word = match.group(0).lower()
-            find = _NEXT.search
+            if first_word != "with" or not _names_a_write_word(sql):
+                find = _NEXT.search  # a WITH naming a write word reads on, word by word
+            i = match.end()
+        elif ch.isalpha():  # a word of a WITH statement (outside strings, comments, quotes)
+            match = _IDENT.match(sql, i)
+            assert match is not None
+            if not writes and not _GLUED.match(sql, i - 1):
+                writes = _is_write_word(sql, match.group(0), match.end())
             i = match.end()
         else:
             i += 1
@@ -335,7 +344,7 @@ def _scan(sql: str) -> SqlInfo:
         parts.append(sql[last:semicolon])  # drop the trailing ``;`` and comments
     else:
         parts.append(sql[last:])
-    kind = _KINDS.get(first_word or "", OTHER)
+    kind = DML if writes else _KINDS.get(first_word or "", OTHER)
     changes_session = first_word in rules.session_words or _mentions_session_state(sql, rules)
     return SqlInfo(sql, tuple(order), kind, tuple(parts), tuple(slots), changes_session)
 
@@ -353,6 +362,24 @@ def _render(info: SqlInfo, dialect: Dialect) -> str:
         out.append(mark(number, order[number - 1]))
         out.append(part)
     return "".join(out)
+
+
+_GLUED = re.compile(r"[A-Za-z0-9_$.]")  # before a word: the word is part of a name (t.update)
+_CALL = re.compile(r"\s*\(")
+
+
+def _names_a_write_word(sql: str) -> bool:
+    """A quick no for most WITH ... SELECT texts (a yes is checked word by word)."""
+    lowered = sql.lower()
+    return any(word in lowered for word in _WRITE_WORDS)
+
+
+def _is_write_word(sql: str, word: str, end: int) -> bool:
+    """True for INSERT/UPDATE/DELETE, and REPLACE that is not the ``replace(...)`` function."""
+    word = word.lower()
+    if word not in _WRITE_WORDS:
+        return False
+    return word != "replace" or _CALL.match(sql, end) is None
 
 
 # -- one statement, a bounded number of parameters (issue 7, defects 2, 10 and 14) ---------------

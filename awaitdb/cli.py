@@ -21,7 +21,7 @@ import json
 import sys
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import asdict
-from typing import Any, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 try:
     import click
@@ -34,10 +34,12 @@ except ImportError as exc:  # pragma: no cover - the cli extra is not installed
 from . import __version__
 from ._async.database import Database
 from ._config import Config, parse_config
-from ._connect import connect
+from ._connect import connect, connect_sync
 from ._errors import Error
 from ._migrate.check import check as run_checks
+from ._migrate.files import load_migrations, python_face
 from ._migrate.runner import Migrator
+from ._migrate.runner_sync import SyncMigrator
 from ._migrate.support import support_for
 
 __all__ = ["main"]
@@ -131,6 +133,37 @@ async def _with_db(url: str | None, work: Callable[[Database], Awaitable[T]]) ->
         return await work(db)
 
 
+def _fail(exc: Error) -> NoReturn:
+    err.print(f"[bold red]error:[/] {type(exc).__name__}: {exc}", highlight=False)
+    raise SystemExit(1) from None
+
+
+def _sync_face(directory: str) -> bool:
+    """Whether the folder's ``.py`` migrations are all plain ``def`` (run with ``connect_sync``
+    and ``SyncMigrator``); a folder mixing ``def`` and ``async def`` steps is refused (exit 1)."""
+    try:
+        return python_face(load_migrations(directory)) == "sync"
+    except Error as exc:
+        _fail(exc)
+
+
+def _migrating(
+    url: str | None, directory: str, options: dict[str, Any], work: Callable[[Any], Any]
+) -> Any:
+    """``work(migrator)`` on the face the folder's ``.py`` migrations are written for."""
+    if _sync_face(directory):
+        try:
+            with connect_sync(url) as db:
+                return work(SyncMigrator(db, directory, **options))
+        except Error as exc:
+            _fail(exc)
+
+    async def run(db: Database) -> Any:
+        return await work(Migrator(db, directory, **options))
+
+    return _run(_with_db(url, run))
+
+
 def _require_file(
     url: str | None, *, may_create: bool = False, quiet: bool = False, dry_run: bool = False
 ) -> None:
@@ -193,22 +226,17 @@ def migrate(
     """Apply pending migrations, each in its own transaction, after a verified backup."""
 
     steps = _Steps(as_json)
-
-    async def work(db: Database) -> Any:
-        migrator = Migrator(
-            db,
-            directory,
-            backup=not no_backup,
-            allow_out_of_order=allow_out_of_order,
-            accept_changed=accept_changed,
-            progress=_progress(as_json),
-            on_step=steps,
-        )
-        with steps:
-            return await migrator.migrate(to, dry_run=dry_run)
-
+    options = {
+        "backup": not no_backup,
+        "allow_out_of_order": allow_out_of_order,
+        "accept_changed": accept_changed,
+        "progress": _progress(as_json),
+        "on_step": steps,
+    }
+    _sync_face(directory)  # a folder no face can run is refused before anything is created
     _require_file(url, may_create=not dry_run, dry_run=dry_run)
-    result = _run(_with_db(url, work))
+    with steps:
+        result = _migrating(url, directory, options, lambda m: m.migrate(to, dry_run=dry_run))
     if dry_run:
         _emit(as_json, {"plan": result.plan_text}, lambda: out.print(result.plan_text, end=""))
         return
@@ -239,16 +267,10 @@ def rollback(url: str | None, directory: str, as_json: bool, to: int, no_backup:
     """Undo applied migrations above --to, newest first, using their down sections."""
 
     steps = _Steps(as_json, "rolling back", "rolled back")
-
-    async def work(db: Database) -> Any:
-        migrator = Migrator(
-            db, directory, backup=not no_backup, progress=_progress(as_json), on_step=steps
-        )
-        with steps:
-            return await migrator.rollback(to)
-
+    options = {"backup": not no_backup, "progress": _progress(as_json), "on_step": steps}
     _require_file(url)
-    result = _run(_with_db(url, work))
+    with steps:
+        result = _migrating(url, directory, options, lambda m: m.rollback(to))
     data = {
         "rolled_back": result.applied,
         "seconds": result.seconds,

@@ -218,3 +218,89 @@ def test_durations_read_as_the_docs_show() -> None:
     assert cli_module._duration(0.25) == "250 ms"
     docs = (Path(__file__).parent.parent / "docs" / "cli.md").read_text()
     assert f"applied 0003_orders in {cli_module._duration(8.1)}" in docs
+
+
+def _sync_py_folder(folder: Path) -> Path:
+    write(folder, "0001_t.sql", "-- up\nCREATE TABLE t (id INTEGER PRIMARY KEY);\n")
+    write(folder, "0002_seed.py", """
+        def up(tx):
+            tx.execute("INSERT INTO t (id) VALUES (1)")
+
+        def down(tx):
+            tx.execute("DELETE FROM t")
+    """)  # fmt: skip
+    return folder
+
+
+def test_cli_applies_and_rolls_back_sync_face_python_migrations(tmp_path: Path) -> None:
+    # issue 8 review: plain 'def up(tx)' steps (a connect_sync project) run on the sync face
+    url = f"sqlite:///{tmp_path / 'app.db'}"
+    folder = _sync_py_folder(tmp_path / "migrations")
+    result = invoke("migrate", "--url", url, "--dir", str(folder), "--json")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["applied"] == ["0001_t", "0002_seed"]
+    with awaitdb.connect_sync(url) as db:
+        assert db.fetch_val("SELECT count(*) FROM t") == 1
+    result = invoke("rollback", "--to", "1", "--url", url, "--dir", str(folder), "--no-backup")
+    assert result.exit_code == 0, result.output
+    with awaitdb.connect_sync(url) as db:
+        assert db.fetch_val("SELECT count(*) FROM t") == 0
+
+
+def test_cli_refuses_a_folder_mixing_def_and_async_def_before_anything(tmp_path: Path) -> None:
+    db_path = tmp_path / "app.db"
+    folder = _sync_py_folder(tmp_path / "migrations")
+    write(folder, "0003_more.py", """
+        async def up(tx):
+            await tx.execute("INSERT INTO t (id) VALUES (2)")
+    """)  # fmt: skip
+    result = invoke("migrate", "--url", f"sqlite:///{db_path}", "--dir", str(folder))
+    assert result.exit_code == 1, result.output
+    assert "mix plain 'def' steps (0002_seed.py) and 'async def' steps (0003_more.py)" in (
+        result.output
+    )
+    assert not db_path.exists()  # nothing created, nothing applied
+
+
+@pytest.mark.postgresql
+def test_pg_backup_default_is_a_folder_of_timestamped_dumps_pruned_by_keep(
+    pg_url: str, tmp_path: Path, monkeypatch: Any
+) -> None:
+    # issue 8 review: without a PATH the dump went to a FILE named ./backups, overwritten each
+    # run, and --keep was ignored.
+    import shutil
+
+    if shutil.which("pg_dump") is None:
+        pytest.skip("pg_dump is not installed")
+    monkeypatch.chdir(tmp_path)
+    dbname = pg_url.split("?", maxsplit=1)[0].rsplit("/", 1)[1]
+    backups = tmp_path / "backups"
+    backups.mkdir()
+    other = backups / "other_db-20000101T000000000000Z.dump"  # another database's dump
+    other.write_text("not ours")
+    old_leftover = backups / f"{dbname}-20000101T000000000000Z.dump"
+    old_leftover.write_text("old")
+    made = []
+    for _ in range(3):
+        result = invoke("backup", "--url", pg_url, "--keep", "2", "--json")
+        assert result.exit_code == 0, result.output
+        made.append(Path(json.loads(result.stdout)["backup"]))
+    assert len(set(made)) == 3 and all(p.parent == backups for p in made)
+    assert all(re.fullmatch(rf"{dbname}-\d{{8}}T\d{{12}}Z\.dump", p.name) for p in made)
+    # the two newest of this database's dumps, and the other database's, nothing else
+    assert _backup_files(backups) == sorted([other.name, made[1].name, made[2].name])
+    assert made[2].read_bytes().startswith(b"PGDMP")  # pg_dump's custom format
+    explicit = tmp_path / "one.dump"
+    result = invoke("backup", str(explicit), "--url", pg_url, "--json")
+    assert result.exit_code == 0 and explicit.read_bytes().startswith(b"PGDMP")
+
+
+@pytest.mark.postgresql
+def test_pg_backup_refuses_a_file_where_the_backups_folder_goes(
+    pg_url: str, tmp_path: Path, monkeypatch: Any
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "backups").write_text("a dump an earlier release wrote")
+    result = invoke("backup", "--url", pg_url)
+    assert result.exit_code == 1 and "is a file, not the backups folder" in result.output
+    assert (tmp_path / "backups").read_text() == "a dump an earlier release wrote"

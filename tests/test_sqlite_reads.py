@@ -11,16 +11,30 @@ import asyncio
 import os
 import sqlite3
 import threading
+from collections.abc import Iterator
 
 import pytest
 
 import awaitdb
-from awaitdb._sql import analyze
+from awaitdb import _sql
+from awaitdb._sql import READ, SqlInfo, analyze
 
 BIG = 300_000
 # Costly with a big :n (a scan of the whole table), cheap with a small one (a rowid range).
 COSTLY_OR_CHEAP = "SELECT count(*) FROM big WHERE rowid <= :n AND x % 7 = 0"
 WRITE_BEHIND_CTE = "WITH v(i) AS (VALUES (1), (2)) INSERT INTO t (id) SELECT i FROM v RETURNING id"
+
+
+@pytest.fixture(autouse=True)
+def _misread_write() -> Iterator[SqlInfo]:
+    """``WRITE_BEHIND_CTE`` analysed as if its text read (the analysis now sees its INSERT):
+    a write only a reader's refusal reveals, which each database learns for itself."""
+    info = SqlInfo(WRITE_BEHIND_CTE, (), READ, (WRITE_BEHIND_CTE,), ())
+    _sql._cache[WRITE_BEHIND_CTE] = info
+    try:
+        yield info
+    finally:
+        _sql._cache.pop(WRITE_BEHIND_CTE, None)
 
 
 async def _big(db: awaitdb.Database) -> None:
@@ -203,3 +217,38 @@ def test_a_learned_write_is_refused_once_the_file_is_replaced_sync(sqlite_url: s
         _replace_file(path)
         with pytest.raises(awaitdb.OperationalError, match="deleted or replaced"):
             db.fetch_all(WRITE_BEHIND_CTE)
+
+
+async def test_iterate_moves_a_write_a_reader_refused_to_the_writer(
+    sqlite_url: str, _misread_write: SqlInfo
+) -> None:
+    other_url = sqlite_url.replace(".db", "-other.db")
+    async with awaitdb.connect(sqlite_url) as db, awaitdb.connect(other_url) as other:
+        for each in (db, other):
+            await each.execute("CREATE TABLE t (id INTEGER PRIMARY KEY)")
+        assert not db._backend.writes(_misread_write)
+        # A reader refuses it: nothing ran, the stream starts again on the writer.
+        assert sorted([r["id"] async for r in db.iterate(WRITE_BEHIND_CTE)]) == [1, 2]
+        assert db._backend.writes(_misread_write)  # learned, by this database only
+        assert not other._backend.writes(_misread_write)
+        await db.execute("DELETE FROM t")
+        assert sorted([r["id"] async for r in db.iterate(WRITE_BEHIND_CTE)]) == [1, 2]
+        assert await db.fetch_val("SELECT count(*) FROM t") == 2
+        assert db.stats().pool_in_use == 0
+
+
+def test_iterate_moves_a_write_a_reader_refused_to_the_writer_sync(
+    sqlite_url: str, _misread_write: SqlInfo
+) -> None:
+    other_url = sqlite_url.replace(".db", "-other.db")
+    with awaitdb.connect_sync(sqlite_url) as db, awaitdb.connect_sync(other_url) as other:
+        for each in (db, other):
+            each.execute("CREATE TABLE t (id INTEGER PRIMARY KEY)")
+        assert not db._backend.writes(_misread_write)
+        assert sorted([r["id"] for r in db.iterate(WRITE_BEHIND_CTE)]) == [1, 2]
+        assert db._backend.writes(_misread_write)
+        assert not other._backend.writes(_misread_write)
+        db.execute("DELETE FROM t")
+        assert sorted([r["id"] for r in db.iterate(WRITE_BEHIND_CTE)]) == [1, 2]
+        assert db.fetch_val("SELECT count(*) FROM t") == 2
+        assert db.stats().pool_in_use == 0

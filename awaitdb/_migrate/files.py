@@ -6,7 +6,8 @@ SQL directives, in comments anywhere before ``-- up``::
     -- awaitdb: foreign-keys-off      SQLite: foreign keys off while it runs (table rebuilds)
     -- allow-row-loss: users, logs    these tables may lose rows
 
-Python migrations define ``async def up(tx)`` and optionally ``async def down(tx)``, plus
+Python migrations define ``async def up(tx)`` and optionally ``async def down(tx)`` (plain
+``def`` for the sync face; ``python_face`` tells which a folder is written for), plus
 optional module constants ``TRANSACTION = False``, ``FOREIGN_KEYS = False`` and
 ``ALLOW_ROW_LOSS = ("table",)``. A file's checksum is the SHA-256 of its bytes.
 """
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
+import inspect
 import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -25,7 +27,7 @@ from typing import Any
 from .._errors import MigrationError
 from .._sql import split_statements
 
-__all__ = ["Migration", "load_migrations"]
+__all__ = ["Migration", "load_migrations", "python_face"]
 
 _NAME = re.compile(r"^(\d+)_([A-Za-z0-9_\-]+)\.(sql|py)$")
 _SECTION = re.compile(r"^\s*--\s*(up|down)\s*$", re.IGNORECASE)
@@ -87,6 +89,29 @@ def load_migrations(directory: str | Path) -> list[Migration]:
             )
         found[version] = migration
     return [found[v] for v in sorted(found)]
+
+
+def python_face(migrations: list[Migration]) -> str | None:
+    """``"sync"`` when every ``.py`` step is a plain ``def`` (for ``connect_sync``), ``"async"``
+    when every one is ``async def``, None without ``.py`` steps; a mix no face can run raises."""
+    plain: set[str] = set()
+    coroutines: set[str] = set()
+    for migration in migrations:
+        for step in (migration.up_py, migration.down_py):
+            if step is not None:
+                found = coroutines if inspect.iscoroutinefunction(step) else plain
+                found.add(migration.path.name)
+    if plain and coroutines:
+        raise MigrationError(
+            f"{migrations[0].path.parent}: the Python migrations mix plain 'def' steps "
+            f"({', '.join(sorted(plain))}) and 'async def' steps "
+            f"({', '.join(sorted(coroutines))}); "
+            "one run uses one face: write them all as 'def up(tx)' (connect_sync) or all as "
+            "'async def up(tx)' (connect)"
+        )
+    if plain:
+        return "sync"
+    return "async" if coroutines else None
 
 
 def _checksum(data: bytes) -> str:

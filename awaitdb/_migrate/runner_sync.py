@@ -161,6 +161,7 @@ class SyncMigrator:
         )
         if to is not None:
             pending = [m for m in pending if m.version <= to]
+        self._check_python_steps(pending, down=False)  # nothing applied yet if one is wrong
         if dry_run:
             return RunResult([], plan_text=plan_text(pending, self.support))
         for migration in accepted:
@@ -205,6 +206,7 @@ class SyncMigrator:
                 raise MigrationError(f"{migration.path}: no down section, cannot roll back")
             if applied[version]["checksum"] != migration.checksum:
                 raise MigrationError(f"{migration.path}: changed after it was applied")
+        self._check_python_steps([migrations[v] for v in undo], down=True)
         manifest = None
         if undo and self.backup:
             source = self._backup_source(conn)
@@ -302,6 +304,12 @@ class SyncMigrator:
         if inspect.iscoroutinefunction(step):
             raise MigrationError(wrong_face_message(migration, name, async_face=False))
         return step
+
+    def _check_python_steps(self, migrations: list[Migration], *, down: bool) -> None:
+        """Refuse a run before it starts if one of its ``.py`` steps is for the other face."""
+        for migration in migrations:
+            if migration.kind == "py":
+                self._python_step(migration, down)
 
     def _run_steps(self, tx: Any, migration: Migration, down: bool) -> None:
         if migration.kind == "py":

@@ -159,7 +159,8 @@ class PgSession:
             try:
                 if not _in_transaction(self.conn):  # asyncpg cursors live in a transaction
                     self.cursor_tx = True
-                    await self.conn.execute(begin_sql(None, readonly=not info.is_write))
+                    # never READ ONLY from a guess: ``SELECT f()`` may write
+                    await self.conn.execute(begin_sql(None, readonly=False))
                 args = info.positional(params) if info.order else ()
                 return await self.conn.cursor(info.text_for(DIALECT), *args, timeout=timeout), info
             except BaseException as exc:
@@ -401,6 +402,9 @@ class PostgresBackend:
         raise AssertionError("unreachable")  # pragma: no cover
 
     # -- sessions -----------------------------------------------------------------------------
+
+    def writes(self, info: SqlInfo, refusal: BaseException | None = None) -> bool:
+        return info.is_write  # nothing to learn: every connection can write
 
     async def acquire(self, *, write: bool, timeout: float | None) -> PgSession:
         conn = await self._pool.acquire(timeout)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import re
 import shutil
 import subprocess
 from collections.abc import Callable
@@ -20,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from .._config import hide_secrets, url_secrets
 from .._errors import MigrationError
-from .._migrate.backup import BackupManifest, fsync_file
+from .._migrate.backup import BackupManifest, fsync_dir, fsync_file
 from .._migrate.ledger import LEDGER
 from .._migrate.support import Backup, LockSteps, MigrationSupport, Probe
 
@@ -51,8 +52,12 @@ def pg_dump_command(pg_dump: str, url: str, path: Path) -> tuple[list[str], dict
     return [pg_dump, "--format=custom", "--file", str(path), "--dbname", clean], env
 
 
-def backup_postgres(url: str, dest: str | Path, *, redacted: str = "") -> Path:
-    """``pg_dump --format=custom`` of the database at ``url`` into ``dest``."""
+def backup_postgres(
+    url: str, dest: str | Path | None = None, *, redacted: str = "", keep: int | None = 5
+) -> Path:
+    """``pg_dump --format=custom`` of the database at ``url`` into ``dest``: a file, or a folder
+    (default ``backups/``, created) that gets a new ``<database>-<UTC timestamp>.dump``; in the
+    default folder the newest ``keep`` of this database's dumps are kept (as SQLite backups)."""
     pg_dump = shutil.which("pg_dump")
     if pg_dump is None:
         raise MigrationError(
@@ -60,21 +65,58 @@ def backup_postgres(url: str, dest: str | Path, *, redacted: str = "") -> Path:
             "PostgreSQL client tools (Debian: apt-get install postgresql-client) or back up "
             "with your own tooling before migrating"
         )
-    path = Path(dest)
-    if path.is_dir():
-        stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S%fZ")
-        path = path / f"pg-{stamp}.dump"
+    stem = _dump_stem(url)
+    stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S%fZ")
+    given = Path("backups" if dest is None else dest)
+    if dest is None and given.exists() and not given.is_dir():
+        raise MigrationError(
+            f"{str(given.resolve())!r} is a file, not the backups folder (an earlier awaitdb "
+            "wrote its pg_dump there): rename it (it is a pg_restore dump) or give a PATH"
+        )
+    path = (given / f"{stem}-{stamp}.dump" if dest is None or given.is_dir() else given).resolve()
     path.parent.mkdir(parents=True, exist_ok=True)
-    argv, env = pg_dump_command(pg_dump, url, path)
-    result = subprocess.run(argv, capture_output=True, text=True, check=False, env=env)
+    partial = path.with_name(path.name + ".partial")  # never a half dump under the real name
+    argv, env = pg_dump_command(pg_dump, url, partial)
+    try:
+        result = subprocess.run(argv, capture_output=True, text=True, check=False, env=env)
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        raise
     if result.returncode != 0:
-        path.unlink(missing_ok=True)
+        partial.unlink(missing_ok=True)
         message = hide_secrets(
             result.stderr.strip().replace(url, redacted or "<url>"), url_secrets(url)
         )
         raise MigrationError(f"pg_dump failed: {message}")
-    fsync_file(path)
+    fsync_file(partial)
+    os.replace(partial, path)
+    fsync_dir(path.parent)
+    if keep is not None and dest is None:
+        _prune(path.parent, stem, max(keep, 1))  # never the dump just taken
     return path
+
+
+def _dump_stem(url: str) -> str:
+    """The database's name as a file name (libpq's default, the user name, when none)."""
+    from urllib.parse import unquote, urlsplit
+
+    parts = urlsplit(url)
+    name = unquote(parts.path.lstrip("/")) or unquote(parts.username or "") or "postgres"
+    return re.sub(r"[^A-Za-z0-9_.]", "_", name)
+
+
+def _prune(folder: Path, stem: str, keep: int) -> None:
+    """Keep the newest ``keep`` dumps of ``stem``; only ``<stem>-<timestamp>.dump`` counts (and
+    its leftover ``.partial``), matched on the file name: another database's dumps stay."""
+    own = re.compile(re.escape(stem) + r"-\d{8}T\d{12}Z\.dump")
+    files = [(path, own.match(path.name)) for path in folder.iterdir()]
+    ours = [(path, match.group(0)) for path, match in files if match is not None]
+    dumps = sorted(name for path, name in ours if path.name == name)
+    doomed = set(dumps[: max(0, len(dumps) - keep)])
+    for path, base in ours:
+        leftover = path.name == base + ".partial"
+        if (base in doomed and path.name == base) or (base in dumps and leftover):
+            path.unlink(missing_ok=True)
 
 
 _TABLES = (
@@ -153,7 +195,7 @@ class PostgresMigrationSupport:
     def backup(
         self, config: Config, dest: str | None, *, keep: int, progress: Callable[[str], None]
     ) -> Backup:
-        dump = backup_postgres(config.url, dest or "backups", redacted=config.redacted_url)
+        dump = backup_postgres(config.url, dest, redacted=config.redacted_url, keep=keep)
         return Backup(str(dump))
 
     def restore(

@@ -194,10 +194,14 @@ class PgSyncSession:
             conn = self.conn
             try:
                 if not self.in_transaction:  # server-side cursors live in a transaction
-                    conn.execute(begin_sql(None, readonly=not info.is_write))
+                    # never READ ONLY from a guess: ``SELECT f()`` may write
+                    conn.execute(begin_sql(None, readonly=False))
                     self.cursor_tx = True
-                self._cursors += 1
-                cursor = psycopg.RawServerCursor(conn, f"awaitdb_cursor_{self._cursors}")
+                if info.is_write:  # DECLARE takes no INSERT/UPDATE/DELETE: a client cursor
+                    cursor = conn.cursor()  # (a write's rows are all made before the first)
+                else:
+                    self._cursors += 1
+                    cursor = psycopg.RawServerCursor(conn, f"awaitdb_cursor_{self._cursors}")
                 try:
                     with _cancel_after(conn, timeout):
                         cursor.execute(
@@ -251,7 +255,7 @@ def _cancel_after(conn: psycopg.Connection[Any], timeout: float | None) -> Itera
 
 
 def _discard(cursor: Any) -> None:
-    """Close a server cursor whose statement failed (no CLOSE reaches an aborted transaction)."""
+    """Close a cursor whose statement failed (no CLOSE reaches an aborted transaction)."""
     try:
         cursor.close()
     except (psycopg.Error, OSError):
@@ -421,6 +425,9 @@ class SyncPostgresBackend:
     run_now = run  # the sync face always answers at once
 
     # -- sessions -----------------------------------------------------------------------------
+
+    def writes(self, info: SqlInfo, refusal: BaseException | None = None) -> bool:
+        return info.is_write  # nothing to learn: every connection can write
 
     def acquire(self, *, write: bool, timeout: float | None) -> PgSyncSession:
         conn = self._pool.acquire(timeout)

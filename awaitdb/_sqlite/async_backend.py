@@ -450,6 +450,12 @@ class SQLiteBackend:
 
     # -- sessions -----------------------------------------------------------------------------
 
+    def writes(self, info: SqlInfo, refusal: BaseException | None = None) -> bool:
+        if refusal is not None and is_readonly_refusal(refusal.__cause__ or refusal):
+            self._policy.writes(info)
+            return True
+        return info.is_write or self._learned.get(info) is WRITES
+
     async def acquire(self, *, write: bool, timeout: float | None) -> WorkerSession:
         if write or self._reader_pool is None:
             worker = await self._writer_pool.acquire(timeout)

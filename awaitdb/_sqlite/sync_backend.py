@@ -359,6 +359,12 @@ class SyncSQLiteBackend:
 
     # -- sessions -----------------------------------------------------------------------------
 
+    def writes(self, info: SqlInfo, refusal: BaseException | None = None) -> bool:
+        if refusal is not None and is_readonly_refusal(refusal.__cause__ or refusal):
+            _learn_write(self._writes, info)
+            return True
+        return info.is_write or info in self._writes
+
     def acquire(self, *, write: bool, timeout: float | None) -> DirectSession:
         if write or self._reader_pool is None:
             conn = self._writer_pool.acquire(timeout)

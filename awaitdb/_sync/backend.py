@@ -118,6 +118,14 @@ class SyncBackend(Protocol):
         """Run one statement in autocommit: one hand-off or one round trip."""
         ...
 
+    def writes(self, info: SqlInfo, refusal: BaseException | None = None) -> bool:
+        """Whether ``info`` writes: its text's kind, or what this backend learned about it.
+
+        ``refusal``: the error a read-only connection raised for it; if that was a refused write
+        the backend learns it (the writer runs it from now on) and this returns True.
+        """
+        ...
+
     def acquire(self, *, write: bool, timeout: float | None) -> SyncSession:
         """Lend a session; ``write=False`` may use a read-only connection."""
         ...

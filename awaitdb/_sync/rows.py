@@ -94,17 +94,29 @@ class SyncRows:
         if info.lists is not None:
             info, self._params = bind_lists(info, self._params, db._backend.name)
         scope = self._scope if self._scope is not None else db._scope.get()
+        backend = db._backend
         if scope is None:
-            session = db._backend.acquire(write=info.is_write, timeout=None)
+            session = backend.acquire(write=backend.writes(info), timeout=None)
             self._owns_session = True
         else:
             session = scope._session_for(info, self._timeout)
         self._session = session
         try:
             self._cursor = self._timed(session.open_cursor, info, self._params)
-        except BaseException:
+        except BaseException as exc:
+            # A read-only connection refused a write it could not see coming: nothing ran, so
+            # the stream starts again on the writer (the backend remembers the statement writes).
+            moved = self._owns_session and session.readonly and backend.writes(info, exc)
             self._finish()
-            raise
+            if not moved:
+                raise
+            self._done = False
+            self._session = backend.acquire(write=True, timeout=None)
+            try:
+                self._cursor = self._timed(self._session.open_cursor, info, self._params)
+            except BaseException:
+                self._finish()
+                raise
 
     def _timed(self, step: Callable[..., Any], *args: Any) -> Any:
         """Run one cursor step within what is left of the iteration's timeout."""

@@ -95,8 +95,29 @@ async def test_a_python_migration_for_the_other_face_is_refused(
     with pytest.raises(awaitdb.MigrationError, match=r"0002_other.py: up\(\)"):
         await aconnect(migrations=str(folder))
     db = await aconnect()
-    assert await _versions(db) == [1]  # the first one applied; the refused one left no trace
-    assert await db.fetch_val("SELECT count(*) FROM t") == 0
+    # issue 8 review: every pending step is checked before anything runs, the .sql one included
+    assert await _versions(db) == []
+    assert await db.fetch_val(f"SELECT count(*) FROM {LEDGER}") == 0
+    with pytest.raises(awaitdb.DatabaseError):
+        await db.fetch_val("SELECT count(*) FROM t")
+
+
+async def test_issue8_a_rollback_with_a_down_for_the_other_face_undoes_nothing(
+    adb: Any, tmp_path: Path
+) -> None:
+    folder = tmp_path / "migrations"
+    write(folder, "0001_t.sql", "-- up\nCREATE TABLE t (x INTEGER);\n-- down\nDROP TABLE t;\n")
+    # 0002's up is for this face, its down for the other one
+    up = _python_step("INSERT INTO t VALUES (2)")
+    down = _python_step("DELETE FROM t", this_face=False).replace("def up(", "def down(")
+    write(folder, "0002_py.py", up + down)
+    write(folder, "0003_three.sql", "-- up\nINSERT INTO t VALUES (3);\n-- down\nDELETE FROM t;\n")
+    await Migrator(adb, folder, backup=False).migrate()
+    # refused before 0003 (newest, undone first) or anything else is undone
+    with pytest.raises(awaitdb.MigrationError, match=r"0002_py.py: down\(\)"):
+        await Migrator(adb, folder, backup=False).rollback(0)
+    assert await _versions(adb) == [1, 2, 3]
+    assert await adb.fetch_val("SELECT count(*) FROM t") == 2
 
 
 async def test_a_changed_file_is_refused_until_accepted(adb: Any, tmp_path: Path) -> None:

@@ -94,8 +94,29 @@ def test_a_python_migration_for_the_other_face_is_refused(sconnect: Any, tmp_pat
     with pytest.raises(awaitdb.MigrationError, match=r"0002_other.py: up\(\)"):
         sconnect(migrations=str(folder))
     db = sconnect()
-    assert _versions(db) == [1]  # the first one applied; the refused one left no trace
-    assert db.fetch_val("SELECT count(*) FROM t") == 0
+    # issue 8 review: every pending step is checked before anything runs, the .sql one included
+    assert _versions(db) == []
+    assert db.fetch_val(f"SELECT count(*) FROM {LEDGER}") == 0
+    with pytest.raises(awaitdb.DatabaseError):
+        db.fetch_val("SELECT count(*) FROM t")
+
+
+def test_issue8_a_rollback_with_a_down_for_the_other_face_undoes_nothing(
+    sdb: Any, tmp_path: Path
+) -> None:
+    folder = tmp_path / "migrations"
+    write(folder, "0001_t.sql", "-- up\nCREATE TABLE t (x INTEGER);\n-- down\nDROP TABLE t;\n")
+    # 0002's up is for this face, its down for the other one
+    up = _python_step("INSERT INTO t VALUES (2)")
+    down = _python_step("DELETE FROM t", this_face=False).replace("def up(", "def down(")
+    write(folder, "0002_py.py", up + down)
+    write(folder, "0003_three.sql", "-- up\nINSERT INTO t VALUES (3);\n-- down\nDELETE FROM t;\n")
+    SyncMigrator(sdb, folder, backup=False).migrate()
+    # refused before 0003 (newest, undone first) or anything else is undone
+    with pytest.raises(awaitdb.MigrationError, match=r"0002_py.py: down\(\)"):
+        SyncMigrator(sdb, folder, backup=False).rollback(0)
+    assert _versions(sdb) == [1, 2, 3]
+    assert sdb.fetch_val("SELECT count(*) FROM t") == 2
 
 
 def test_a_changed_file_is_refused_until_accepted(sdb: Any, tmp_path: Path) -> None:

@@ -171,6 +171,37 @@ async def test_iterate_stops_early_and_returns_the_connection(adb: awaitdb.Datab
         adb.iterate("SELECT 1", batch_size=0)
 
 
+async def test_issue8_iterate_runs_a_with_that_writes(adb: awaitdb.Database) -> None:
+    # A WITH whose body inserts is a write: iterate streams it from the writer, not a reader
+    # (SQLite refused it on a read-only connection, PostgreSQL in a READ ONLY transaction).
+    await adb.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, v INTEGER)")
+    sql = (
+        "WITH x AS (SELECT 1 AS v UNION ALL SELECT 2) "
+        "INSERT INTO t (id, v) SELECT v, v * 10 FROM x RETURNING id"
+    )
+    assert sorted([r["id"] async for r in adb.iterate(sql)]) == [1, 2]
+    assert await adb.fetch_val("SELECT sum(v) FROM t") == 30
+    assert await settled_in_use(adb) == 0
+
+
+async def test_issue8_iterate_of_a_select_calling_a_writing_function(
+    adb: awaitdb.Database, backend_name: str
+) -> None:
+    # A SELECT may write through a function: the cursor's transaction is not READ ONLY.
+    if backend_name != "postgresql":
+        pytest.skip("SQL functions that write are PostgreSQL's")
+    await adb.execute("CREATE TABLE hits (v INTEGER)")
+    await adb.execute(
+        "CREATE FUNCTION hit() RETURNS integer LANGUAGE sql AS "
+        "$$ INSERT INTO hits VALUES (7) RETURNING v $$"
+    )
+    assert [r[0] async for r in adb.iterate("SELECT hit()")] == [7]
+    assert await adb.fetch_val("SELECT count(*) FROM hits") == 1
+    with pytest.raises(awaitdb.DatabaseError, match="read-only"):
+        async with adb.transaction(readonly=True):  # asked for: still read-only
+            [r async for r in adb.iterate("SELECT hit()")]
+
+
 async def test_defect05_iterate_timeout_bounds_the_iteration(
     adb: awaitdb.Database, dialect: Any
 ) -> None:

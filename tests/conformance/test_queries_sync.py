@@ -174,6 +174,37 @@ def test_iterate_stops_early_and_returns_the_connection(sdb: awaitdb.SyncDatabas
         sdb.iterate("SELECT 1", batch_size=0)
 
 
+def test_issue8_iterate_runs_a_with_that_writes(sdb: awaitdb.SyncDatabase) -> None:
+    # A WITH whose body inserts is a write: iterate streams it from the writer, not a reader
+    # (SQLite refused it on a read-only connection, PostgreSQL in a READ ONLY transaction).
+    sdb.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, v INTEGER)")
+    sql = (
+        "WITH x AS (SELECT 1 AS v UNION ALL SELECT 2) "
+        "INSERT INTO t (id, v) SELECT v, v * 10 FROM x RETURNING id"
+    )
+    assert sorted([r["id"] for r in sdb.iterate(sql)]) == [1, 2]
+    assert sdb.fetch_val("SELECT sum(v) FROM t") == 30
+    assert settled_in_use(sdb) == 0
+
+
+def test_issue8_iterate_of_a_select_calling_a_writing_function(
+    sdb: awaitdb.SyncDatabase, backend_name: str
+) -> None:
+    # A SELECT may write through a function: the cursor's transaction is not READ ONLY.
+    if backend_name != "postgresql":
+        pytest.skip("SQL functions that write are PostgreSQL's")
+    sdb.execute("CREATE TABLE hits (v INTEGER)")
+    sdb.execute(
+        "CREATE FUNCTION hit() RETURNS integer LANGUAGE sql AS "
+        "$$ INSERT INTO hits VALUES (7) RETURNING v $$"
+    )
+    assert [r[0] for r in sdb.iterate("SELECT hit()")] == [7]
+    assert sdb.fetch_val("SELECT count(*) FROM hits") == 1
+    with pytest.raises(awaitdb.DatabaseError, match="read-only"):
+        with sdb.transaction(readonly=True):  # asked for: still read-only
+            list(sdb.iterate("SELECT hit()"))
+
+
 def test_defect05_iterate_timeout_bounds_the_iteration(
     sdb: awaitdb.SyncDatabase, dialect: Any
 ) -> None:
