@@ -22,6 +22,7 @@ if TYPE_CHECKING:
 __all__ = [
     "INSERT",
     "LEDGER",
+    "LEDGER_DDL",
     "MigrationStatus",
     "RunResult",
     "check_ledger",
@@ -38,6 +39,18 @@ __all__ = [
 ]
 
 LEDGER = "awaitdb_migrations"
+
+# The ledger in portable SQL; a dialect whose database needs other types gives its own.
+LEDGER_DDL = (
+    f"CREATE TABLE IF NOT EXISTS {LEDGER} ("
+    " version BIGINT PRIMARY KEY,"
+    " name TEXT NOT NULL,"
+    " checksum TEXT NOT NULL,"
+    " applied_at TEXT NOT NULL,"
+    " duration_ms BIGINT NOT NULL,"
+    " awaitdb_version TEXT NOT NULL,"
+    " dirty BOOLEAN NOT NULL DEFAULT FALSE)"
+)
 
 INSERT = (
     f"INSERT INTO {LEDGER} (version, name, checksum, applied_at, duration_ms, awaitdb_version,"

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 from .._config import hide_secrets, url_secrets
 from .._errors import MigrationError
 from .._migrate.backup import BackupManifest, fsync_dir, fsync_file
-from .._migrate.ledger import LEDGER
+from .._migrate.ledger import LEDGER_DDL
 from .._migrate.support import Backup, LockSteps, MigrationSupport, Probe
 
 if TYPE_CHECKING:
@@ -148,16 +148,7 @@ class PostgresMigrationSupport:
 
     name = "postgresql"
     begin_sql = "BEGIN"
-    ledger_ddl = (
-        f"CREATE TABLE IF NOT EXISTS {LEDGER} ("
-        " version BIGINT PRIMARY KEY,"
-        " name TEXT NOT NULL,"
-        " checksum TEXT NOT NULL,"
-        " applied_at TEXT NOT NULL,"
-        " duration_ms BIGINT NOT NULL,"
-        " awaitdb_version TEXT NOT NULL,"
-        " dirty BOOLEAN NOT NULL DEFAULT FALSE)"
-    )
+    ledger_ddl = LEDGER_DDL
     tables_sql = _TABLES
     foreign_keys_off: tuple[str, ...] = ()  # a migration's foreign keys stay checked
     foreign_keys_on: tuple[str, ...] = ()

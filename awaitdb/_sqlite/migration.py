@@ -51,7 +51,7 @@ from .._migrate.backup import (
     fsync_file,
     sha256_of,
 )
-from .._migrate.ledger import LEDGER
+from .._migrate.ledger import LEDGER, LEDGER_DDL
 from .._migrate.support import Backup, LockSteps, MigrationSupport, Probe
 
 if TYPE_CHECKING:
@@ -459,16 +459,7 @@ class SQLiteMigrationSupport:
 
     name = "sqlite"
     begin_sql = "BEGIN IMMEDIATE"
-    ledger_ddl = (
-        f"CREATE TABLE IF NOT EXISTS {LEDGER} ("
-        " version BIGINT PRIMARY KEY,"
-        " name TEXT NOT NULL,"
-        " checksum TEXT NOT NULL,"
-        " applied_at TEXT NOT NULL,"
-        " duration_ms BIGINT NOT NULL,"
-        " awaitdb_version TEXT NOT NULL,"
-        " dirty BOOLEAN NOT NULL DEFAULT FALSE)"
-    )
+    ledger_ddl = LEDGER_DDL
     tables_sql = _TABLES
     foreign_keys_off: tuple[str, ...] = ("PRAGMA foreign_keys = OFF",)
     foreign_keys_on: tuple[str, ...] = ("PRAGMA foreign_keys = ON",)
